@@ -1,0 +1,209 @@
+"""The one place that reads environment variables and Airflow connections.
+
+Why one place: a data engineer must be able to see every setting, its default
+and where it comes from without grepping the code base. README's settings
+table mirrors `SETTINGS` below.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+# name -> (default, meaning). Defaults are safe for a laptop.
+SETTINGS: dict[str, tuple[str, str]] = {
+    "SPM_LOCAL_DIR": (str(PROJECT_ROOT / ".local"), "project-local state: embedded PostgreSQL, Airflow home, reports"),
+    "SPM_REPORTS_DIR": ("", "where run reports, dbt docs and GX Data Docs go (default: <SPM_LOCAL_DIR>/reports)"),
+    "SPM_WAREHOUSE_DB": ("spm_warehouse", "database name of the embedded warehouse"),
+    "SPM_DEMO_MIS_DB": ("fineract_demo", "database name of the embedded demo Fineract MIS"),
+    "SPM_DEMO_CLIENTS": ("300", "number of clients in the demo MIS built by `make demo`"),
+    "SPM_DEMO_SEED": ("42", "random seed of the demo data"),
+    "SPM_DEMO_AS_OF": ("2024-06-30", "as-of date of the demo run"),
+    "SPM_SURVEY_DROP_DIR": ("", "folder where Kobo/ODK exports are dropped (default: <SPM_LOCAL_DIR>/survey_drop)"),
+    "SPM_ANALYTICS_SCHEMA": ("analytics", "published schema that BI reads"),
+    "SPM_BUILD_SCHEMA": ("analytics_build", "schema dbt builds the marts into before the gate"),
+    "SPM_BI_READER_PASSWORD": ("", "password of the bi_reader role (empty: role without login password)"),
+    "SPM_EXTRACT_LOOKBACK_MINUTES": ("60", "lookback window of incremental extraction"),
+    "SPM_EXTRACT_CHUNK_ROWS": ("50000", "rows per fetch of the server-side cursor"),
+    "SPM_SOURCE_STATEMENT_TIMEOUT_S": ("3600", "statement timeout on the source MIS"),
+    "SPM_ALERT_WEBHOOK_URL": ("", "chat webhook (Slack/Teams/Mattermost compatible JSON) for failure alerts"),
+    "SPM_ALERT_EMAIL": ("", "e-mail address for failure alerts (uses Airflow's SMTP settings)"),
+    "SPM_PG_BINDIR": ("", "PostgreSQL server binaries for the embedded cluster (default: auto-detect)"),
+    "SPM_PG_RUN_AS": ("", "user that runs the embedded cluster when invoked as root (default: postgres)"),
+    "SPM_TEST_DATABASE_URL": ("", "server the tests use (default: the embedded cluster)"),
+}
+
+CONN_IDS = ("warehouse", "mis_fineract", "kobotoolbox")
+
+
+def get(name: str) -> str:
+    """A setting from the environment, else its documented default."""
+    if name not in SETTINGS:
+        raise KeyError(f"unknown setting {name}; add it to settings.SETTINGS")
+    value = os.environ.get(name, "")
+    return value if value != "" else SETTINGS[name][0]
+
+
+def get_int(name: str) -> int:
+    raw = get(name)
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"setting {name} must be a whole number, got {raw!r}") from None
+
+
+def local_dir() -> Path:
+    return Path(get("SPM_LOCAL_DIR"))
+
+
+def reports_dir() -> Path:
+    return Path(get("SPM_REPORTS_DIR") or local_dir() / "reports")
+
+
+def survey_drop_dir() -> Path:
+    return Path(get("SPM_SURVEY_DROP_DIR") or local_dir() / "survey_drop")
+
+
+def analytics_schema() -> str:
+    return get("SPM_ANALYTICS_SCHEMA")
+
+
+def build_schema() -> str:
+    return get("SPM_BUILD_SCHEMA")
+
+
+@dataclass(frozen=True)
+class ConnInfo:
+    """A connection in neutral form, whatever store it came from."""
+
+    conn_id: str
+    conn_type: str
+    host: str
+    port: int | None
+    login: str
+    password: str
+    schema: str  # Airflow's name for the database
+    extra: dict
+
+    def sqlalchemy_url(self) -> str:
+        """URL for SQLAlchemy: psycopg 3 for PostgreSQL, PyMySQL for MySQL/MariaDB."""
+        driver = {
+            "postgres": "postgresql+psycopg",
+            "postgresql": "postgresql+psycopg",
+            "mysql": "mysql+pymysql",
+            "mariadb": "mysql+pymysql",
+        }.get(self.conn_type)
+        if driver is None:
+            raise ValueError(f"connection {self.conn_id}: type {self.conn_type!r} is not a database")
+        return f"{driver}://{self._netloc()}/{quote(self.schema)}"
+
+    def libpq_url(self) -> str:
+        """Plain postgresql:// URL for psycopg and psql."""
+        return f"postgresql://{self._netloc()}/{quote(self.schema)}"
+
+    @property
+    def dialect(self) -> str:
+        return "mysql" if self.conn_type in ("mysql", "mariadb") else "postgresql"
+
+    def _netloc(self) -> str:
+        auth = quote(self.login, safe="")
+        if self.password:
+            auth += ":" + quote(self.password, safe="")
+        host = self.host or "127.0.0.1"
+        port = f":{self.port}" if self.port else ""
+        return f"{auth}@{host}{port}" if auth else f"{host}{port}"
+
+
+def parse_conn_uri(conn_id: str, uri: str) -> ConnInfo:
+    """Parse an AIRFLOW_CONN_* value: Airflow URI or JSON form."""
+    uri = uri.strip()
+    if uri.startswith("{"):
+        data = json.loads(uri)
+        extra = data.get("extra") or {}
+        if isinstance(extra, str):
+            extra = json.loads(extra) if extra else {}
+        return ConnInfo(
+            conn_id=conn_id,
+            conn_type=str(data.get("conn_type", "")).replace("_", "-"),
+            host=data.get("host") or "",
+            port=int(data["port"]) if data.get("port") else None,
+            login=data.get("login") or "",
+            password=data.get("password") or "",
+            schema=data.get("schema") or "",
+            extra=extra,
+        )
+    parts = urlsplit(uri)
+    scheme = parts.scheme.split("+")[0].replace("_", "-")
+    if scheme == "postgresql":
+        scheme = "postgres"
+    extra: dict = {}
+    if parts.query:
+        from urllib.parse import parse_qsl
+
+        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+            if key == "__extra__":
+                extra.update(json.loads(value))
+            else:
+                extra[key] = value
+    return ConnInfo(
+        conn_id=conn_id,
+        conn_type=scheme,
+        host=unquote(parts.hostname or ""),
+        port=parts.port,
+        login=unquote(parts.username or ""),
+        password=unquote(parts.password or ""),
+        schema=unquote(parts.path.lstrip("/")),
+        extra=extra,
+    )
+
+
+def env_var_for(conn_id: str) -> str:
+    return "AIRFLOW_CONN_" + conn_id.upper()
+
+
+def connection(conn_id: str) -> ConnInfo:
+    """A connection from AIRFLOW_CONN_<ID>, else from Airflow's own store.
+
+    The project commands (`make demo`, `make run`, the tests) always export
+    the AIRFLOW_CONN_* variables with the embedded defaults, so the Airflow
+    lookup only matters when an operator defined the connection in the UI or
+    a secrets backend.
+    """
+    raw = os.environ.get(env_var_for(conn_id))
+    if raw:
+        return parse_conn_uri(conn_id, raw)
+    try:
+        from airflow.sdk import Connection  # type: ignore[attr-defined]
+
+        conn = Connection.get(conn_id)
+    except Exception as exc:  # noqa: BLE001 - any lookup failure means "not configured"
+        raise LookupError(
+            f"connection {conn_id!r} is not configured: set {env_var_for(conn_id)} "
+            f"(e.g. postgresql://user:password@host:5432/dbname) or define it in Airflow"
+        ) from exc
+    extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else {}
+    return ConnInfo(
+        conn_id=conn_id,
+        conn_type=(conn.conn_type or "").replace("_", "-"),
+        host=conn.host or "",
+        port=conn.port,
+        login=conn.login or "",
+        password=conn.password or "",
+        schema=conn.schema or "",
+        extra=extra or {},
+    )
+
+
+def conn_uri(info: ConnInfo) -> str:
+    """The AIRFLOW_CONN_* URI form of a connection (round-trips with parse_conn_uri)."""
+    from urllib.parse import urlencode
+
+    base = f"{info.conn_type}://{info._netloc()}/{quote(info.schema)}"
+    if info.extra:
+        base += "?" + urlencode({"__extra__": json.dumps(info.extra)})
+    return base
