@@ -1,0 +1,69 @@
+# spm-warehouse: the README's commands. Everything installs itself on first use.
+#   make demo   - venv, embedded PostgreSQL, demo sources, one nightly run, summary
+#   make test   - the whole test suite against a real PostgreSQL
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON   ?= python3
+VENV     := .venv
+PY       := $(VENV)/bin/python
+UV       := $(VENV)/bin/uv
+UV_VERSION := 0.13.9
+STAMP    := $(VENV)/.installed
+CLI      := PYTHONPATH=plugins $(PY) -m spm_warehouse.cli
+RUN_DATE ?=
+PYTEST_ARGS ?=
+
+.PHONY: help install demo run backfill test airflow stop rollback status lock clean bench
+
+help:
+	@echo "make demo                      build the demo warehouse end to end (first run installs everything)"
+	@echo "make test                      run the test suite against a real PostgreSQL"
+	@echo "make run RUN_DATE=YYYY-MM-DD   run the nightly DAG once for that as-of date (FULL_REFRESH=1 to rebuild)"
+	@echo "make backfill START=.. END=..  run the nightly DAG for each as-of date of a range"
+	@echo "make airflow                   start the Airflow UI on http://127.0.0.1:8080"
+	@echo "make rollback                  restore the previous publication of analytics"
+	@echo "make status                    show what is published"
+	@echo "make stop                      stop the embedded PostgreSQL"
+
+# The virtual environment, from the committed lock file (reproducible).
+$(STAMP): requirements.lock
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11+"; exit 2; }
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: Python 3.11+ required")'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(UV) pip sync --quiet --python $(PY) requirements.lock
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	@$(CLI) demo
+
+run: $(STAMP)
+	@$(CLI) run --date "$(RUN_DATE)" $(if $(FULL_REFRESH),--full-refresh) $(if $(RECONCILE),--reconcile-keys)
+
+backfill: $(STAMP)
+	@$(CLI) backfill --start "$(START)" --end "$(END)"
+
+test: $(STAMP)
+	PYTHONPATH=plugins $(PY) -m pytest $(PYTEST_ARGS)
+
+airflow: $(STAMP)
+	@$(CLI) airflow
+
+rollback: $(STAMP)
+	@$(CLI) rollback
+
+status: $(STAMP)
+	@$(CLI) status
+
+stop: $(STAMP)
+	@$(CLI) stop
+
+# Re-resolve the lock file after editing requirements.in.
+lock: $(STAMP)
+	$(UV) pip compile requirements.in --universal --python-version 3.11 -o requirements.lock
+
+clean: stop
+	rm -rf .local

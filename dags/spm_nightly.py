@@ -1,0 +1,100 @@
+"""spm_nightly: extract the MIS and surveys, build, check, publish.
+
+One run = one as-of date (the logical date). Stages, each a task group:
+
+    prepare -> extract_mis -> build -> gate -> publish -> report
+            -> extract_surveys ->
+
+The business rules live in dbt (dbt_project/) and the stage logic in
+plugins/spm_warehouse/pipeline.py; this file is wiring only.
+Params: full_refresh (re-extract and rebuild everything), reconcile_keys
+(detect hard deletes in the source), as_of_date (override the logical date).
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import CronDataIntervalTimetable, Param, TriggerRule, dag, task, task_group
+
+from spm_warehouse import pipeline
+from spm_warehouse.dag_defaults import ANALYTICS, DEFAULT_ARGS, RAW_KOBO, RAW_MIS, as_of_date
+
+
+@dag(
+    dag_id="spm_nightly",
+    schedule=CronDataIntervalTimetable("0 2 * * *", timezone="UTC"),
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    params={
+        "full_refresh": Param(False, type="boolean", description="Re-extract every table and rebuild incremental models."),
+        "reconcile_keys": Param(False, type="boolean", description="Compare source keys to find hard deletes."),
+        "as_of_date": Param(None, type=["null", "string"], format="date", description="Override the as-of date (YYYY-MM-DD)."),
+    },
+    tags=["spm", "nightly"],
+    doc_md=__doc__,
+)
+def spm_nightly():
+    @task
+    def prepare(**context) -> dict:
+        return pipeline.prepare_warehouse()
+
+    @task_group(group_id="extract_mis")
+    def extract_mis():
+        @task(outlets=[RAW_MIS])
+        def extract_fineract(**context) -> dict:
+            params = context["params"]
+            return pipeline.extract_mis(context["run_id"], as_of_date(context),
+                                        full_refresh=bool(params["full_refresh"]),
+                                        reconcile=bool(params["reconcile_keys"]))
+
+        return extract_fineract()
+
+    @task_group(group_id="extract_surveys")
+    def extract_surveys():
+        @task(outlets=[RAW_KOBO])
+        def extract_kobo(**context) -> dict:
+            return pipeline.extract_surveys(context["run_id"], as_of_date(context))
+
+        return extract_kobo()
+
+    @task_group(group_id="build")
+    def build():
+        @task(retries=0)
+        def dbt_build(**context) -> dict:
+            return pipeline.build(context["run_id"], as_of_date(context),
+                                  full_refresh=bool(context["params"]["full_refresh"]))
+
+        return dbt_build()
+
+    @task_group(group_id="gate")
+    def gate(dbt_summary):
+        @task(retries=0)
+        def quality_gate(dbt_summary: dict, **context) -> dict:
+            return pipeline.gate(context["run_id"], as_of_date(context), dbt_summary)
+
+        return quality_gate(dbt_summary)
+
+    @task_group(group_id="publish")
+    def publish(verdict):
+        @task(retries=0, outlets=[ANALYTICS])
+        def publish_analytics(verdict: dict, **context) -> dict:
+            return pipeline.publish(context["run_id"], as_of_date(context))
+
+        return publish_analytics(verdict)
+
+    @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
+    def report(**context) -> dict:
+        return pipeline.report(context["run_id"], as_of_date(context))
+
+    ready = prepare()
+    extracted = [extract_mis(), extract_surveys()]
+    ready >> extracted
+    built = build()
+    extracted >> built
+    published = publish(gate(built))
+    published >> report()
+
+
+spm_nightly()

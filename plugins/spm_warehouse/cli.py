@@ -1,0 +1,284 @@
+"""Command line behind the Makefile: `python -m spm_warehouse.cli <command>`.
+
+Why: the README's commands must do all set-up on a fresh machine and give
+clear messages instead of stack traces. Every command first calls
+environment.configure(), so it works with nothing configured (embedded
+PostgreSQL, demo MIS) and with operator-provided AIRFLOW_CONN_* variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+from spm_warehouse import environment, settings
+from spm_warehouse.embedded_postgres import EmbeddedPostgresError
+
+log = logging.getLogger("spm_warehouse.cli")
+
+
+class UserError(RuntimeError):
+    """An error whose message is all the user needs (no traceback)."""
+
+
+def _psycopg_connect(conn_id: str):
+    import psycopg
+
+    return psycopg.connect(settings.connection(conn_id).libpq_url(), autocommit=True)
+
+
+# --------------------------------------------------------------------------- demo data
+
+
+def _demo_marker(conn) -> dict | None:
+    row = conn.execute(
+        "SELECT to_regclass('public.spm_demo_info') IS NOT NULL"
+    ).fetchone()
+    if not row or not row[0]:
+        return None
+    got = conn.execute("SELECT info FROM public.spm_demo_info LIMIT 1").fetchone()
+    return got[0] if got else None
+
+
+def ensure_demo_sources(clients: int, seed: int, as_of: date) -> dict:
+    """Build the demo Fineract MIS and survey drops unless they already match."""
+    from spm_warehouse.demo import fineract as demo_mis
+    from spm_warehouse.demo import surveys as demo_surveys
+
+    wanted = {"clients": clients, "seed": seed, "as_of": as_of.isoformat(), "generator": 1}
+    with _psycopg_connect("mis_fineract") as conn:
+        if _demo_marker(conn) == wanted:
+            return {"reused": True, **wanted}
+        conn.autocommit = False
+        started = time.monotonic()
+        counts = demo_mis.build_demo_mis(conn, clients=clients, seed=seed, as_of=as_of)
+        conn.execute("DROP TABLE IF EXISTS public.spm_demo_info")
+        conn.execute("CREATE TABLE public.spm_demo_info (info jsonb NOT NULL)")
+        conn.execute("INSERT INTO public.spm_demo_info VALUES (%s)", (json.dumps(wanted),))
+        conn.commit()
+        print(f"  demo MIS: {clients} clients generated in {time.monotonic() - started:.1f}s", flush=True)
+        drop = settings.survey_drop_dir()
+        drop.mkdir(parents=True, exist_ok=True)
+        survey_counts = demo_surveys.generate_surveys(conn, out_dir=drop, seed=seed, as_of=as_of)
+    return {"reused": False, **wanted, "tables": counts, "surveys": survey_counts}
+
+
+# --------------------------------------------------------------------------- airflow
+
+
+def airflow_dags_test(dag_id: str, as_of: date, conf: dict | None = None) -> int:
+    """Run one DAG run in-process with `airflow dags test`, streaming its log."""
+    environment.migrate_airflow_db()
+    cmd = [environment.venv_bin("airflow"), "dags", "test", dag_id, as_of.isoformat()]
+    if conf:
+        cmd += ["--conf", json.dumps(conf)]
+    log_dir = settings.local_dir() / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_file = log_dir / f"{dag_id}_{as_of.isoformat()}_{int(time.time())}.log"
+    print(f"  running: {' '.join(shlex.quote(c) for c in cmd[1:])}  (log: {log_file})", flush=True)
+    with open(log_file, "w") as out:
+        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        tail = log_file.read_text(errors="replace").splitlines()
+        interesting = [l for l in tail if "StageFailed" in l or "ERROR" in l or "blocked" in l.lower()]
+        print("\n".join((interesting or tail)[-25:]), file=sys.stderr)
+    return proc.returncode
+
+
+def latest_run_id(dag_id: str) -> str | None:
+    """The newest run id in meta.runs-independent way: from Airflow's metadata."""
+    proc = subprocess.run(
+        [environment.venv_bin("airflow"), "dags", "list-runs", dag_id, "-o", "json"],
+        capture_output=True, text=True,
+    )
+    try:
+        runs = json.loads(proc.stdout or "[]")
+    except ValueError:
+        return None
+    return runs[0]["run_id"] if runs else None
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _table_exists(conn, qualified: str) -> bool:
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (qualified,)).fetchone()[0]
+
+
+def print_summary(as_of: date) -> None:
+    """What was loaded, which checks passed, what was published, where to look."""
+    with _psycopg_connect("warehouse") as conn:
+        print("\nLoaded (last load per table, meta.load_manifest):")
+        if _table_exists(conn, "meta.load_manifest"):
+            rows = conn.execute(
+                """SELECT DISTINCT ON (table_name) table_name, rows_read, rows_merged, seconds
+                   FROM meta.load_manifest ORDER BY table_name, started_at DESC"""
+            ).fetchall()
+            for name, read, merged, secs in rows:
+                print(f"  {name:<34} read {read:>9}  merged {merged:>9}  {float(secs or 0):6.1f}s")
+        if _table_exists(conn, "raw_kobo.submissions"):
+            n = conn.execute("SELECT count(*) FROM raw_kobo.submissions").fetchone()[0]
+            print(f"  {'raw_kobo.submissions':<34} {n:>9} rows in total")
+        print("\nChecks (last gate, meta.check_results):")
+        if _table_exists(conn, "meta.check_results"):
+            rows = conn.execute(
+                """SELECT status, count(*) FROM meta.check_results
+                   WHERE run_id = (SELECT run_id FROM meta.check_results ORDER BY checked_at DESC LIMIT 1)
+                   GROUP BY status ORDER BY status"""
+            ).fetchall()
+            print("  " + (", ".join(f"{n} {s}" for s, n in rows) or "none recorded"))
+        print("\nPublished (meta.publications):")
+        if _table_exists(conn, "meta.publications"):
+            row = conn.execute(
+                "SELECT build_id, as_of_date, published_at FROM meta.publications ORDER BY published_at DESC LIMIT 1"
+            ).fetchone()
+            if row:
+                print(f"  build {row[0]} for as-of {row[1]} at {row[2]:%Y-%m-%d %H:%M:%S %Z}")
+        schema = settings.analytics_schema()
+        tables = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1", (schema,)
+        ).fetchall()
+        for (name,) in tables:
+            n = conn.execute(f'SELECT count(*) FROM "{schema}"."{name}"').fetchone()[0]
+            print(f"  {schema}.{name:<32} {n:>9} rows")
+    wh = settings.connection("warehouse")
+    print("\nWhere to look next:")
+    print(f"  tables:   psql '{wh.libpq_url()}' -c 'select * from {settings.analytics_schema()}.kpi_branch_month limit 5'")
+    print(f"  reports:  {settings.reports_dir()}/latest/index.html (run report, dbt docs, GX Data Docs)")
+    print(f"  logs:     {settings.local_dir() / 'logs'}")
+    print("  Airflow:  make airflow   (UI on http://127.0.0.1:8080)")
+    print("  rerun:    make run RUN_DATE=YYYY-MM-DD     stop: make stop     rollback: make rollback")
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    applied = environment.configure()
+    keys = sorted(set(applied) | {k for k in os.environ if k.startswith("AIRFLOW_CONN_")})
+    for key in keys:
+        print(f"export {key}={shlex.quote(os.environ[key])}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    print("spm-warehouse demo", flush=True)
+    environment.configure()
+    as_of = date.fromisoformat(args.as_of or settings.get("SPM_DEMO_AS_OF"))
+    clients = args.clients or settings.get_int("SPM_DEMO_CLIENTS")
+    seed = settings.get_int("SPM_DEMO_SEED")
+    info = ensure_demo_sources(clients, seed, as_of)
+    if info["reused"]:
+        print(f"  demo MIS: reusing {clients} clients (seed {seed}, as-of {as_of})", flush=True)
+    rc = airflow_dags_test("spm_nightly", as_of)
+    print_summary(as_of)
+    print(f"\nmake demo {'finished' if rc == 0 else 'FAILED'} in {time.monotonic() - started:.0f}s")
+    return rc
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    environment.configure()
+    if not args.date:
+        raise UserError("RUN_DATE is required, e.g. make run RUN_DATE=2024-06-30")
+    try:
+        as_of = date.fromisoformat(args.date)
+    except ValueError:
+        raise UserError(f"RUN_DATE must be YYYY-MM-DD, got {args.date!r}") from None
+    conf = {"full_refresh": bool(args.full_refresh), "reconcile_keys": bool(args.reconcile_keys)}
+    rc = airflow_dags_test("spm_nightly", as_of, conf)
+    print_summary(as_of)
+    return rc
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """Run the nightly DAG for each as-of date in [start, end], in order."""
+    from datetime import timedelta
+
+    environment.configure()
+    start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
+    day, failures = start, 0
+    while day <= end:
+        print(f"== {day}", flush=True)
+        failures += airflow_dags_test("spm_nightly", day) != 0
+        day += timedelta(days=args.step_days)
+    return 1 if failures else 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from spm_warehouse import publish
+
+    environment.configure()
+    with _psycopg_connect("warehouse") as conn:
+        conn.autocommit = False
+        result = publish.rollback(conn)
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    cluster = environment.embedded_cluster()
+    if not cluster.exists():
+        print("no embedded PostgreSQL here: nothing to stop")
+        return 0
+    print("stopped embedded PostgreSQL" if cluster.stop() else "embedded PostgreSQL was not running")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    environment.configure()
+    print_summary(date.today())
+    return 0
+
+
+def cmd_airflow(args: argparse.Namespace) -> int:
+    environment.configure()
+    environment.migrate_airflow_db()
+    print("Airflow UI: http://127.0.0.1:8080 (user and password are printed by `airflow standalone` below)", flush=True)
+    os.execv(environment.venv_bin("airflow"), [environment.venv_bin("airflow"), "standalone"])
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="spm-warehouse", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("env", help="print the shell exports the commands use").set_defaults(func=cmd_env)
+    p = sub.add_parser("demo", help="demo sources + one nightly run + summary")
+    p.add_argument("--clients", type=int)
+    p.add_argument("--as-of")
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("run", help="run the nightly DAG once for an as-of date")
+    p.add_argument("--date")
+    p.add_argument("--full-refresh", action="store_true")
+    p.add_argument("--reconcile-keys", action="store_true")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("backfill", help="run the nightly DAG for a range of as-of dates")
+    p.add_argument("--start", required=True)
+    p.add_argument("--end", required=True)
+    p.add_argument("--step-days", type=int, default=1)
+    p.set_defaults(func=cmd_backfill)
+    sub.add_parser("rollback", help="restore the previous publication").set_defaults(func=cmd_rollback)
+    sub.add_parser("stop", help="stop the embedded PostgreSQL").set_defaults(func=cmd_stop)
+    sub.add_parser("status", help="what is published now").set_defaults(func=cmd_status)
+    sub.add_parser("airflow", help="start the Airflow UI (standalone)").set_defaults(func=cmd_airflow)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, EmbeddedPostgresError, LookupError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Run dbt as a subprocess against the warehouse connection.
+
+Why a subprocess: dbt keeps global state and loads a lot of modules; a child
+process gives clean memory after every run, readable logs, and the same
+behaviour as a data engineer typing `dbt build` by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from spm_warehouse import settings
+from spm_warehouse.environment import venv_bin
+from spm_warehouse.settings import ConnInfo
+
+log = logging.getLogger(__name__)
+
+DBT_PROJECT_DIR = settings.PROJECT_ROOT / "dbt_project"
+
+
+@dataclass
+class DbtResult:
+    """What a dbt invocation did: exit code, per-node results, where its files are."""
+
+    command: list[str]
+    returncode: int
+    target_path: Path
+    results: list[dict] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    log_tail: str = ""
+
+    @property
+    def success(self) -> bool:
+        return self.returncode == 0
+
+    def failures(self) -> list[dict]:
+        return [r for r in self.results if r["status"] in ("error", "fail", "runtime error")]
+
+    def warnings(self) -> list[dict]:
+        return [r for r in self.results if r["status"] == "warn"]
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.results:
+            out[r["status"]] = out.get(r["status"], 0) + 1
+        return out
+
+    def summary(self) -> dict:
+        """Small, JSON-able summary (for XCom and the gate)."""
+        return {
+            "success": self.success,
+            "returncode": self.returncode,
+            "elapsed_s": round(self.elapsed_s, 1),
+            "counts": self.counts(),
+            "results": [
+                {k: r.get(k) for k in ("unique_id", "resource_type", "status", "failures", "message")}
+                for r in self.failures() + self.warnings()
+            ],
+            "target_path": str(self.target_path),
+        }
+
+
+def dbt_env(wh: ConnInfo) -> dict[str, str]:
+    """Environment for a dbt child process: the profile reads these."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "SPM_DBT_HOST": wh.host or "127.0.0.1",
+            "SPM_DBT_PORT": str(wh.port or 5432),
+            "SPM_DBT_USER": wh.login or "postgres",
+            "SPM_DBT_PASSWORD": wh.password or "",
+            "SPM_DBT_DBNAME": wh.schema,
+            "SPM_DBT_SCHEMA": "build",
+            "SPM_BUILD_SCHEMA": settings.build_schema(),
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+            "DO_NOT_TRACK": "1",
+        }
+    )
+    return env
+
+
+def parse_run_results(target_path: Path) -> tuple[list[dict], float]:
+    path = target_path / "run_results.json"
+    if not path.exists():
+        return [], 0.0
+    data = json.loads(path.read_text())
+    results = []
+    for r in data.get("results", []):
+        uid = r.get("unique_id", "")
+        results.append(
+            {
+                "unique_id": uid,
+                "resource_type": uid.split(".", 1)[0],
+                "status": str(r.get("status")),
+                "failures": r.get("failures"),
+                "message": r.get("message"),
+                "execution_time": r.get("execution_time"),
+                "rows_affected": (r.get("adapter_response") or {}).get("rows_affected"),
+            }
+        )
+    return results, float(data.get("elapsed_time") or 0.0)
+
+
+def run_dbt(
+    args: list[str],
+    wh: ConnInfo,
+    dbt_vars: dict | None = None,
+    target_path: Path | None = None,
+    log_path: Path | None = None,
+) -> DbtResult:
+    """Run `dbt <args>` in the project; never raises for model or test failures.
+
+    The caller (the gate) decides what a failure means. Each run gets its own
+    target folder so concurrent runs (tests, backfills) do not clobber each
+    other's manifest and run_results.json.
+    """
+    target_path = Path(target_path or settings.local_dir() / "dbt" / "target")
+    log_path = Path(log_path or target_path.parent / "logs")
+    target_path.mkdir(parents=True, exist_ok=True)
+    log_path.mkdir(parents=True, exist_ok=True)
+    command = [
+        venv_bin("dbt"),
+        *args,
+        "--project-dir", str(DBT_PROJECT_DIR),
+        "--profiles-dir", str(DBT_PROJECT_DIR),
+        "--target-path", str(target_path),
+        "--log-path", str(log_path),
+    ]
+    if dbt_vars:
+        command += ["--vars", json.dumps(dbt_vars, default=str)]
+    log.info("running: %s", " ".join(command[:2] + command[2:3]))
+    proc = subprocess.run(command, env=dbt_env(wh), capture_output=True, text=True, cwd=DBT_PROJECT_DIR)
+    tail = (proc.stdout[-6000:] + ("\n" + proc.stderr[-3000:] if proc.stderr.strip() else "")).strip()
+    for line in tail.splitlines()[-40:]:
+        log.info("dbt | %s", line)
+    results, elapsed = parse_run_results(target_path) if args and args[0] in ("build", "run", "test", "seed") else ([], 0.0)
+    return DbtResult(command=command, returncode=proc.returncode, target_path=target_path,
+                     results=results, elapsed_s=elapsed, log_tail=tail)

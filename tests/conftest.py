@@ -1,0 +1,153 @@
+"""Shared fixtures: a real PostgreSQL server and the demo warehouse built once.
+
+The server is the one SPM_TEST_DATABASE_URL names, else the project's
+embedded cluster (started on demand). Tests create their own databases on
+it, named spm_test_*, and drop them afterwards.
+
+`demo_warehouse` runs the real nightly DAG (`airflow dags test`) once per
+session on tiny demo data; every end-to-end test reads that build.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "plugins"))
+
+from spm_warehouse import settings  # noqa: E402
+from spm_warehouse.embedded_postgres import EmbeddedPostgres  # noqa: E402
+
+DEMO_AS_OF = date(2024, 6, 30)
+DEMO_CLIENTS = 150
+DEMO_SEED = 7
+
+
+def with_database(server_url: str, dbname: str) -> str:
+    parts = urlsplit(server_url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + dbname, parts.query, parts.fragment))
+
+
+def create_database(server_url: str, dbname: str) -> str:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    return with_database(server_url, dbname)
+
+
+def drop_database(server_url: str, dbname: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> str:
+    """postgresql:// URL of a server where tests may CREATE DATABASE."""
+    url = os.environ.get("SPM_TEST_DATABASE_URL")
+    if url:
+        return url
+    cluster = EmbeddedPostgres(settings.local_dir() / "pg")
+    cluster.start()
+    return cluster.url("postgres")
+
+
+@pytest.fixture
+def fresh_database(pg_server_url):
+    """Factory: fresh_database('label') -> URL of a new empty database, dropped after the test."""
+    made: list[str] = []
+
+    def make(label: str = "db") -> str:
+        name = f"spm_test_{re.sub(r'[^a-z0-9_]', '_', label.lower())}_{uuid.uuid4().hex[:8]}"
+        made.append(name)
+        return create_database(pg_server_url, name)
+
+    yield make
+    for name in made:
+        drop_database(pg_server_url, name)
+
+
+def conn_uri_for(url: str) -> str:
+    """AIRFLOW_CONN_* form of a postgresql:// URL."""
+    return "postgres://" + url.split("://", 1)[1]
+
+
+@dataclass
+class DemoWarehouse:
+    """The shared build: where things are and how the DAG run went."""
+
+    warehouse_url: str
+    mis_url: str
+    env: dict
+    as_of: date
+    returncode: int
+    log: str
+    local_dir: Path
+    runs: list = field(default_factory=list)
+
+    def run_dag(self, as_of: date | None = None, conf: str | None = None) -> subprocess.CompletedProcess:
+        """Run `airflow dags test spm_nightly` again against the same databases."""
+        cmd = [str(Path(sys.executable).parent / "airflow"), "dags", "test", "spm_nightly",
+               (as_of or self.as_of).isoformat()]
+        if conf:
+            cmd += ["--conf", conf]
+        proc = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=1800)
+        self.runs.append(proc)
+        return proc
+
+
+@pytest.fixture(scope="session")
+def demo_warehouse(pg_server_url, tmp_path_factory) -> DemoWarehouse:
+    """Tiny demo sources + one real `airflow dags test` run of spm_nightly."""
+    from spm_warehouse import environment
+    from spm_warehouse.demo import fineract as demo_mis
+    from spm_warehouse.demo import surveys as demo_surveys
+
+    local = tmp_path_factory.mktemp("spm_local")
+    mis_url = create_database(pg_server_url, "spm_test_e2e_mis")
+    wh_url = create_database(pg_server_url, "spm_test_e2e_wh")
+    airflow_url = create_database(pg_server_url, "spm_test_e2e_airflow")
+    drop_dir = local / "survey_drop"
+    drop_dir.mkdir()
+    with psycopg.connect(mis_url) as conn:
+        demo_mis.build_demo_mis(conn, clients=DEMO_CLIENTS, seed=DEMO_SEED, as_of=DEMO_AS_OF)
+        conn.commit()
+        demo_surveys.generate_surveys(conn, out_dir=drop_dir, seed=DEMO_SEED, as_of=DEMO_AS_OF)
+
+    env = dict(os.environ)
+    env.update(
+        {
+            "SPM_LOCAL_DIR": str(local),
+            "SPM_SURVEY_DROP_DIR": str(drop_dir),
+            "AIRFLOW_CONN_WAREHOUSE": conn_uri_for(wh_url),
+            "AIRFLOW_CONN_MIS_FINERACT": conn_uri_for(mis_url),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://" + airflow_url.split("://", 1)[1],
+        }
+    )
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        environment.configure(start_embedded=False)
+        environment.migrate_airflow_db()
+        env = dict(os.environ)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    demo = DemoWarehouse(warehouse_url=wh_url, mis_url=mis_url, env=env, as_of=DEMO_AS_OF,
+                         returncode=-1, log="", local_dir=local)
+    proc = demo.run_dag()
+    demo.returncode = proc.returncode
+    demo.log = proc.stdout + proc.stderr
+    (local / "first_run.log").write_text(demo.log)
+    return demo
