@@ -93,19 +93,6 @@ def airflow_dags_test(dag_id: str, as_of: date, conf: dict | None = None) -> int
     return proc.returncode
 
 
-def latest_run_id(dag_id: str) -> str | None:
-    """The newest run id in meta.runs-independent way: from Airflow's metadata."""
-    proc = subprocess.run(
-        [environment.venv_bin("airflow"), "dags", "list-runs", dag_id, "-o", "json"],
-        capture_output=True, text=True,
-    )
-    try:
-        runs = json.loads(proc.stdout or "[]")
-    except ValueError:
-        return None
-    return runs[0]["run_id"] if runs else None
-
-
 # --------------------------------------------------------------------------- summary
 
 
@@ -185,6 +172,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return rc
 
 
+def cmd_demo_sources(args: argparse.Namespace) -> int:
+    """Only the demo MIS and survey drops (used by docker-compose's init service)."""
+    environment.configure()
+    as_of = date.fromisoformat(args.as_of or settings.get("SPM_DEMO_AS_OF"))
+    info = ensure_demo_sources(args.clients or settings.get_int("SPM_DEMO_CLIENTS"), settings.get_int("SPM_DEMO_SEED"), as_of)
+    print(json.dumps({k: v for k, v in info.items() if k != "tables"}, default=str))
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     environment.configure()
     if not args.date:
@@ -255,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", type=int)
     p.add_argument("--as-of")
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("demo-sources", help="build only the demo MIS and survey drops")
+    p.add_argument("--clients", type=int)
+    p.add_argument("--as-of")
+    p.set_defaults(func=cmd_demo_sources)
     p = sub.add_parser("run", help="run the nightly DAG once for an as-of date")
     p.add_argument("--date")
     p.add_argument("--full-refresh", action="store_true")

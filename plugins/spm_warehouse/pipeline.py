@@ -136,3 +136,36 @@ def report(run_id: str, as_of: date) -> dict:
                                            out_dir=settings.reports_dir())
     log.info("run report: %s", path)
     return {"report": str(path)}
+
+
+def reconcile_keys(run_id: str) -> dict:
+    """Find rows hard-deleted in the source and mark them deleted in raw_mis."""
+    from spm_warehouse.sources import fineract
+
+    with warehouse() as conn:
+        return fineract.reconcile_keys(settings.connection("mis_fineract"), conn, run_id=run_id)
+
+
+def rollback() -> dict:
+    """Put the previous publication back in place."""
+    from spm_warehouse import publish as publisher
+
+    with warehouse() as conn:
+        return publisher.rollback(conn)
+
+
+def docs(run_id: str, as_of: date) -> dict:
+    """dbt docs of the published build, for analysts (reports/docs/dbt)."""
+    from spm_warehouse.dbt_runner import run_dbt
+
+    out = settings.reports_dir() / "docs" / "dbt"
+    target = dbt_target_dir(run_id) / "docs"
+    result = run_dbt(["docs", "generate"], settings.connection("warehouse"),
+                     dbt_vars={"as_of_date": as_of.isoformat()}, target_path=target)
+    if not result.success:
+        raise StageFailed("dbt docs generate failed:\n" + result.log_tail[-2000:])
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("index.html", "manifest.json", "catalog.json"):
+        if (target / name).exists():
+            (out / name).write_bytes((target / name).read_bytes())
+    return {"docs": str(out / "index.html")}

@@ -1,0 +1,101 @@
+"""End to end: the real nightly DAG (`airflow dags test`) on tiny demo data.
+
+The build happens once per session (fixture demo_warehouse in conftest.py);
+these tests read what it published and run the DAG again where they must.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[1]
+# Tables that describe the publication itself (timestamps) rather than the data.
+PUBLICATION_METADATA = {"publication_info", "data_health_runs"}
+PII_COLUMNS = {"firstname", "middlename", "lastname", "fullname", "mobile_no", "email_address",
+               "date_of_birth", "external_id", "national_id"}
+
+
+def _ok(demo):
+    assert demo.returncode == 0, "spm_nightly failed:\n" + demo.log[-6000:]
+
+
+def analytics_fingerprint(url: str) -> dict[str, str]:
+    """md5 of every published table's rows in a canonical order."""
+    out = {}
+    with psycopg.connect(url) as conn:
+        names = [r[0] for r in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'analytics' ORDER BY 1")]
+        for name in names:
+            if name in PUBLICATION_METADATA:
+                continue
+            rows = conn.execute(f'SELECT t::text FROM analytics."{name}" t ORDER BY 1').fetchall()
+            out[name] = hashlib.md5("\n".join(r[0] for r in rows).encode()).hexdigest() + f":{len(rows)}"
+    return out
+
+
+def test_nightly_run_publishes(demo_warehouse):
+    _ok(demo_warehouse)
+    with psycopg.connect(demo_warehouse.warehouse_url) as conn:
+        tables = {r[0] for r in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'analytics'")}
+        assert {"fct_portfolio_month", "kpi_branch_month"} <= tables
+        n_kpi = conn.execute("SELECT count(*) FROM analytics.kpi_branch_month").fetchone()[0]
+        assert n_kpi > 0
+        last = conn.execute("SELECT max(period_end) FROM analytics.kpi_branch_month").fetchone()[0]
+        assert last == demo_warehouse.as_of
+        pub = conn.execute(
+            "SELECT as_of_date FROM meta.publications ORDER BY published_at DESC LIMIT 1").fetchone()
+        assert pub is not None and pub[0] == demo_warehouse.as_of
+        assert conn.execute("SELECT to_regnamespace('analytics_build')").fetchone()[0] is None
+
+
+def test_raw_matches_source_counts(demo_warehouse):
+    _ok(demo_warehouse)
+    with psycopg.connect(demo_warehouse.mis_url) as src, psycopg.connect(demo_warehouse.warehouse_url) as wh:
+        for table in ("m_office", "m_client", "m_loan", "m_loan_transaction", "m_loan_repayment_schedule"):
+            n_src = src.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            n_raw = wh.execute(f"SELECT count(*) FROM raw_mis.{table} WHERE NOT _deleted").fetchone()[0]
+            assert n_src == n_raw > 0, table
+
+
+def test_no_pii_in_raw_or_published(demo_warehouse):
+    _ok(demo_warehouse)
+    with psycopg.connect(demo_warehouse.warehouse_url) as conn:
+        cols = conn.execute(
+            """SELECT table_schema, table_name, column_name FROM information_schema.columns
+               WHERE table_schema IN ('analytics', 'raw_mis')""").fetchall()
+    leaked = [(s, t, c) for s, t, c in cols
+              if c in PII_COLUMNS and not (s == "raw_mis" and c == "date_of_birth" and t == "m_client")
+              and not (s == "raw_mis" and c == "external_id" and t == "m_office")]
+    assert not leaked, leaked
+
+
+def test_rerun_same_day_changes_nothing(demo_warehouse):
+    _ok(demo_warehouse)
+    before = analytics_fingerprint(demo_warehouse.warehouse_url)
+    proc = demo_warehouse.run_dag()
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    after = analytics_fingerprint(demo_warehouse.warehouse_url)
+    assert before == after
+    with psycopg.connect(demo_warehouse.warehouse_url) as conn:
+        merged = conn.execute(
+            """SELECT coalesce(sum(rows_merged), 0) FROM meta.load_manifest
+               WHERE run_id = (SELECT run_id FROM meta.load_manifest ORDER BY started_at DESC LIMIT 1)""").fetchone()[0]
+    assert merged == 0, "a rerun merged rows although the source did not change"
+
+
+def test_status_command_prints_summary(demo_warehouse):
+    _ok(demo_warehouse)
+    proc = subprocess.run([sys.executable, "-m", "spm_warehouse.cli", "status"], env=demo_warehouse.env,
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "Published" in proc.stdout and "kpi_branch_month" in proc.stdout
+    assert "make airflow" in proc.stdout
