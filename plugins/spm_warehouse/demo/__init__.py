@@ -1,0 +1,1 @@
+"""Demo data generators: a Fineract-schema MIS database and survey submissions."""

@@ -1,0 +1,919 @@
+"""A demo Apache Fineract database: realistic, deterministic, streamed.
+
+Why: the warehouse must be developed and tested against Fineract's *real*
+schema (table and column names, enum values, derived balance columns) and at
+a realistic size, without anybody's real client data. This module writes such
+a database into PostgreSQL (and can copy it into MariaDB, Fineract's other
+home) for `make demo`, the tests and the extraction benchmark.
+
+Shape of the data (all dates <= as_of, everything reproducible from the seed):
+- offices: head office -> regions -> branches (Fineract `hierarchy` '.', '.2.', '.2.5.');
+  loan officers and a branch manager per branch;
+- codes: Gender, ClientClosureReason, LoanPurpose, ClientClassification, ClientType, ...;
+- clients in every status (100 pending, 300 active, 600 closed, 700 rejected,
+  800 withdrawn), ~2/3 women, some without gender, closed-then-reactivated
+  clients and clients transferred between branches;
+- several loan cycles per client (loan_counter), weekly group (JLG) and monthly
+  individual products, equal-principal schedules, repayments on time, late,
+  partial, missed; repayments at disbursement (type 5), reversed repayments
+  followed by the correcting one, write-offs (type 6 + status 601),
+  approved-not-disbursed (200), pending (100), rejected (500), withdrawn (400)
+  and closed (600) loans, loans without a loan officer;
+- m_loan and schedule derived columns exactly consistent with the
+  non-reversed transactions as of `as_of`;
+- groups/centers, savings products and accounts, officer assignment history;
+- fake personal data (names, phones, e-mails, national ids) in the columns a
+  real Fineract has, so tests can prove the extraction leaves them behind.
+
+Speed: one pass over the clients with `random.Random(seed)`; each client's
+rows go into per-table text buffers that are flushed with COPY when they fill
+up, so memory stays bounded whatever the number of clients. Keys and indexes
+are added after the load.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import random
+import tempfile
+import time
+from dataclasses import dataclass
+
+import psycopg
+
+from . import fineract_schema as S
+
+log = logging.getLogger(__name__)
+
+NULL = "\\N"
+SYSTEM_USER = 1  # m_appuser id of the "mifos" admin that Fineract installs
+
+# Code tables: (code id, code_name, is_system_defined, values). Ids of the codes
+# follow Fineract's install order where we know it; values get consecutive ids.
+_CODE_DEFS: list[tuple[int, str, bool, list[str]]] = [
+    (1, "Customer Identifier", True, ["Passport", "National ID", "Voter Card"]),
+    (2, "LoanCollateral", True, ["Livestock", "Household goods", "Land title"]),
+    (3, "LoanPurpose", True, ["Agriculture", "Livestock", "Trade / retail", "Handicrafts", "Services",
+                              "Education", "Housing improvement", "Consumption"]),
+    (4, "Gender", True, ["Female", "Male"]),
+    (5, "YesNo", True, ["Yes", "No"]),
+    (6, "GuarantorRelationship", True, ["Spouse", "Parent", "Sibling", "Neighbour"]),
+    (14, "ClientClosureReason", False, ["Moved away", "Business failure", "Deceased", "Took loan elsewhere",
+                                         "Dissatisfied with service", "Graduated"]),
+    (16, "ClientType", True, ["Individual", "Micro-entrepreneur", "Smallholder farmer"]),
+    (17, "ClientClassification", True, ["Rural", "Urban"]),
+    (18, "WriteOffReasons", True, ["Bad debt", "Deceased borrower"]),
+]
+
+
+def _code_value_ids() -> dict[str, dict[str, int]]:
+    ids: dict[str, dict[str, int]] = {}
+    next_id = 1
+    for _cid, name, _sys, values in _CODE_DEFS:
+        ids[name] = {}
+        for v in values:
+            ids[name][v] = next_id
+            next_id += 1
+    return ids
+
+
+CODE_VALUE_IDS = _code_value_ids()
+GENDER_FEMALE = CODE_VALUE_IDS["Gender"]["Female"]
+GENDER_MALE = CODE_VALUE_IDS["Gender"]["Male"]
+
+# Fineract enums
+CLIENT_PENDING, CLIENT_ACTIVE, CLIENT_CLOSED, CLIENT_REJECTED, CLIENT_WITHDRAWN = 100, 300, 600, 700, 800
+LOAN_SUBMITTED, LOAN_APPROVED, LOAN_ACTIVE, LOAN_WITHDRAWN, LOAN_REJECTED = 100, 200, 300, 400, 500
+LOAN_CLOSED, LOAN_WRITTEN_OFF = 600, 601
+TX_DISBURSEMENT, TX_REPAYMENT, TX_REPAYMENT_AT_DISBURSEMENT, TX_WRITEOFF = 1, 2, 5, 6
+LOAN_INDIVIDUAL, LOAN_JLG = 1, 3
+FREQ_WEEKS, FREQ_MONTHS = 1, 2
+
+CURRENCY = "KES"
+
+
+@dataclass(frozen=True)
+class LoanProduct:
+    id: int
+    short_name: str
+    name: str
+    frequency: int          # repayment_period_frequency_enum: 1 weeks, 2 months
+    repayments: int
+    rate_bp: int            # nominal interest per period, hundredths of a percent (flat)
+    principal: int          # default principal, cents
+    min_principal: int
+    max_principal: int
+    group: bool             # JLG product
+    closes_after_years: int | None = None  # product withdrawn from sale
+
+    @property
+    def annual_rate_bp(self) -> int:
+        return self.rate_bp * (52 if self.frequency == FREQ_WEEKS else 12)
+
+
+PRODUCTS: tuple[LoanProduct, ...] = (
+    LoanProduct(1, "GW16", "Group Weekly 16", FREQ_WEEKS, 16, 50, 15_000_00, 5_000_00, 60_000_00, True),
+    LoanProduct(2, "BW24", "Business Weekly 24", FREQ_WEEKS, 24, 45, 40_000_00, 10_000_00, 150_000_00, False),
+    LoanProduct(3, "IM12", "Individual Monthly 12", FREQ_MONTHS, 12, 200, 60_000_00, 10_000_00, 300_000_00, False),
+    LoanProduct(4, "AG06", "Agriculture Monthly 6", FREQ_MONTHS, 6, 180, 30_000_00, 5_000_00, 120_000_00, False),
+    LoanProduct(5, "GW12", "Group Weekly 12 (old)", FREQ_WEEKS, 12, 60, 10_000_00, 3_000_00, 30_000_00, True, 2),
+)
+
+SAVINGS_PRODUCTS = (
+    (1, "Voluntary Savings", "VSAV", "3.000000"),
+    (2, "Compulsory Group Savings", "CSAV", "2.000000"),
+)
+
+_FIRST_F = ["Amina", "Grace", "Mary", "Wanjiru", "Fatuma", "Akinyi", "Esther", "Joyce", "Halima", "Njeri",
+            "Rose", "Agnes", "Mercy", "Zawadi", "Achieng", "Lucy", "Faith", "Neema", "Rehema", "Irene"]
+_FIRST_M = ["John", "Peter", "Otieno", "Kamau", "Juma", "Musa", "David", "Hassan", "Kipchoge", "Samuel",
+            "Joseph", "Ali", "Daniel", "Omondi", "Baraka", "James", "Paul", "Said", "Moses", "Kiprono"]
+_LAST = ["Mwangi", "Otieno", "Kariuki", "Wambui", "Njoroge", "Ochieng", "Mutua", "Kiptoo", "Chebet", "Abdi",
+         "Odhiambo", "Wafula", "Mohamed", "Nyambura", "Kimani", "Were", "Barasa", "Cheruiyot", "Omari", "Muthoni"]
+_TOWNS = ["Kisumu", "Nakuru", "Eldoret", "Thika", "Machakos", "Nyeri", "Meru", "Embu", "Kitale", "Bungoma",
+          "Kakamega", "Kericho", "Naivasha", "Garissa", "Malindi", "Voi", "Narok", "Busia", "Homa Bay", "Migori"]
+_REGIONS = ["Western", "Rift Valley", "Central", "Eastern", "Coast", "Nyanza", "North", "Nairobi"]
+
+_DIM = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+# Columns each COPY stream writes (the rest take their defaults / NULL).
+GEN_COLUMNS: dict[str, list[str]] = {
+    "m_office": ["id", "parent_id", "hierarchy", "external_id", "name", "opening_date"],
+    "m_staff": ["id", "is_loan_officer", "office_id", "firstname", "lastname", "display_name", "mobile_no",
+                "external_id", "organisational_role_enum", "is_active", "joining_date", "email_address"],
+    "m_code": ["id", "code_name", "is_system_defined"],
+    "m_code_value": ["id", "code_id", "code_value", "code_description", "order_position", "is_active"],
+    "m_product_loan": ["id", "short_name", "currency_code", "currency_digits", "currency_multiplesof",
+                       "principal_amount", "min_principal_amount", "max_principal_amount", "name", "description",
+                       "nominal_interest_rate_per_period", "interest_period_frequency_enum",
+                       "annual_nominal_interest_rate", "interest_method_enum", "repay_every",
+                       "repayment_period_frequency_enum", "number_of_repayments", "amortization_method_enum",
+                       "accounting_type", "include_in_borrower_cycle", "start_date", "close_date",
+                       "loan_transaction_strategy_code"],
+    "m_client": ["id", "account_no", "external_id", "status_enum", "activation_date", "office_joining_date",
+                 "office_id", "staff_id", "firstname", "lastname", "display_name", "mobile_no", "gender_cv_id",
+                 "date_of_birth", "closure_reason_cv_id", "closedon_date", "submittedon_date", "client_type_cv_id",
+                 "client_classification_cv_id", "rejectedon_date", "withdrawn_on_date", "reactivated_on_date",
+                 "legal_form_enum", "email_address", "created_on_utc", "created_by", "last_modified_by",
+                 "last_modified_on_utc"],
+    "m_loan": ["id", "account_no", "client_id", "group_id", "product_id", "loan_officer_id", "loanpurpose_cv_id",
+               "loan_status_id", "loan_type_enum", "currency_code", "currency_digits", "principal_amount_proposed",
+               "principal_amount", "approved_principal", "net_disbursal_amount", "nominal_interest_rate_per_period",
+               "interest_period_frequency_enum", "annual_nominal_interest_rate", "interest_method_enum",
+               "term_frequency", "term_period_frequency_enum", "repay_every", "repayment_period_frequency_enum",
+               "number_of_repayments", "amortization_method_enum", "submittedon_date", "approvedon_date",
+               "expected_disbursedon_date", "expected_firstrepaymenton_date", "disbursedon_date",
+               "expected_maturedon_date", "maturedon_date", "closedon_date", "principal_disbursed_derived",
+               "principal_repaid_derived", "principal_writtenoff_derived", "principal_outstanding_derived",
+               "interest_charged_derived", "interest_repaid_derived", "interest_writtenoff_derived",
+               "interest_outstanding_derived", "total_expected_repayment_derived", "total_repayment_derived",
+               "total_writtenoff_derived", "total_outstanding_derived", "rejectedon_date", "withdrawnon_date",
+               "writtenoffon_date", "loan_counter", "loan_product_counter", "version", "created_on_utc",
+               "created_by", "last_modified_by", "last_modified_on_utc"],
+    "m_loan_repayment_schedule": ["id", "loan_id", "fromdate", "duedate", "installment", "principal_amount",
+                                  "principal_completed_derived", "principal_writtenoff_derived", "interest_amount",
+                                  "interest_completed_derived", "interest_writtenoff_derived", "completed_derived",
+                                  "obligations_met_on_date", "created_on_utc", "created_by", "last_modified_by",
+                                  "last_modified_on_utc"],
+    "m_loan_transaction": ["id", "loan_id", "office_id", "is_reversed", "transaction_type_enum", "transaction_date",
+                           "amount", "principal_portion_derived", "interest_portion_derived",
+                           "outstanding_loan_balance_derived", "submitted_on_date", "manually_adjusted_or_reversed",
+                           "created_by", "last_modified_by", "created_on_utc", "last_modified_on_utc",
+                           "reversed_on_date"],
+    "m_loan_officer_assignment_history": ["id", "loan_id", "loan_officer_id", "start_date", "end_date",
+                                          "createdby_id", "created_date", "lastmodified_date", "lastmodifiedby_id"],
+    "m_group": ["id", "status_enum", "activation_date", "office_id", "staff_id", "parent_id", "level_id",
+                "display_name", "hierarchy", "submittedon_date", "account_no"],
+    "m_group_client": ["group_id", "client_id"],
+    "m_savings_product": ["id", "name", "short_name", "description", "currency_code", "currency_digits",
+                          "nominal_annual_interest_rate", "interest_compounding_period_enum",
+                          "interest_calculation_type_enum", "interest_calculation_days_in_year_type_enum",
+                          "accounting_type"],
+    "m_savings_account": ["id", "account_no", "client_id", "group_id", "product_id", "field_officer_id",
+                          "status_enum", "submittedon_date", "approvedon_date", "activatedon_date", "closedon_date",
+                          "currency_code", "currency_digits", "nominal_annual_interest_rate",
+                          "account_balance_derived", "total_deposits_derived", "total_withdrawals_derived",
+                          "created_on_utc", "created_by", "last_modified_by", "last_modified_on_utc"],
+}
+
+
+def money(cents: int) -> str:
+    """Cents as the decimal text COPY expects (exact, no float)."""
+    if cents < 0:
+        return "-" + money(-cents)
+    return f"{cents // 100}.{cents % 100:02d}"
+
+
+def _money_or_null(cents: int) -> str:
+    # Fineract stores zero portions/completed amounts as NULL (defaultToNullIfZero).
+    return money(cents) if cents else NULL
+
+
+def _rate(bp: int) -> str:
+    return f"{bp // 100}.{bp % 100:02d}"
+
+
+def add_months(ordinal: int, months: int) -> int:
+    d = dt.date.fromordinal(ordinal)
+    m0 = d.month - 1 + months
+    y, m = d.year + m0 // 12, m0 % 12 + 1
+    last = _DIM[m - 1] + (1 if m == 2 and (y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)) else 0)
+    return dt.date(y, m, min(d.day, last)).toordinal()
+
+
+def due_dates(product: LoanProduct, disbursed: int) -> list[int]:
+    if product.frequency == FREQ_WEEKS:
+        return [disbursed + 7 * k for k in range(1, product.repayments + 1)]
+    return [add_months(disbursed, k) for k in range(1, product.repayments + 1)]
+
+
+def schedule_amounts(product: LoanProduct, principal: int) -> tuple[list[int], list[int]]:
+    """Equal principal per installment (remainder in the last), flat interest on the original principal."""
+    n = product.repayments
+    each = principal // n
+    prin = [each] * n
+    prin[-1] += principal - each * n
+    interest = (principal * product.rate_bp + 5000) // 10000
+    return prin, [interest] * n
+
+
+# --------------------------------------------------------------------------------------------
+# COPY buffering
+
+
+class _CopySink:
+    """Per-table text buffers flushed with one COPY each when they fill up (bounded memory)."""
+
+    def __init__(self, conn: psycopg.Connection, flush_rows: int = 20000):
+        self.conn = conn
+        self.flush_rows = flush_rows
+        self.buffers: dict[str, list[str]] = {t: [] for t in GEN_COLUMNS}
+        self.counts: dict[str, int] = {t: 0 for t in GEN_COLUMNS}
+
+    def flush(self, table: str) -> None:
+        buf = self.buffers[table]
+        if not buf:
+            return
+        cols = ", ".join(GEN_COLUMNS[table])
+        with self.conn.cursor() as cur:
+            with cur.copy(f"COPY {table} ({cols}) FROM STDIN") as cp:
+                cp.write("".join(buf))
+        self.counts[table] += len(buf)
+        buf.clear()
+
+    def maybe_flush(self) -> None:
+        limit = self.flush_rows
+        for table, buf in self.buffers.items():
+            if len(buf) >= limit:
+                self.flush(table)
+
+    def flush_all(self) -> None:
+        for table in self.buffers:
+            self.flush(table)
+
+
+class _DateText(dict):
+    """ordinal -> 'YYYY-MM-DD', computed once per date (formatting dominates the cost otherwise)."""
+
+    def __missing__(self, ordinal: int) -> str:
+        text = dt.date.fromordinal(ordinal).isoformat()
+        self[ordinal] = text
+        return text
+
+
+def _line(*values: object) -> str:
+    return "\t".join(NULL if v is None else str(v) for v in values) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# DDL
+
+
+def create_source_schema(conn: psycopg.Connection) -> None:
+    """Drop and recreate the demo Fineract tables (without keys: added after the load)."""
+    with conn.cursor() as cur:
+        for table in reversed(S.TABLE_ORDER):
+            cur.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
+        for table in S.TABLE_ORDER:
+            cur.execute(S.pg_create_table(table))
+
+
+def _add_constraints(conn: psycopg.Connection) -> None:
+    with conn.cursor() as cur:
+        for table in S.TABLE_ORDER:
+            for stmt in S.pg_constraints(table):
+                cur.execute(stmt)
+            cur.execute(f"ANALYZE {table}")
+
+
+# --------------------------------------------------------------------------------------------
+# the generator
+
+
+@dataclass
+class _Branch:
+    id: int
+    region_id: int
+    opening: int
+    officers: list[int]
+    manager: int
+    center_id: int = 0
+    center_groups: int = 0
+    group_id: int = 0
+    group_members: int = 0
+    group_capacity: int = 0
+
+
+class _Generator:
+    def __init__(self, conn: psycopg.Connection, clients: int, seed: int, as_of: dt.date):
+        self.conn = conn
+        self.n_clients = clients
+        self.rng = random.Random(seed)
+        self.as_of = as_of.toordinal()
+        self.span = 6 * 365
+        self.start = self.as_of - self.span
+        self.sink = _CopySink(conn)
+        # date and time text caches: formatting dominates the cost otherwise
+        self.ds = _DateText()
+        trng = random.Random(seed ^ 0x5EED)
+        self.times = [f" {h:02d}:{trng.randrange(60):02d}:{trng.randrange(60):02d}+00"
+                      for h in (trng.randrange(5, 17) for _ in range(997))]
+        self.next_loan = 1
+        self.next_sched = 1
+        self.next_tx = 1
+        self.next_hist = 1
+        self.next_savings = 1
+        self.next_group = 1
+        self.groups: dict[int, list] = {}  # group id -> row values (small: ~1 per 20 clients)
+
+    # time stamp text for a date ordinal, plausible business hour in UTC
+    def ts(self, o: int) -> str:
+        return self.ds[o] + self.times[int(self.rng.random() * 997)]
+
+    # ---------------- reference data
+    def build_reference(self) -> None:
+        rng, sink, ds = self.rng, self.sink, self.ds
+        n_branches = max(3, min(400, self.n_clients // 2500))
+        n_regions = max(2, min(len(_REGIONS), (n_branches + 5) // 6))
+        office = sink.buffers["m_office"]
+        head_open = self.start - 700
+        office.append(_line(1, None, ".", "HO", "Head Office", ds[head_open]))
+        office_id = 2
+        region_ids = []
+        for r in range(n_regions):
+            region_ids.append(office_id)
+            office.append(_line(office_id, 1, f".{office_id}.", f"R{r + 1:02d}", f"{_REGIONS[r]} Region",
+                                ds[head_open + 30 + r * 20]))
+            office_id += 1
+        self.branches: list[_Branch] = []
+        staff = sink.buffers["m_staff"]
+        staff_id = 1
+        per_branch = self.n_clients / n_branches
+        n_officers = max(2, min(30, round(per_branch / 250)))
+        for b in range(n_branches):
+            region = region_ids[b % n_regions]
+            # most branches predate the data window; the last fifth open during it
+            if b < n_branches - max(1, n_branches // 5):
+                opening = self.start - rng.randrange(30, 600)
+            else:
+                opening = self.start + rng.randrange(self.span // 4, self.span // 2)
+            town = _TOWNS[b % len(_TOWNS)] + ("" if b < len(_TOWNS) else f" {b // len(_TOWNS) + 1}")
+            office.append(_line(office_id, region, f".{region}.{office_id}.", f"BR{b + 1:03d}",
+                                f"{town} Branch", ds[opening]))
+            officers = []
+            manager = staff_id
+            for k in range(n_officers + 2):
+                first = rng.choice(_FIRST_F if rng.random() < 0.5 else _FIRST_M)
+                last = rng.choice(_LAST)
+                is_officer = k > 0
+                active = not (k == n_officers + 1)  # one officer per branch has left
+                joined = opening + rng.randrange(0, 200)
+                staff.append(_line(staff_id, "t" if is_officer else "f", office_id, first, last,
+                                   f"{last}, {first}", f"+2547{rng.randrange(10**7, 10**8)}",
+                                   f"EMP{staff_id:05d}", 100 if is_officer else 200, "t" if active else "f",
+                                   ds[min(joined, self.as_of)], f"{first.lower()}.{last.lower()}@mfi.example"))
+                if is_officer and active:
+                    officers.append(staff_id)
+                staff_id += 1
+            self.branches.append(_Branch(office_id, region, opening, officers, manager))
+            office_id += 1
+        self.branches.sort(key=lambda br: br.opening)
+        self.open_branches: list[_Branch] = []
+        self._branch_ptr = 0
+
+        code = sink.buffers["m_code"]
+        cv = sink.buffers["m_code_value"]
+        for cid, name, system, values in _CODE_DEFS:
+            code.append(_line(cid, name, "t" if system else "f"))
+            for pos, value in enumerate(values):
+                cv.append(_line(CODE_VALUE_IDS[name][value], cid, value, None, pos, "t"))
+        self.purposes = list(CODE_VALUE_IDS["LoanPurpose"].values())
+        self.closure_reasons = list(CODE_VALUE_IDS["ClientClosureReason"].values())
+        self.client_types = list(CODE_VALUE_IDS["ClientType"].values())
+        self.rural, self.urban = (CODE_VALUE_IDS["ClientClassification"][v] for v in ("Rural", "Urban"))
+
+        prod = sink.buffers["m_product_loan"]
+        for p in PRODUCTS:
+            close = self.start + 365 * p.closes_after_years if p.closes_after_years else None
+            prod.append(_line(p.id, p.short_name, CURRENCY, 2, 1, money(p.principal), money(p.min_principal),
+                              money(p.max_principal), p.name, f"{p.name} loan product",
+                              _rate(p.rate_bp) + "0000", p.frequency, _rate(p.annual_rate_bp) + "0000", 1, 1,
+                              p.frequency, p.repayments, 0, 1, "t", ds[self.start - 400],
+                              ds[close] if close else None, "mifos-standard-strategy"))
+        self.product_close = {p.id: (self.start + 365 * p.closes_after_years if p.closes_after_years else None)
+                              for p in PRODUCTS}
+        sp = sink.buffers["m_savings_product"]
+        for sid, name, short, rate in SAVINGS_PRODUCTS:
+            sp.append(_line(sid, name, short, name, CURRENCY, 2, rate, 1, 1, 365, 1))
+
+    def _branch_for(self, submitted: int) -> _Branch:
+        while self._branch_ptr < len(self.branches) and self.branches[self._branch_ptr].opening <= submitted:
+            self.open_branches.append(self.branches[self._branch_ptr])
+            self._branch_ptr += 1
+        return self.open_branches[int(self.rng.random() * len(self.open_branches))]
+
+    def _join_group(self, br: _Branch, activated: int, officer: int | None) -> int:
+        """Group lending: members fill a group of 10-25 at their branch; 3-5 groups per center."""
+        rng = self.rng
+        if br.group_id == 0 or br.group_members >= br.group_capacity:
+            if br.center_id == 0 or br.center_groups >= 4:
+                br.center_id = self.next_group
+                self.next_group += 1
+                br.center_groups = 0
+                self.groups[br.center_id] = [br.center_id, 300, activated, br.id, officer, None, 1,
+                                             f"Center {br.center_id}", activated]
+            br.group_id = self.next_group
+            self.next_group += 1
+            br.center_groups += 1
+            br.group_members = 0
+            br.group_capacity = rng.randrange(10, 26)
+            self.groups[br.group_id] = [br.group_id, 300, activated, br.id, officer, br.center_id, 2,
+                                        f"Group {br.group_id}", activated]
+        br.group_members += 1
+        return br.group_id
+
+    # ---------------- clients
+    def build_clients(self) -> None:
+        rng, ds, as_of, n = self.rng, self.ds, self.as_of, self.n_clients
+        bufs = self.sink.buffers
+        clients = bufs["m_client"]
+        group_client = bufs["m_group_client"]
+        savings = bufs["m_savings_account"]
+        rnd = rng.random
+        randrange = rng.randrange
+        for i in range(n):
+            cid = i + 1
+            # more clients join recently (growth); ids increase with submission date
+            submitted = self.start + int(self.span * ((i + rnd()) / n) ** 0.6)
+            submitted = min(submitted, as_of)
+            br = self._branch_for(submitted)
+            female_draw = rnd()
+            gender = GENDER_FEMALE if female_draw < 0.66 else (GENDER_MALE if female_draw < 0.97 else None)
+            first = (_FIRST_F if gender == GENDER_FEMALE else _FIRST_M)[int(rnd() * 20)]
+            last = _LAST[int(rnd() * 20)]
+            officer = br.officers[int(rnd() * len(br.officers))] if rnd() > 0.02 else None
+            dob = submitted - 365 * randrange(18, 66) - randrange(365)
+            ctype = self.client_types[0 if rnd() < 0.6 else (1 if rnd() < 0.6 else 2)]
+            cclass = self.rural if rnd() < 0.6 else self.urban
+            status = CLIENT_ACTIVE
+            activation = closed = rejected = withdrawn = reactivated = closure_reason = None
+            office_joining = None
+            office_id = br.id
+            sub_ts = self.ts(submitted)
+            last_mod = sub_ts
+            r = rnd()
+            age = as_of - submitted
+            if r < 0.02:
+                status, rejected = CLIENT_REJECTED, min(as_of, submitted + randrange(1, 15))
+                last_mod = self.ts(rejected)
+            elif r < 0.04:
+                status, withdrawn = CLIENT_WITHDRAWN, min(as_of, submitted + randrange(1, 20))
+                last_mod = self.ts(withdrawn)
+            elif r < 0.045 or (age < 30 and r < 0.35):
+                status = CLIENT_PENDING
+            else:
+                activation = min(as_of, submitted + randrange(0, 15))
+                office_joining = activation
+                last_mod = self.ts(activation)
+            if activation is not None:
+                in_group = rnd() < 0.55
+                group_id = self._join_group(br, activation, officer) if in_group else None
+                if group_id:
+                    group_client.append(f"{group_id}\t{cid}\n")
+                # a few individual clients move to another branch
+                transfer = None
+                new_br = br
+                if not in_group and rnd() < 0.03 and as_of - activation > 120 and len(self.open_branches) > 1:
+                    transfer = activation + randrange(60, as_of - activation)
+                    new_br = self.open_branches[int(rnd() * len(self.open_branches))]
+                    if new_br is br:
+                        transfer = None
+                new_officer = (new_br.officers[int(rnd() * len(new_br.officers))] if officer else None)
+                status, activation, closed, closure_reason, reactivated, cl_last = self._client_loans(
+                    cid, br, new_br, transfer, officer, new_officer, group_id, activation)
+                if cl_last > last_mod:
+                    last_mod = cl_last
+                if transfer is not None and (closed is None or transfer <= closed):
+                    office_id, office_joining, officer = new_br.id, transfer, new_officer
+                    t_ts = self.ts(transfer)
+                    if t_ts > last_mod:
+                        last_mod = t_ts
+                elif reactivated:
+                    office_joining = activation
+                # savings: some clients, compulsory savings for some group members
+                for prod_id, prob in ((1, 0.3), (2, 0.5 if group_id else 0.0)):
+                    if rnd() < prob:
+                        sid = self.next_savings
+                        self.next_savings += 1
+                        bal = randrange(0, 5_000_000)
+                        dep = bal + randrange(0, 2_000_000)
+                        if closed is not None:
+                            s_status, s_closed, bal, wd = 600, closed, 0, dep
+                        else:
+                            s_status, s_closed, wd = 300, None, dep - bal
+                        s_lm = self.ts(s_closed if s_closed else activation + int(rnd() * (as_of - activation)))
+                        savings.append(
+                            f"{sid}\t{sid:09d}\t{cid}\t{group_id if prod_id == 2 else NULL}\t{prod_id}\t"
+                            f"{officer if officer else NULL}\t{s_status}\t{ds[activation]}\t{ds[activation]}\t"
+                            f"{ds[activation]}\t{ds[s_closed] if s_closed else NULL}\t{CURRENCY}\t2\t"
+                            f"{SAVINGS_PRODUCTS[prod_id - 1][3]}\t{money(bal)}\t{money(dep)}\t{money(wd)}\t"
+                            f"{self.ts(activation)}\t1\t1\t{s_lm}\n")
+            email = f"{first.lower()}.{last.lower()}{cid}@mail.example" if rnd() < 0.1 else NULL
+            clients.append(
+                f"{cid}\t{cid:09d}\t{randrange(10**7, 10**8)}\t{status}\t"
+                f"{ds[activation] if activation else NULL}\t{ds[office_joining] if office_joining else NULL}\t"
+                f"{office_id}\t{officer if officer else NULL}\t{first}\t{last}\t{first} {last}\t"
+                f"+2547{randrange(10**7, 10**8)}\t{gender if gender else NULL}\t{ds[dob]}\t"
+                f"{closure_reason if closure_reason else NULL}\t{ds[closed] if closed else NULL}\t"
+                f"{ds[submitted]}\t{ctype}\t{cclass}\t{ds[rejected] if rejected else NULL}\t"
+                f"{ds[withdrawn] if withdrawn else NULL}\t{ds[reactivated] if reactivated else NULL}\t1\t"
+                f"{email}\t{sub_ts}\t1\t1\t{last_mod}\n")
+            if (cid & 255) == 0:
+                self.sink.maybe_flush()
+
+    def _client_loans(self, cid, br, new_br, transfer, officer, new_officer, group_id, activation):
+        """Loan cycles of one active client; returns the client's final status fields.
+
+        last_mod is the time of the client's own last change (closure, reactivation): in Fineract
+        loan activity does not touch m_client.
+        """
+        rng, as_of = self.rng, self.as_of
+        rnd = rng.random
+        randrange = rng.randrange
+        status = CLIENT_ACTIVE
+        closed = closure_reason = reactivated = None
+        last_mod = ""
+        t = activation + randrange(0, 30)
+        cycle = 0
+        product_cycles: dict[int, int] = {}
+        base = 0.8 + 0.6 * rnd()  # client's scale of borrowing
+        risk = rnd()              # client's repayment discipline, drives behaviour per loan
+        while t <= as_of:
+            if group_id:
+                prod = PRODUCTS[1] if rnd() < 0.15 else PRODUCTS[0]
+                if self.product_close[5] and t < self.product_close[5] and rnd() < 0.4:
+                    prod = PRODUCTS[4]
+            else:
+                x = rnd()
+                prod = PRODUCTS[2] if x < 0.65 else (PRODUCTS[3] if x < 0.85 else PRODUCTS[1])
+            cycle += 1
+            product_cycles[prod.id] = product_cycles.get(prod.id, 0) + 1
+            principal = int(prod.principal * base * (1 + 0.25 * min(cycle - 1, 6)) / 50_00) * 50_00
+            principal = max(prod.min_principal, min(prod.max_principal, principal))
+            after_transfer = transfer is not None and t >= transfer
+            loan_officer = (new_officer if after_transfer else officer) if rnd() > 0.02 else None
+            outcome, end = self._loan(cid, prod, principal, t, cycle, product_cycles[prod.id],
+                                      br.id, new_br.id, transfer, loan_officer,
+                                      new_officer if not after_transfer else None, group_id, risk,
+                                      new_br.officers if after_transfer else br.officers)
+            if outcome in ("pending", "active"):
+                break
+            if outcome == "not_disbursed":
+                t = end + randrange(20, 120)
+                continue
+            # the loan ended (closed or written off): next cycle, or the client leaves
+            if rnd() < (0.6 if outcome == "written_off" else 0.12):
+                if rnd() < 0.65:
+                    closure = end + randrange(15, 180)
+                    if closure <= as_of:
+                        status, closed = CLIENT_CLOSED, closure
+                        closure_reason = self.closure_reasons[int(rnd() * len(self.closure_reasons))]
+                        c_ts = self.ts(closure)
+                        if c_ts > last_mod:
+                            last_mod = c_ts
+                        # closed clients sometimes come back: Fineract clears the closure on reactivation
+                        # and the client is activated again
+                        if rnd() < 0.15:
+                            react = closure + randrange(60, 500)
+                            if react <= as_of:
+                                status, closed, closure_reason = CLIENT_ACTIVE, None, None
+                                reactivated = activation = react
+                                last_mod = self.ts(react)
+                                t = react + randrange(0, 30)
+                                continue
+                break
+            gap = randrange(0, 8) if rnd() < 0.5 else (randrange(8, 60) if rnd() < 0.8 else randrange(60, 365))
+            t = end + gap
+        return status, activation, closed, closure_reason, reactivated, last_mod
+
+    def _loan(self, cid, prod, principal, submitted, cycle, product_cycle, office_old, office_new, transfer,
+              officer, officer_after_transfer, group_id, risk, branch_officers):
+        """One loan with its schedule, transactions and officer history; returns (outcome, end date)."""
+        rng, ds, as_of = self.rng, self.ds, self.as_of
+        rnd = rng.random
+        randrange = rng.randrange
+        bufs = self.sink.buffers
+        tx_buf = bufs["m_loan_transaction"]
+        lid = self.next_loan
+        self.next_loan += 1
+        approved = submitted + randrange(0, 8)
+        disbursed = approved + (randrange(0, 11) if rnd() < 0.9 else randrange(11, 60))
+        sub_ts = self.ts(submitted)
+        last_mod = sub_ts
+        status = LOAN_ACTIVE
+        rejected = withdrawn = None
+        approved_d = disbursed_d = None
+        r = rnd()
+        if r < 0.03 and submitted + 10 <= as_of:
+            status, rejected = LOAN_REJECTED, submitted + randrange(1, 11)
+        elif r < 0.05 and submitted + 10 <= as_of:
+            status, withdrawn = LOAN_WITHDRAWN, submitted + randrange(1, 11)
+        elif approved > as_of:
+            status = LOAN_SUBMITTED
+        elif disbursed > as_of:
+            status, approved_d = LOAN_APPROVED, approved
+        else:
+            approved_d, disbursed_d = approved, disbursed
+        expected_disb = disbursed if disbursed_d else approved + randrange(0, 11)
+        first_date = disbursed_d if disbursed_d else expected_disb
+        dues = due_dates(prod, first_date)
+        prin, intr = schedule_amounts(prod, principal)
+        n = len(dues)
+        pp = [0] * n
+        ip = [0] * n
+        met = [0] * n
+        touched = [""] * n
+        p_wo = [0] * n
+        i_wo = [0] * n
+        closed_d = wo_d = None
+        ts_created = sub_ts
+        p_repaid = i_repaid = 0
+        if status in (LOAN_REJECTED, LOAN_WITHDRAWN):
+            last_mod = self.ts(rejected or withdrawn)
+        elif status == LOAN_APPROVED:
+            last_mod = self.ts(approved)
+        if disbursed_d is not None:
+            disb_ts = self.ts(disbursed_d)
+            ts_created = disb_ts
+            last_mod = disb_ts
+            office_at = office_old if transfer is None or disbursed_d < transfer else office_new
+            tid = self.next_tx
+            self.next_tx += 1
+            pm = money(principal)
+            tx_buf.append(f"{tid}\t{lid}\t{office_at}\tf\t1\t{ds[disbursed_d]}\t{pm}\t{pm}\t\\N\t{pm}\t"
+                          f"{ds[disbursed_d]}\tf\t1\t1\t{disb_ts}\t{disb_ts}\t\\N\n")
+            total_due = [prin[k] + intr[k] for k in range(n)]
+            cum_due = []
+            acc = 0
+            for x in total_due:
+                acc += x
+                cum_due.append(acc)
+            grand_total = acc
+            cur = 0
+
+            def post(amount: int, day: int, tx_type: int, submitted_on: int, lm_ts: str) -> None:
+                """Allocate a repayment: interest then principal, oldest installment first."""
+                nonlocal cur, p_repaid, i_repaid, last_mod
+                p_por = i_por = 0
+                while amount > 0 and cur < n:
+                    need = intr[cur] - ip[cur]
+                    if need:
+                        x = need if need < amount else amount
+                        ip[cur] += x
+                        i_por += x
+                        amount -= x
+                    need = prin[cur] - pp[cur]
+                    if need and amount:
+                        x = need if need < amount else amount
+                        pp[cur] += x
+                        p_por += x
+                        amount -= x
+                    touched[cur] = lm_ts
+                    if ip[cur] == intr[cur] and pp[cur] == prin[cur]:
+                        met[cur] = day
+                        cur += 1
+                p_repaid += p_por
+                i_repaid += i_por
+                office = office_old if transfer is None or day < transfer else office_new
+                tid = self.next_tx
+                self.next_tx += 1
+                tx_buf.append(f"{tid}\t{lid}\t{office}\tf\t{tx_type}\t{ds[day]}\t{money(p_por + i_por)}\t"
+                              f"{_money_or_null(p_por)}\t{_money_or_null(i_por)}\t{money(principal - p_repaid)}\t"
+                              f"{ds[submitted_on]}\tf\t1\t1\t{lm_ts}\t{lm_ts}\t\\N\n")
+                if lm_ts > last_mod:
+                    last_mod = lm_ts
+
+            def outstanding() -> int:
+                return grand_total - p_repaid - i_repaid
+
+            def repay(amount: int, day: int) -> None:
+                """A repayment as the branch enters it: sometimes days later, sometimes wrong and reversed."""
+                amount = min(amount, outstanding())
+                if amount <= 0:
+                    return
+                entered = day
+                x = rnd()
+                if x < 0.04:
+                    entered = min(as_of, day + randrange(1, 11))  # back-dated entry
+                elif x < 0.05:
+                    # a wrong amount is entered, reversed, then the right one entered
+                    wrong = amount * 10 if rnd() < 0.5 else max(1_00, amount - 100_00)
+                    if wrong == amount:
+                        wrong += 50_00
+                    rev_on = min(as_of, day + randrange(0, 4))
+                    w_ts = self.ts(day)
+                    r_ts = self.ts(rev_on)
+                    if r_ts < w_ts:
+                        w_ts, r_ts = r_ts, w_ts
+                    need_i = intr[cur] - ip[cur] if cur < n else 0
+                    wi = min(wrong, need_i)
+                    tid = self.next_tx
+                    self.next_tx += 1
+                    office = office_old if transfer is None or day < transfer else office_new
+                    tx_buf.append(f"{tid}\t{lid}\t{office}\tt\t2\t{ds[day]}\t{money(wrong)}\t"
+                                  f"{_money_or_null(wrong - wi)}\t{_money_or_null(wi)}\t"
+                                  f"{money(max(0, principal - p_repaid - (wrong - wi)))}\t{ds[day]}\tt\t1\t1\t"
+                                  f"{w_ts}\t{r_ts}\t{ds[rev_on]}\n")
+                    post(amount, day, TX_REPAYMENT, rev_on, r_ts)
+                    return
+                post(amount, day, TX_REPAYMENT, entered, self.ts(entered))
+
+            if rnd() < 0.03:
+                post(total_due[0], disbursed_d, TX_REPAYMENT_AT_DISBURSEMENT, disbursed_d, disb_ts)
+            # repayment behaviour of this loan, driven by the client's discipline
+            b = rnd() * 0.6 + risk * 0.4
+            behaviour = ("good" if b < 0.62 else "late" if b < 0.76 else "partial" if b < 0.84
+                         else "missed" if b < 0.92 else "default")
+            stop_at = randrange(0, n - 1) if behaviour == "default" else n
+            last_pay = disbursed_d
+            for k in range(n):
+                if k >= stop_at:
+                    break
+                due = dues[k]
+                if behaviour == "good":
+                    day = due - (randrange(1, 4) if rnd() < 0.1 else 0)
+                elif behaviour == "late":
+                    day = due + randrange(1, 21)
+                elif behaviour == "missed" and rnd() < 0.25:
+                    continue
+                else:
+                    day = due
+                if day < last_pay:
+                    day = last_pay
+                if day > as_of:
+                    break
+                last_pay = day
+                arrears = cum_due[k] - p_repaid - i_repaid
+                if behaviour == "partial" and rnd() < 0.6:
+                    amount = int(total_due[k] * (0.4 + 0.5 * rnd()) / 10_00) * 10_00
+                else:
+                    amount = arrears
+                repay(amount, day)
+            # catch-up payment after maturity for partial / missed payers
+            if behaviour in ("partial", "missed", "late") and outstanding() > 0:
+                day = max(last_pay, dues[-1]) + randrange(5, 90)
+                if day <= as_of and rnd() < 0.8:
+                    repay(outstanding(), day)
+                    last_pay = day
+            remaining = outstanding()
+            if remaining > 0 and behaviour == "default":
+                wo = dues[-1] + randrange(120, 240)
+                if wo <= as_of:
+                    wo_d = wo
+                    wo_ts = self.ts(wo)
+                    p_out = principal - p_repaid
+                    i_out = sum(intr) - i_repaid
+                    for k in range(cur, n):
+                        p_wo[k] = prin[k] - pp[k]
+                        i_wo[k] = intr[k] - ip[k]
+                        met[k] = wo
+                        touched[k] = wo_ts
+                    tid = self.next_tx
+                    self.next_tx += 1
+                    office = office_old if transfer is None or wo < transfer else office_new
+                    tx_buf.append(f"{tid}\t{lid}\t{office}\tf\t6\t{ds[wo]}\t{money(p_out + i_out)}\t"
+                                  f"{_money_or_null(p_out)}\t{_money_or_null(i_out)}\t0.00\t{ds[wo]}\tf\t1\t1\t"
+                                  f"{wo_ts}\t{wo_ts}\t\\N\n")
+                    status = LOAN_WRITTEN_OFF
+                    last_mod = max(last_mod, wo_ts)
+            elif remaining == 0:
+                status = LOAN_CLOSED
+                closed_d = last_pay if met[n - 1] == 0 else met[n - 1]
+        # ---- officer assignment history (Fineract starts it at the application)
+        hist = bufs["m_loan_officer_assignment_history"]
+        end_of_life = wo_d or closed_d or rejected or withdrawn
+        if officer is not None:
+            reassign = None
+            new_off = None
+            if (officer_after_transfer is not None and disbursed_d is not None and transfer is not None
+                    and transfer > disbursed_d and (end_of_life is None or transfer < end_of_life)
+                    and transfer <= as_of):
+                reassign, new_off = transfer, officer_after_transfer
+            elif disbursed_d is not None and rnd() < 0.03:
+                hi = min(end_of_life or as_of, as_of)
+                if hi > disbursed_d + 1:
+                    reassign = disbursed_d + randrange(1, hi - disbursed_d)
+                    new_off = branch_officers[int(rnd() * len(branch_officers))]
+            hid = self.next_hist
+            sub_naive = sub_ts[:-3]
+            if reassign is not None:
+                r_ts = self.ts(reassign)
+                hist.append(f"{hid}\t{lid}\t{officer}\t{ds[submitted]}\t{ds[reassign]}\t1\t{sub_naive}\t"
+                            f"{r_ts[:-3]}\t1\n")
+                hist.append(f"{hid + 1}\t{lid}\t{new_off}\t{ds[reassign]}\t\\N\t1\t{r_ts[:-3]}\t{r_ts[:-3]}\t1\n")
+                self.next_hist += 2
+                officer = new_off
+                last_mod = max(last_mod, r_ts)
+            else:
+                hist.append(f"{hid}\t{lid}\t{officer}\t{ds[submitted]}\t\\N\t1\t{sub_naive}\t{sub_naive}\t1\n")
+                self.next_hist += 1
+        # ---- schedule
+        sched = bufs["m_loan_repayment_schedule"]
+        sid = self.next_sched
+        self.next_sched += n
+        prev = first_date
+        for k in range(n):
+            due = dues[k]
+            lm = touched[k] or ts_created
+            sched.append(f"{sid + k}\t{lid}\t{ds[prev]}\t"
+                         f"{ds[due]}\t{k + 1}\t{money(prin[k])}\t"
+                         f"{_money_or_null(pp[k])}\t{_money_or_null(p_wo[k])}\t{money(intr[k])}\t"
+                         f"{_money_or_null(ip[k])}\t{_money_or_null(i_wo[k])}\t{'t' if met[k] else 'f'}\t"
+                         f"{ds[met[k]] if met[k] else NULL}\t{ts_created}\t1\t1\t{lm}\n")
+            prev = due
+        # ---- the loan row, derived columns consistent with the transactions
+        disb_amt = principal if disbursed_d else 0
+        charged = sum(intr) if disbursed_d else 0
+        p_wo_t, i_wo_t = sum(p_wo), sum(i_wo)
+        p_out = disb_amt - p_repaid - p_wo_t
+        i_out = charged - i_repaid - i_wo_t
+        purpose = self.purposes[int(rnd() * len(self.purposes))]
+        matured = dues[-1] if disbursed_d else None
+        closed_on = closed_d or wo_d
+        exp_total = principal + charged
+        m = money
+        bufs["m_loan"].append(
+            f"{lid}\t{lid:09d}\t{cid}\t{group_id if group_id else NULL}\t{prod.id}\t"
+            f"{officer if officer else NULL}\t{purpose}\t{status}\t{LOAN_JLG if group_id else LOAN_INDIVIDUAL}\t"
+            f"{CURRENCY}\t2\t{m(principal)}\t{m(principal)}\t{m(principal)}\t{m(principal)}\t"
+            f"{_rate(prod.rate_bp)}\t{prod.frequency}\t{_rate(prod.annual_rate_bp)}\t1\t{n}\t{prod.frequency}\t1\t"
+            f"{prod.frequency}\t{n}\t0\t{ds[submitted]}\t{ds[approved_d] if approved_d else NULL}\t"
+            f"{ds[expected_disb]}\t"
+            f"{ds[dues[0]]}\t"
+            f"{ds[disbursed_d] if disbursed_d else NULL}\t"
+            f"{ds[dues[-1]]}\t"
+            f"{ds[matured] if matured else NULL}\t"
+            f"{ds[closed_on] if closed_on else NULL}\t{m(disb_amt)}\t{m(p_repaid)}\t{m(p_wo_t)}\t{m(p_out)}\t"
+            f"{m(charged)}\t{m(i_repaid)}\t{m(i_wo_t)}\t{m(i_out)}\t{m(exp_total) if disbursed_d else m(0)}\t"
+            f"{m(p_repaid + i_repaid)}\t{m(p_wo_t + i_wo_t)}\t{m(p_out + i_out)}\t"
+            f"{ds[rejected] if rejected else NULL}\t{ds[withdrawn] if withdrawn else NULL}\t"
+            f"{ds[wo_d] if wo_d else NULL}\t{cycle}\t{product_cycle}\t1\t{sub_ts}\t1\t1\t{last_mod}\n")
+        if status in (LOAN_SUBMITTED, LOAN_APPROVED, LOAN_ACTIVE):
+            return ("pending" if status != LOAN_ACTIVE else "active"), None
+        if status in (LOAN_REJECTED, LOAN_WITHDRAWN):
+            return "not_disbursed", (rejected or withdrawn)
+        if status == LOAN_WRITTEN_OFF:
+            return "written_off", wo_d
+        return "closed", closed_d
+
+    def finish(self) -> None:
+        groups = self.sink.buffers["m_group"]
+        for gid, (g_id, status, act, office, staff, parent, level, name, sub) in sorted(self.groups.items()):
+            hierarchy = f".{parent}.{gid}." if parent else f".{gid}."
+            groups.append(_line(g_id, status, self.ds[act], office, staff, parent, level, name,
+                                hierarchy, self.ds[sub], f"{gid:09d}"))
+        self.sink.flush_all()
+
+
+def build_demo_mis(conn: psycopg.Connection, clients: int, seed: int, as_of: dt.date) -> dict[str, int]:
+    """(Re)build the demo Fineract tables in the connected database; returns row counts per table.
+
+    Deterministic for a given (clients, seed, as_of). Commits when done.
+    """
+    if clients < 1:
+        raise ValueError("clients must be at least 1")
+    started = time.perf_counter()
+    create_source_schema(conn)
+    gen = _Generator(conn, clients, seed, as_of)
+    gen.build_reference()
+    gen.build_clients()
+    gen.finish()
+    generated = time.perf_counter()
+    _add_constraints(conn)
+    conn.commit()
+    counts = dict(gen.sink.counts)
+    log.info("demo MIS: %d clients in %.1fs (+%.1fs keys/indexes): %s", clients, generated - started,
+             time.perf_counter() - generated, counts)
+    return counts
