@@ -36,8 +36,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import queue
 import random
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 
@@ -199,11 +201,19 @@ GEN_COLUMNS: dict[str, list[str]] = {
 }
 
 
-def money(cents: int) -> str:
-    """Cents as the decimal text COPY expects (exact, no float)."""
-    if cents < 0:
-        return "-" + money(-cents)
-    return f"{cents // 100}.{cents % 100:02d}"
+class _MoneyText(dict):
+    """cents -> '123.45'. Exact: cents/100 is the nearest double and '.2f' rounds it back to the
+    same two decimals for any amount below 10^13 cents. Cached because installment amounts repeat."""
+
+    def __missing__(self, cents: int) -> str:
+        if len(self) > 300_000:
+            self.clear()
+        text = f"{cents / 100:.2f}"
+        self[cents] = text
+        return text
+
+
+money = _MoneyText().__getitem__
 
 
 def _money_or_null(cents: int) -> str:
@@ -244,24 +254,58 @@ def schedule_amounts(product: LoanProduct, principal: int) -> tuple[list[int], l
 
 
 class _CopySink:
-    """Per-table text buffers flushed with one COPY each when they fill up (bounded memory)."""
+    """Per-table text buffers flushed with one COPY each when they fill up.
+
+    A writer thread runs the COPYs while the main thread generates the next rows (libpq releases
+    the GIL while the server works), through a short queue: memory stays bounded to a few
+    buffers whatever the size of the demo.
+    """
 
     def __init__(self, conn: psycopg.Connection, flush_rows: int = 20000):
         self.conn = conn
         self.flush_rows = flush_rows
         self.buffers: dict[str, list[str]] = {t: [] for t in GEN_COLUMNS}
         self.counts: dict[str, int] = {t: 0 for t in GEN_COLUMNS}
+        self._queue: queue.Queue = queue.Queue(maxsize=4)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._writer, name="demo-copy-writer", daemon=True)
+        self._thread.start()
+
+    def _writer(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is not None:
+                continue  # drain after a failure; the main thread re-raises it
+            table, text = item
+            try:
+                cols = ", ".join(GEN_COLUMNS[table])
+                with self.conn.cursor() as cur:
+                    with cur.copy(f"COPY {table} ({cols}) FROM STDIN") as cp:
+                        cp.write(text)
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                self._error = exc
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
 
     def flush(self, table: str) -> None:
         buf = self.buffers[table]
         if not buf:
             return
-        cols = ", ".join(GEN_COLUMNS[table])
-        with self.conn.cursor() as cur:
-            with cur.copy(f"COPY {table} ({cols}) FROM STDIN") as cp:
-                cp.write("".join(buf))
+        self._check()
+        self._queue.put((table, "".join(buf)))
         self.counts[table] += len(buf)
         buf.clear()
+
+    def close(self) -> None:
+        """Flush everything and wait for the writer: the connection is the caller's again."""
+        self.flush_all()
+        self._queue.put(None)
+        self._thread.join()
+        self._check()
 
     def maybe_flush(self) -> None:
         limit = self.flush_rows
@@ -894,7 +938,7 @@ class _Generator:
             hierarchy = f".{parent}.{gid}." if parent else f".{gid}."
             groups.append(_line(g_id, status, self.ds[act], office, staff, parent, level, name,
                                 hierarchy, self.ds[sub], f"{gid:09d}"))
-        self.sink.flush_all()
+        self.sink.close()
 
 
 def build_demo_mis(conn: psycopg.Connection, clients: int, seed: int, as_of: dt.date) -> dict[str, int]:
@@ -907,9 +951,11 @@ def build_demo_mis(conn: psycopg.Connection, clients: int, seed: int, as_of: dt.
     started = time.perf_counter()
     create_source_schema(conn)
     gen = _Generator(conn, clients, seed, as_of)
-    gen.build_reference()
-    gen.build_clients()
-    gen.finish()
+    try:
+        gen.build_reference()
+        gen.build_clients()
+    finally:
+        gen.finish()
     generated = time.perf_counter()
     _add_constraints(conn)
     conn.commit()
