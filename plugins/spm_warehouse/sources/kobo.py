@@ -1,0 +1,651 @@
+"""KoboToolbox submissions -> raw_kobo: API v2 pages and exported files dropped in a folder.
+
+Why raw JSONB and nothing else here: a survey form changes over time (version
+drift), MFIs bring their own forms, and a submission we cannot read today may
+be readable after a mapping is added. So the loader keeps every submission
+verbatim (`payload`), adds only the keys needed to find it again (source,
+asset, `_id`, `meta/instanceID`, `_submission_time`) and leaves flattening,
+edits, duplicates and quarantine to dbt, where the rules are written once.
+
+Two roads in:
+
+* API: ``GET {host}/api/v2/assets/{uid}/data/?format=json`` with
+  ``Authorization: Token ...``, following ``next``; incremental by
+  ``_submission_time`` (watermark minus a lookback). KoboToolbox keeps
+  ``_submission_time`` when a submission is edited, so an edit made after the
+  lookback window is only seen by a full refresh (``full_refresh=True``).
+* Files: Kobo JSON (the API's ``{"results": [...]}`` or a plain list) and CSV
+  exports (``;`` or ``,`` separated, ``group/question`` headers, "XML values
+  and headers") dropped in SPM_SURVEY_DROP_DIR. Each file is loaded once (by
+  content hash) and moved to ``loaded/``; a file that cannot be read is moved
+  to ``rejected/`` next to a ``<name>.reason.txt``. Nothing is deleted.
+
+A submission is stored once per distinct content (``content_hash``), so
+re-pulling or re-dropping the same data changes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import http.client
+import json
+import logging
+import random
+import shutil
+import socket
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import psycopg
+
+from spm_warehouse.settings import ConnInfo
+
+log = logging.getLogger(__name__)
+
+SUBMISSION_COLUMNS = ("source", "asset_uid", "kobo_id", "instance_id", "submission_time",
+                      "payload", "content_hash", "run_id")
+
+DDL = """
+CREATE SCHEMA IF NOT EXISTS raw_kobo;
+CREATE TABLE IF NOT EXISTS raw_kobo.submissions (
+    source          text        NOT NULL,
+    asset_uid       text,
+    kobo_id         bigint,
+    instance_id     text,
+    submission_time timestamptz,
+    payload         jsonb       NOT NULL,
+    content_hash    text        NOT NULL,
+    loaded_at       timestamptz NOT NULL DEFAULT now(),
+    run_id          text,
+    CONSTRAINT submissions_pkey PRIMARY KEY (content_hash)
+);
+COMMENT ON TABLE raw_kobo.submissions IS
+    'KoboToolbox/ODK submissions kept verbatim (payload); one row per distinct content. Flattened, deduplicated and checked in dbt (staging/kobo, intermediate/surveys).';
+COMMENT ON COLUMN raw_kobo.submissions.source IS 'api:<asset_uid> or file:<file name> of the first load that brought this content';
+COMMENT ON COLUMN raw_kobo.submissions.kobo_id IS 'Kobo _id (stays the same when a submission is edited)';
+COMMENT ON COLUMN raw_kobo.submissions.instance_id IS 'meta/instanceID (else uuid:<_uuid>); identifies the submission version';
+COMMENT ON COLUMN raw_kobo.submissions.submission_time IS 'Kobo _submission_time (UTC); not moved by edits';
+COMMENT ON COLUMN raw_kobo.submissions.content_hash IS 'sha256 of the canonical JSON of payload: the unique key that makes reloads no-ops';
+CREATE INDEX IF NOT EXISTS submissions_instance_id_idx ON raw_kobo.submissions (instance_id);
+CREATE INDEX IF NOT EXISTS submissions_asset_time_idx ON raw_kobo.submissions (asset_uid, submission_time);
+
+CREATE TABLE IF NOT EXISTS raw_kobo.loaded_files (
+    content_hash text PRIMARY KEY,
+    filename     text        NOT NULL,
+    loaded_at    timestamptz NOT NULL DEFAULT now(),
+    rows         integer,
+    status       text        NOT NULL CHECK (status IN ('loaded', 'rejected')),
+    reason       text,
+    rows_new     integer,
+    run_id       text
+);
+COMMENT ON TABLE raw_kobo.loaded_files IS
+    'Every export file seen in the survey drop folder, by content hash: loaded once, or rejected with its reason (the file itself is kept in rejected/).';
+
+CREATE SCHEMA IF NOT EXISTS meta;
+CREATE TABLE IF NOT EXISTS meta.survey_watermarks (
+    asset_uid            text PRIMARY KEY,
+    last_submission_time timestamptz,
+    rows_received        bigint,
+    updated_at           timestamptz NOT NULL DEFAULT now(),
+    run_id               text
+);
+COMMENT ON TABLE meta.survey_watermarks IS
+    'Highest Kobo _submission_time pulled per asset; the next pull asks from it minus the lookback.';
+"""
+
+SKIPPED_FILE_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial")
+
+
+class KoboError(RuntimeError):
+    """KoboToolbox could not be read; the message says what to check."""
+
+
+class KoboAuthError(KoboError):
+    """HTTP 401/403: the token is wrong, expired or lacks permission on the asset."""
+
+
+class KoboUnavailableError(KoboError):
+    """The server kept failing (5xx, timeouts) after every retry."""
+
+
+class BadExportFile(ValueError):
+    """A dropped file that cannot be read as a Kobo export; the message is the reason."""
+
+
+def ensure_raw_kobo_schema(conn: psycopg.Connection) -> None:
+    """Create raw_kobo.submissions, raw_kobo.loaded_files and meta.survey_watermarks (idempotent)."""
+    with conn.cursor() as cur:
+        cur.execute(DDL)
+    conn.commit()
+
+
+# ---------------------------------------------------------------- rows
+
+def canonical_json(payload: dict) -> str:
+    """One text per content: sorted keys, no spaces, NUL characters replaced.
+
+    PostgreSQL jsonb cannot store U+0000, so it is replaced by U+FFFD rather
+    than failing the whole page for one broken answer.
+    """
+    return json.dumps(_without_nul(payload), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
+
+
+def content_hash(payload: dict) -> str:
+    return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+
+
+def parse_submission_time(value: Any) -> datetime | None:
+    """Kobo writes `_submission_time` as naive UTC ('2024-03-01T10:11:12'); None when unreadable."""
+    if not value or not isinstance(value, str):
+        return None
+    text = value.strip().replace("Z", "+00:00")
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    return None
+
+
+def instance_id_of(payload: dict) -> str | None:
+    """`meta/instanceID`, else the `uuid:<_uuid>` Kobo derives it from (CSV exports may lack it)."""
+    value = payload.get("meta/instanceID")
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    uuid = payload.get("_uuid")
+    if isinstance(uuid, str) and uuid.strip():
+        return "uuid:" + uuid.strip()
+    return None
+
+
+def submission_row(payload: dict, source: str, asset_uid: str | None, run_id: str) -> tuple:
+    """The raw_kobo.submissions row (SUBMISSION_COLUMNS order) of one submission."""
+    text = canonical_json(payload)
+    asset = asset_uid or (payload.get("_xform_id_string") if isinstance(payload.get("_xform_id_string"), str) else None)
+    return (
+        source,
+        asset,
+        _as_int(payload.get("_id")),
+        instance_id_of(payload),
+        parse_submission_time(payload.get("_submission_time")),
+        text,
+        hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        run_id,
+    )
+
+
+def load_submission_rows(conn: psycopg.Connection, rows: Iterable[tuple]) -> tuple[int, int]:
+    """COPY rows into a session temp table, then insert the new contents. Returns (received, new).
+
+    The caller commits; a failure leaves nothing half-loaded in its transaction.
+    """
+    with conn.cursor() as cur:
+        cur.execute("""
+            CREATE TEMP TABLE IF NOT EXISTS kobo_landing (
+                source text, asset_uid text, kobo_id bigint, instance_id text,
+                submission_time timestamptz, payload jsonb, content_hash text, run_id text)
+        """)
+        cur.execute("TRUNCATE kobo_landing")
+        received = 0
+        with cur.copy(f"COPY kobo_landing ({', '.join(SUBMISSION_COLUMNS)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+                received += 1
+        cur.execute(f"""
+            INSERT INTO raw_kobo.submissions ({', '.join(SUBMISSION_COLUMNS)})
+            SELECT DISTINCT ON (content_hash) {', '.join(SUBMISSION_COLUMNS)}
+            FROM kobo_landing
+            ORDER BY content_hash
+            ON CONFLICT (content_hash) DO NOTHING
+        """)
+        new = cur.rowcount
+    return received, new
+
+
+# ---------------------------------------------------------------- API
+
+def kobo_base_url(info: ConnInfo) -> str:
+    """Server URL from the connection: host may be a full URL or a bare host name."""
+    host = (info.host or "").strip().rstrip("/")
+    if not host:
+        raise KoboError(f"connection {info.conn_id!r} has no host: set it to the server URL, "
+                        "e.g. https://kf.kobotoolbox.org or https://eu.kobotoolbox.org")
+    if "://" not in host:
+        scheme = info.extra.get("scheme") or ("http" if info.conn_type == "http" else "https")
+        host = f"{scheme}://{host}"
+    parts = urllib.parse.urlsplit(host)
+    if info.port and parts.port is None:
+        host = urllib.parse.urlunsplit((parts.scheme, f"{parts.hostname}:{info.port}", parts.path, "", ""))
+    return host
+
+
+def asset_uids_of(info: ConnInfo) -> list[str]:
+    """Asset uids from the connection extra: {"asset_uids": [...]} or a comma-separated string."""
+    raw = info.extra.get("asset_uids", info.extra.get("asset_uid", []))
+    if isinstance(raw, str):
+        raw = [part.strip() for part in raw.split(",")]
+    return [str(uid).strip() for uid in raw if str(uid).strip()]
+
+
+@dataclass
+class KoboClient:
+    """A small KoboToolbox API v2 reader: token auth, pagination by `next`, retries.
+
+    Why stdlib urllib: the API needs only GET with a header; one fewer pinned
+    dependency for MFIs that install the pipeline on a small server.
+    """
+
+    base_url: str
+    token: str
+    timeout_s: float = 60.0
+    max_attempts: int = 5
+    backoff_s: float = 2.0
+    max_backoff_s: float = 60.0
+    page_size: int = 1000  # Kobo's maximum per page since 2026
+    sleep: Callable[[float], None] = time.sleep
+    requests_made: int = field(default=0, init=False)
+
+    def data_url(self, asset_uid: str, since: datetime | None) -> str:
+        params = {"format": "json", "limit": str(self.page_size),
+                  "sort": json.dumps({"_submission_time": 1, "_id": 1})}
+        if since is not None:
+            stamp = since.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+            params["query"] = json.dumps({"_submission_time": {"$gte": stamp}})
+        quoted = urllib.parse.quote(asset_uid, safe="")
+        return f"{self.base_url}/api/v2/assets/{quoted}/data/?{urllib.parse.urlencode(params)}"
+
+    def iter_pages(self, asset_uid: str, since: datetime | None = None) -> Iterator[list[dict]]:
+        """Yield the `results` of each page, following `next` until it is null."""
+        url: str | None = self.data_url(asset_uid, since)
+        seen: set[str] = set()
+        while url:
+            if url in seen:
+                raise KoboError(f"asset {asset_uid}: the server's `next` link loops back to {url}")
+            seen.add(url)
+            page = self.get_json(url, what=f"asset {asset_uid}")
+            results = page.get("results") if isinstance(page, dict) else None
+            if not isinstance(results, list):
+                raise KoboError(f"asset {asset_uid}: unexpected answer from {self._redact(url)} "
+                                "(no `results` list); is the host a KoboToolbox server?")
+            yield [r for r in results if isinstance(r, dict)]
+            url = self._same_server(page.get("next"))
+
+    def _same_server(self, next_url: str | None) -> str | None:
+        """Follow `next` on the configured server.
+
+        Why: behind a reverse proxy Kobo may write its internal host or http://
+        into `next`; the token must only ever go to the server we were given.
+        """
+        if not next_url:
+            return None
+        base = urllib.parse.urlsplit(self.base_url)
+        nxt = urllib.parse.urlsplit(urllib.parse.urljoin(self.base_url + "/", next_url))
+        return urllib.parse.urlunsplit((base.scheme, base.netloc, nxt.path, nxt.query, ""))
+
+    def get_json(self, url: str, what: str = "request") -> Any:
+        """GET with retries on 5xx/429/timeouts/connection errors; 401/403 raise KoboAuthError."""
+        last_problem = ""
+        for attempt in range(1, self.max_attempts + 1):
+            request = urllib.request.Request(url, headers={
+                "Authorization": f"Token {self.token}",
+                "Accept": "application/json",
+                "User-Agent": "spm-warehouse/0.1",
+            })
+            retry_after: float | None = None
+            try:
+                self.requests_made += 1
+                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                    body = response.read()
+                try:
+                    return json.loads(body)
+                except ValueError:
+                    raise KoboError(f"{what}: {self._redact(url)} did not answer JSON "
+                                    f"(starts with {body[:80]!r}); is the host a KoboToolbox server?") from None
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+                if status in (401, 403):
+                    raise KoboAuthError(self._auth_message(status, what)) from None
+                if status == 404:
+                    raise KoboError(f"{what}: not found at {self.base_url} (HTTP 404); check the asset uid "
+                                    "in the extra of connection 'kobotoolbox' and that the form is deployed") from None
+                if status != 429 and status < 500:
+                    raise KoboError(f"{what}: HTTP {status} from {self._redact(url)}") from None
+                last_problem = f"HTTP {status}"
+                retry_after = _retry_after_seconds(exc.headers.get("Retry-After") if exc.headers else None)
+            except (TimeoutError, socket.timeout) as exc:
+                last_problem = f"timeout after {self.timeout_s:g}s ({exc})"
+            except urllib.error.URLError as exc:
+                if isinstance(exc.reason, (TimeoutError, socket.timeout)):
+                    last_problem = f"timeout after {self.timeout_s:g}s"
+                else:
+                    last_problem = f"connection failed ({exc.reason})"
+            except (ConnectionError, http.client.HTTPException) as exc:  # reset, remote closed
+                last_problem = f"connection failed ({exc.__class__.__name__})"
+            if attempt < self.max_attempts:
+                delay = retry_after if retry_after is not None else min(
+                    self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1)) * (1 + random.random() / 4)
+                log.warning("%s: %s (attempt %d of %d); retrying in %.1fs",
+                            what, last_problem, attempt, self.max_attempts, delay)
+                self.sleep(delay)
+        raise KoboUnavailableError(f"{what}: {self.base_url} still failing after {self.max_attempts} attempts "
+                                   f"(last: {last_problem}); the next run retries from the same watermark")
+
+    def _auth_message(self, status: int, what: str) -> str:
+        if status == 401:
+            return (f"KoboToolbox at {self.base_url} rejected the API token (HTTP 401) for {what}. "
+                    "Set the password of the Airflow connection 'kobotoolbox' to a valid API token "
+                    "(KoboToolbox: Account settings > Security > API key).")
+        return (f"KoboToolbox at {self.base_url} refused access (HTTP 403) for {what}: the token is valid "
+                "but its user may not view this asset's submissions. Share the project with that user "
+                "('View submissions') or use the owner's token.")
+
+    @staticmethod
+    def _redact(url: str) -> str:
+        return url.split("?", 1)[0]
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    if value and value.strip().isdigit():
+        return min(float(value.strip()), 300.0)
+    return None
+
+
+def read_watermark(conn: psycopg.Connection, asset_uid: str) -> datetime | None:
+    row = conn.execute("SELECT last_submission_time FROM meta.survey_watermarks WHERE asset_uid = %s",
+                       (asset_uid,)).fetchone()
+    return row[0] if row else None
+
+
+def write_watermark(conn: psycopg.Connection, asset_uid: str, last: datetime | None,
+                    received: int, run_id: str) -> None:
+    """Advance (never move back) the asset's watermark."""
+    conn.execute("""
+        INSERT INTO meta.survey_watermarks (asset_uid, last_submission_time, rows_received, updated_at, run_id)
+        VALUES (%s, %s, %s, now(), %s)
+        ON CONFLICT (asset_uid) DO UPDATE SET
+            last_submission_time = GREATEST(meta.survey_watermarks.last_submission_time, EXCLUDED.last_submission_time),
+            rows_received = EXCLUDED.rows_received, updated_at = now(), run_id = EXCLUDED.run_id
+    """, (asset_uid, last, received, run_id))
+
+
+def pull_asset(client: KoboClient, conn: psycopg.Connection, asset_uid: str, run_id: str,
+               lookback_minutes: int = 60, full_refresh: bool = False) -> dict:
+    """Pull one asset's submissions since its watermark minus the lookback; commit page by page.
+
+    Why the watermark moves only at the end: if a page fails, the rows already
+    committed are harmless (reloads are no-ops) and the next run asks again
+    from the old watermark, whatever order the server returned pages in.
+    """
+    watermark = None if full_refresh else read_watermark(conn, asset_uid)
+    since = watermark - timedelta(minutes=lookback_minutes) if watermark else None
+    source = f"api:{asset_uid}"
+    received = new = pages = 0
+    newest = watermark
+    for results in client.iter_pages(asset_uid, since):
+        pages += 1
+        rows = [submission_row(r, source, asset_uid, run_id) for r in results]
+        for row in rows:
+            if row[4] is not None and (newest is None or row[4] > newest):
+                newest = row[4]
+        got, added = load_submission_rows(conn, rows)
+        conn.commit()
+        received += got
+        new += added
+    write_watermark(conn, asset_uid, newest, received, run_id)
+    conn.commit()
+    log.info("kobo asset %s: %d pages, %d submissions received, %d new (since %s)",
+             asset_uid, pages, received, new, since)
+    return {"pages": pages, "received": received, "new": new,
+            "since": since.isoformat() if since else None,
+            "watermark": newest.isoformat() if newest else None}
+
+
+# ---------------------------------------------------------------- files
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_export_file(path: Path) -> Iterator[dict]:
+    """Submissions of a Kobo export file; raises BadExportFile with the reason when unreadable."""
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return iter(_read_json_export(path))
+    if suffix == ".csv":
+        return _read_csv_export(path)
+    raise BadExportFile(f"unsupported file type {suffix or '(none)'}: drop Kobo JSON (.json) or CSV (.csv) exports")
+
+
+def _read_json_export(path: Path) -> list[dict]:
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            data = json.load(fh)
+    except UnicodeDecodeError as exc:
+        raise BadExportFile(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise BadExportFile(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if isinstance(data, dict) and isinstance(data.get("results"), list):
+        data = data["results"]
+    if not isinstance(data, list):
+        raise BadExportFile("JSON is neither a list of submissions nor an API page with a `results` list")
+    for index, item in enumerate(data, start=1):
+        if not isinstance(item, dict):
+            raise BadExportFile(f"JSON element {index} is not a submission object")
+    if data and not any(instance_id_of(item) for item in data):
+        raise BadExportFile("no submission has meta/instanceID or _uuid: not a Kobo/ODK export")
+    return data
+
+
+def _read_csv_export(path: Path) -> Iterator[dict]:
+    """Rows as {header: value}; values stay text, exactly as exported."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            head = fh.readline()
+    except UnicodeDecodeError as exc:
+        raise BadExportFile(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if not head.strip():
+        raise BadExportFile("empty file (no header line)")
+    delimiter = ";" if head.count(";") >= head.count(",") else ","
+    header = next(csv.reader([head], delimiter=delimiter))
+    if len(set(header)) != len(header):
+        dupes = sorted({h for h in header if header.count(h) > 1})
+        raise BadExportFile(f"CSV header repeats columns {dupes}")
+    if not ({"meta/instanceID", "_uuid"} & set(header)):
+        raise BadExportFile("CSV header has no meta/instanceID or _uuid column: export from Kobo with "
+                            "'XML values and headers', group separator '/', and include the meta fields")
+    return _csv_rows(path, delimiter, header)
+
+
+def _csv_rows(path: Path, delimiter: str, header: list[str]) -> Iterator[dict]:
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            reader = csv.reader(fh, delimiter=delimiter)
+            next(reader)
+            for row in reader:
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue
+                if len(row) != len(header):
+                    raise BadExportFile(f"CSV line {reader.line_num} has {len(row)} fields, "
+                                        f"the header has {len(header)}")
+                yield dict(zip(header, row))
+    except UnicodeDecodeError as exc:
+        raise BadExportFile(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except csv.Error as exc:
+        raise BadExportFile(f"CSV cannot be parsed: {exc}") from None
+
+
+def asset_uid_from_filename(name: str) -> str | None:
+    """`<asset_uid>__anything.csv` names the form of an export without _xform_id_string."""
+    stem = name.split("__", 1)
+    return stem[0] if len(stem) == 2 and stem[0] and stem[0].isalnum() else None
+
+
+def _move_aside(path: Path, folder: Path) -> Path:
+    """Move a file into folder, never overwriting an earlier one of the same name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / path.name
+    if target.exists():
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        target = folder / f"{path.stem}.{stamp}{path.suffix}"
+    shutil.move(str(path), str(target))
+    return target
+
+
+def _record_file(conn: psycopg.Connection, digest: str, name: str, rows: int | None, status: str,
+                 reason: str | None, rows_new: int | None, run_id: str) -> None:
+    conn.execute("""
+        INSERT INTO raw_kobo.loaded_files (content_hash, filename, loaded_at, rows, status, reason, rows_new, run_id)
+        VALUES (%s, %s, now(), %s, %s, %s, %s, %s)
+        ON CONFLICT (content_hash) DO UPDATE SET filename = EXCLUDED.filename, loaded_at = now(),
+            rows = EXCLUDED.rows, status = EXCLUDED.status, reason = EXCLUDED.reason,
+            rows_new = EXCLUDED.rows_new, run_id = EXCLUDED.run_id
+    """, (digest, name, rows, status, reason, rows_new, run_id))
+
+
+def candidate_files(drop_dir: Path) -> list[Path]:
+    """Files waiting in the drop folder (top level only; hidden and partial downloads are skipped)."""
+    if not drop_dir.is_dir():
+        return []
+    return sorted(p for p in drop_dir.iterdir()
+                  if p.is_file() and not p.name.startswith((".", "~$"))
+                  and not p.name.lower().endswith(SKIPPED_FILE_SUFFIXES))
+
+
+def load_drop_dir(conn: psycopg.Connection, drop_dir: Path, run_id: str) -> dict:
+    """Load each new export file once; move it to loaded/ or, unreadable, to rejected/ with its reason."""
+    counts = {"files_loaded": 0, "files_rejected": 0, "files_already_loaded": 0,
+              "file_rows": 0, "file_rows_new": 0, "rejected": []}
+    for path in candidate_files(drop_dir):
+        digest = file_sha256(path)
+        row = conn.execute("SELECT status FROM raw_kobo.loaded_files WHERE content_hash = %s", (digest,)).fetchone()
+        if row and row[0] == "loaded":
+            _move_aside(path, drop_dir / "loaded")
+            counts["files_already_loaded"] += 1
+            log.info("survey file %s: same content already loaded, moved to loaded/", path.name)
+            continue
+        source = f"file:{path.name}"
+        file_asset = asset_uid_from_filename(path.name)
+        try:
+            submissions = read_export_file(path)
+            received, new = load_submission_rows(
+                conn, (submission_row(s, source, file_asset, run_id) for s in submissions))
+            if received == 0:
+                raise BadExportFile("no submissions in the file")
+        except BadExportFile as exc:
+            conn.rollback()
+            reason = str(exc)
+            _record_file(conn, digest, path.name, None, "rejected", reason, None, run_id)
+            conn.commit()
+            moved = _move_aside(path, drop_dir / "rejected")
+            moved.with_name(moved.name + ".reason.txt").write_text(reason + "\n", encoding="utf-8")
+            counts["files_rejected"] += 1
+            counts["rejected"].append({"file": path.name, "reason": reason})
+            log.warning("survey file %s rejected: %s (moved to %s)", path.name, reason, moved)
+            continue
+        except psycopg.Error:
+            conn.rollback()
+            raise
+        _record_file(conn, digest, path.name, received, "loaded", None, new, run_id)
+        conn.commit()
+        _move_aside(path, drop_dir / "loaded")
+        counts["files_loaded"] += 1
+        counts["file_rows"] += received
+        counts["file_rows_new"] += new
+        log.info("survey file %s: %d submissions, %d new", path.name, received, new)
+    return counts
+
+
+# ---------------------------------------------------------------- entry point
+
+def client_for(kobo: ConnInfo) -> KoboClient:
+    if not kobo.password:
+        raise KoboAuthError(f"connection {kobo.conn_id!r} has no API token: put the KoboToolbox API token "
+                            "in its password (Account settings > Security > API key)")
+    extra = kobo.extra or {}
+    return KoboClient(
+        base_url=kobo_base_url(kobo),
+        token=kobo.password,
+        timeout_s=float(extra.get("timeout_s", 60)),
+        max_attempts=int(extra.get("max_attempts", 5)),
+        backoff_s=float(extra.get("backoff_s", 2.0)),
+        page_size=int(extra.get("page_size", 1000)),
+    )
+
+
+def extract_surveys(kobo: ConnInfo | None, wh_conn: psycopg.Connection, run_id: str, drop_dir: Path,
+                    lookback_minutes: int = 60, full_refresh: bool = False,
+                    client: KoboClient | None = None) -> dict:
+    """Pull every configured Kobo asset, then load new files from drop_dir.
+
+    API failures do not stop the file drops: files are loaded first-come
+    either way, and the first API error (KoboAuthError for 401/403) is raised
+    afterwards so the task fails visibly with its message.
+    `client` lets tests inject a KoboClient with a fast retry schedule.
+    """
+    ensure_raw_kobo_schema(wh_conn)
+    result: dict = {"assets": {}, "api_rows_received": 0, "api_rows_new": 0}
+    errors: list[KoboError] = []
+    if kobo is not None:
+        uids = asset_uids_of(kobo)
+        if not uids:
+            errors.append(KoboError(f"connection {kobo.conn_id!r} lists no assets: set its extra to "
+                                    '{"asset_uids": ["<asset uid>", ...]} (the uid is in the form URL)'))
+        else:
+            try:
+                api = client or client_for(kobo)
+            except KoboError as exc:
+                errors.append(exc)
+                uids = []
+            for uid in uids:
+                try:
+                    counts = pull_asset(api, wh_conn, uid, run_id, lookback_minutes, full_refresh)
+                except KoboError as exc:
+                    wh_conn.rollback()
+                    errors.append(exc)
+                    result["assets"][uid] = {"error": str(exc)}
+                    log.error("kobo asset %s: %s", uid, exc)
+                    if isinstance(exc, KoboAuthError):
+                        break  # the same token would fail for every asset
+                    continue
+                result["assets"][uid] = counts
+                result["api_rows_received"] += counts["received"]
+                result["api_rows_new"] += counts["new"]
+    result.update(load_drop_dir(wh_conn, Path(drop_dir), run_id))
+    result["rows_new"] = result["api_rows_new"] + result["file_rows_new"]
+    if errors:
+        first = next((e for e in errors if isinstance(e, KoboAuthError)), errors[0])
+        if len(errors) > 1:
+            raise type(first)("; ".join(str(e) for e in errors))
+        raise first
+    return result
