@@ -963,3 +963,367 @@ def build_demo_mis(conn: psycopg.Connection, clients: int, seed: int, as_of: dt.
     log.info("demo MIS: %d clients in %.1fs (+%.1fs keys/indexes): %s", clients, generated - started,
              time.perf_counter() - generated, counts)
     return counts
+
+
+# --------------------------------------------------------------------------------------------
+# simulation of the next days of activity
+
+
+class _Simulator:
+    """Day-by-day activity on an existing demo database, the way Fineract records it.
+
+    Every changed row gets last_modified_on_utc = a time on the simulated day, so that
+    incremental extraction can be exercised by as-of date. Derived columns stay exactly
+    consistent: each touched loan is reprocessed from its non-reversed transactions.
+    """
+
+    def __init__(self, conn: psycopg.Connection, seed: int):
+        self.conn = conn
+        self.rng = random.Random(seed)
+        self.seed = seed
+        self.ds = _DateText()
+        self.stats: dict[str, int] = {k: 0 for k in (
+            "new_clients", "activated_clients", "closed_clients", "client_edits", "new_loans",
+            "approved_loans", "disbursed_loans", "repayments", "backdated_repayments", "reversals",
+            "closed_loans")}
+        with conn.cursor() as cur:
+            self.next_id = {}
+            for table in ("m_client", "m_loan", "m_loan_repayment_schedule", "m_loan_transaction",
+                          "m_loan_officer_assignment_history"):
+                cur.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {table}")
+                self.next_id[table] = cur.fetchone()[0]
+            cur.execute("SELECT id FROM m_office o WHERE parent_id IS NOT NULL AND NOT EXISTS "
+                        "(SELECT 1 FROM m_office c WHERE c.parent_id = o.id) ORDER BY id")
+            self.branches = [r[0] for r in cur.fetchall()]
+            cur.execute("SELECT office_id, id FROM m_staff WHERE is_loan_officer AND is_active ORDER BY id")
+            self.officers: dict[int, list[int]] = {}
+            for office, sid in cur.fetchall():
+                self.officers.setdefault(office, []).append(sid)
+
+    def ts(self, day: int) -> str:
+        r = self.rng
+        return f"{self.ds[day]} {r.randrange(6, 18):02d}:{r.randrange(60):02d}:{r.randrange(60):02d}+00"
+
+    def take_id(self, table: str, n: int = 1) -> int:
+        first = self.next_id[table]
+        self.next_id[table] += n
+        return first
+
+    def pick(self, cur, sql: str, day: int, limit: int, params: tuple = ()) -> list[tuple]:
+        """Deterministic 'random' sample: ordered by a hash of the key, the seed and the day."""
+        cur.execute(f"{sql} ORDER BY md5(id::text || %s) LIMIT %s", (*params, f"{self.seed}:{day}", limit))
+        return cur.fetchall()
+
+    # ---------------------------------------------------------------- one day
+    def day(self, day: int) -> None:
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM m_client")
+            n_clients = cur.fetchone()[0]
+            scale = max(1, n_clients // 400)
+            self.new_clients(cur, day, scale)
+            self.activate_pending(cur, day, max(1, scale // 2))
+            self.loan_pipeline(cur, day, max(1, scale // 2))
+            self.new_loans(cur, day, max(1, scale // 2))
+            self.repayments(cur, day, max(3, n_clients // 60))
+            self.reversal(cur, day)
+            self.close_clients(cur, day, max(1, scale // 3))
+            self.edits(cur, day, max(1, scale // 2))
+
+    def new_clients(self, cur, day: int, count: int) -> None:
+        rng = self.rng
+        for _ in range(count):
+            cid = self.take_id("m_client")
+            office = self.branches[rng.randrange(len(self.branches))]
+            officers = self.officers.get(office) or [None]
+            officer = officers[rng.randrange(len(officers))]
+            female = rng.random() < 0.66
+            first = rng.choice(_FIRST_F if female else _FIRST_M)
+            last = rng.choice(_LAST)
+            active = rng.random() < 0.7
+            ts = self.ts(day)
+            cur.execute(
+                "INSERT INTO m_client (id, account_no, external_id, status_enum, activation_date, "
+                "office_joining_date, office_id, staff_id, firstname, lastname, display_name, mobile_no, "
+                "gender_cv_id, date_of_birth, submittedon_date, client_type_cv_id, client_classification_cv_id, "
+                "legal_form_enum, created_on_utc, created_by, last_modified_by, last_modified_on_utc) "
+                "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,1,%s,1,1,%s)",
+                (cid, f"{cid:09d}", str(rng.randrange(10**7, 10**8)), CLIENT_ACTIVE if active else CLIENT_PENDING,
+                 dt.date.fromordinal(day) if active else None, dt.date.fromordinal(day) if active else None,
+                 office, officer, first, last, f"{first} {last}", f"+2547{rng.randrange(10**7, 10**8)}",
+                 GENDER_FEMALE if female else GENDER_MALE,
+                 dt.date.fromordinal(day - 365 * rng.randrange(18, 60)), dt.date.fromordinal(day),
+                 CODE_VALUE_IDS["ClientType"]["Individual"],
+                 CODE_VALUE_IDS["ClientClassification"]["Rural" if rng.random() < 0.6 else "Urban"], ts, ts))
+            self.stats["new_clients"] += 1
+
+    def activate_pending(self, cur, day: int, count: int) -> None:
+        rows = self.pick(cur, "SELECT id FROM m_client WHERE status_enum = 100 AND submittedon_date <= %s",
+                         day, count, (dt.date.fromordinal(day),))
+        for (cid,) in rows:
+            d = dt.date.fromordinal(day)
+            cur.execute("UPDATE m_client SET status_enum = 300, activation_date = %s, office_joining_date = %s, "
+                        "last_modified_on_utc = %s WHERE id = %s", (d, d, self.ts(day), cid))
+            self.stats["activated_clients"] += 1
+
+    def loan_pipeline(self, cur, day: int, count: int) -> None:
+        """Approve submitted loans; disburse approved ones (Fineract regenerates the schedule then)."""
+        d = dt.date.fromordinal(day)
+        for (lid,) in self.pick(cur, "SELECT id FROM m_loan WHERE loan_status_id = 100 AND submittedon_date <= %s",
+                                day, count, (d,)):
+            cur.execute("UPDATE m_loan SET loan_status_id = 200, approvedon_date = %s, last_modified_on_utc = %s "
+                        "WHERE id = %s", (d, self.ts(day), lid))
+            self.stats["approved_loans"] += 1
+        for lid, client_id, product_id, principal in self.pick(
+                cur, "SELECT id, client_id, product_id, principal_amount FROM m_loan "
+                     "WHERE loan_status_id = 200 AND approvedon_date <= %s", day, count, (d,)):
+            self.disburse(cur, lid, client_id, PRODUCTS[product_id - 1], int(principal * 100), day)
+            self.stats["disbursed_loans"] += 1
+
+    def disburse(self, cur, lid: int, client_id: int, prod: LoanProduct, principal: int, day: int) -> None:
+        ts = self.ts(day)
+        d = dt.date.fromordinal(day)
+        cur.execute("SELECT office_id FROM m_client WHERE id = %s", (client_id,))
+        office = cur.fetchone()[0]
+        cur.execute("DELETE FROM m_loan_repayment_schedule WHERE loan_id = %s", (lid,))
+        dues = due_dates(prod, day)
+        prin, intr = schedule_amounts(prod, principal)
+        first = self.take_id("m_loan_repayment_schedule", len(dues))
+        prev = day
+        rows = []
+        for k, due in enumerate(dues):
+            rows.append((first + k, lid, dt.date.fromordinal(prev), dt.date.fromordinal(due), k + 1,
+                         prin[k] / 100, intr[k] / 100, ts, ts))
+            prev = due
+        cur.executemany(
+            "INSERT INTO m_loan_repayment_schedule (id, loan_id, fromdate, duedate, installment, principal_amount, "
+            "interest_amount, completed_derived, created_on_utc, created_by, last_modified_by, last_modified_on_utc) "
+            "VALUES (%s,%s,%s,%s,%s,round(%s::numeric, 2),round(%s::numeric, 2),false,%s,1,1,%s)", rows)
+        tid = self.take_id("m_loan_transaction")
+        amount = money(principal)
+        cur.execute(
+            "INSERT INTO m_loan_transaction (id, loan_id, office_id, is_reversed, transaction_type_enum, "
+            "transaction_date, amount, principal_portion_derived, outstanding_loan_balance_derived, "
+            "submitted_on_date, manually_adjusted_or_reversed, created_by, last_modified_by, created_on_utc, "
+            "last_modified_on_utc) VALUES (%s,%s,%s,false,1,%s,%s,%s,%s,%s,false,1,1,%s,%s)",
+            (tid, lid, office, d, amount, amount, amount, d, ts, ts))
+        cur.execute(
+            "UPDATE m_loan SET loan_status_id = 300, disbursedon_date = %s, expected_disbursedon_date = %s, "
+            "expected_firstrepaymenton_date = %s, expected_maturedon_date = %s, maturedon_date = %s, "
+            "last_modified_on_utc = %s WHERE id = %s",
+            (d, d, dt.date.fromordinal(dues[0]), dt.date.fromordinal(dues[-1]), dt.date.fromordinal(dues[-1]),
+             ts, lid))
+        self.reprocess(cur, lid, ts)
+
+    def new_loans(self, cur, day: int, count: int) -> None:
+        """Repeat borrowers: a new cycle for active clients without an open loan, disbursed today."""
+        d = dt.date.fromordinal(day)
+        rows = self.pick(
+            cur, "SELECT id, staff_id FROM m_client c WHERE status_enum = 300 AND activation_date <= %s AND "
+                 "NOT EXISTS (SELECT 1 FROM m_loan l WHERE l.client_id = c.id AND l.loan_status_id IN (100,200,300))",
+            day, count, (d,))
+        for cid, staff in rows:
+            cur.execute("SELECT coalesce(max(loan_counter), 0), max(group_id) FROM m_loan WHERE client_id = %s",
+                        (cid,))
+            counter, group_id = cur.fetchone()
+            prod = PRODUCTS[0] if group_id else PRODUCTS[2]
+            cur.execute("SELECT count(*) FROM m_loan WHERE client_id = %s AND product_id = %s", (cid, prod.id))
+            product_counter = cur.fetchone()[0] + 1
+            principal = max(prod.min_principal, min(prod.max_principal,
+                                                    int(prod.principal * (1 + 0.25 * min(counter, 6)) / 50_00) * 50_00))
+            lid = self.take_id("m_loan")
+            ts = self.ts(day)
+            p = principal / 100
+            cur.execute(
+                "INSERT INTO m_loan (id, account_no, client_id, group_id, product_id, loan_officer_id, "
+                "loanpurpose_cv_id, loan_status_id, loan_type_enum, currency_code, currency_digits, "
+                "principal_amount_proposed, principal_amount, approved_principal, net_disbursal_amount, "
+                "nominal_interest_rate_per_period, interest_period_frequency_enum, annual_nominal_interest_rate, "
+                "interest_method_enum, term_frequency, term_period_frequency_enum, repay_every, "
+                "repayment_period_frequency_enum, number_of_repayments, amortization_method_enum, submittedon_date, "
+                "approvedon_date, expected_disbursedon_date, loan_counter, loan_product_counter, created_on_utc, "
+                "created_by, last_modified_by, last_modified_on_utc) VALUES (%s,%s,%s,%s,%s,%s,%s,200,%s,%s,2,"
+                "%s,%s,%s,%s,%s,%s,%s,1,%s,%s,1,%s,%s,0,%s,%s,%s,%s,%s,%s,1,1,%s)",
+                (lid, f"{lid:09d}", cid, group_id, prod.id, staff,
+                 self.rng.choice(list(CODE_VALUE_IDS["LoanPurpose"].values())),
+                 LOAN_JLG if group_id else LOAN_INDIVIDUAL, CURRENCY, p, p, p, p, _rate(prod.rate_bp), prod.frequency,
+                 _rate(prod.annual_rate_bp), prod.repayments, prod.frequency, prod.frequency, prod.repayments,
+                 d, d, d, counter + 1, product_counter, ts, ts))
+            if staff is not None:
+                hid = self.take_id("m_loan_officer_assignment_history")
+                cur.execute("INSERT INTO m_loan_officer_assignment_history (id, loan_id, loan_officer_id, start_date, "
+                            "createdby_id, created_date, lastmodified_date, lastmodifiedby_id) "
+                            "VALUES (%s,%s,%s,%s,1,%s,%s,1)", (hid, lid, staff, d, ts[:-3], ts[:-3]))
+            self.disburse(cur, lid, cid, prod, principal, day)
+            self.stats["new_loans"] += 1
+
+    def repayments(self, cur, day: int, count: int) -> None:
+        """Repayments of the oldest due installment; some entered with an earlier (back-dated) value date."""
+        rng = self.rng
+        d = dt.date.fromordinal(day)
+        rows = self.pick(
+            cur, "SELECT id FROM m_loan l WHERE loan_status_id = 300 AND EXISTS (SELECT 1 FROM "
+                 "m_loan_repayment_schedule s WHERE s.loan_id = l.id AND NOT s.completed_derived AND s.duedate <= %s)",
+            day, count, (d + dt.timedelta(days=3),))
+        for (lid,) in rows:
+            cur.execute(
+                "SELECT principal_amount + interest_amount - coalesce(principal_completed_derived, 0) "
+                "- coalesce(interest_completed_derived, 0) FROM m_loan_repayment_schedule "
+                "WHERE loan_id = %s AND NOT completed_derived ORDER BY installment LIMIT 1", (lid,))
+            due = cur.fetchone()[0]
+            cur.execute("SELECT max(transaction_date), (SELECT office_id FROM m_client c JOIN m_loan l "
+                        "ON l.client_id = c.id WHERE l.id = %s) FROM m_loan_transaction "
+                        "WHERE loan_id = %s AND NOT is_reversed", (lid, lid))
+            last_tx, office = cur.fetchone()
+            value_day = day
+            if rng.random() < 0.3:
+                value_day = max(last_tx.toordinal(), day - rng.randrange(1, 6))
+                if value_day < day:
+                    self.stats["backdated_repayments"] += 1
+            amount = int(round(due * 100))
+            if rng.random() < 0.15:
+                amount = max(1_00, int(amount * 0.6))
+            ts = self.ts(day)
+            tid = self.take_id("m_loan_transaction")
+            cur.execute(
+                "INSERT INTO m_loan_transaction (id, loan_id, office_id, is_reversed, transaction_type_enum, "
+                "transaction_date, amount, submitted_on_date, manually_adjusted_or_reversed, created_by, "
+                "last_modified_by, created_on_utc, last_modified_on_utc) "
+                "VALUES (%s,%s,%s,false,2,%s,%s,%s,false,1,1,%s,%s)",
+                (tid, lid, office, dt.date.fromordinal(value_day), money(amount), d, ts, ts))
+            self.reprocess(cur, lid, ts)
+            self.stats["repayments"] += 1
+
+    def reversal(self, cur, day: int) -> None:
+        """Reverse the latest repayment of one loan (a teller's mistake found the next day)."""
+        d = dt.date.fromordinal(day)
+        rows = self.pick(cur, "SELECT id, loan_id FROM m_loan_transaction t WHERE transaction_type_enum = 2 AND "
+                              "NOT is_reversed AND transaction_date >= %s AND transaction_date <= %s AND "
+                              "EXISTS (SELECT 1 FROM m_loan l WHERE l.id = t.loan_id AND l.loan_status_id IN (300, 600))",
+                         day, 1, (d - dt.timedelta(days=10), d))
+        for tid, lid in rows:
+            ts = self.ts(day)
+            cur.execute("UPDATE m_loan_transaction SET is_reversed = true, reversed_on_date = %s, "
+                        "manually_adjusted_or_reversed = true, last_modified_on_utc = %s WHERE id = %s",
+                        (d, ts, tid))
+            self.reprocess(cur, lid, ts)
+            self.stats["reversals"] += 1
+
+    def close_clients(self, cur, day: int, count: int) -> None:
+        d = dt.date.fromordinal(day)
+        rows = self.pick(
+            cur, "SELECT id FROM m_client c WHERE status_enum = 300 AND activation_date < %s AND NOT EXISTS "
+                 "(SELECT 1 FROM m_loan l WHERE l.client_id = c.id AND l.loan_status_id IN (100, 200, 300))",
+            day, count, (d,))
+        reasons = list(CODE_VALUE_IDS["ClientClosureReason"].values())
+        for (cid,) in rows:
+            cur.execute("UPDATE m_client SET status_enum = 600, closedon_date = %s, closure_reason_cv_id = %s, "
+                        "last_modified_on_utc = %s WHERE id = %s",
+                        (d, reasons[self.rng.randrange(len(reasons))], self.ts(day), cid))
+            self.stats["closed_clients"] += 1
+
+    def edits(self, cur, day: int, count: int) -> None:
+        """Data corrections: classification fixed, a client moved to another loan officer."""
+        rows = self.pick(cur, "SELECT id, office_id FROM m_client WHERE status_enum = 300", day, count)
+        for cid, office in rows:
+            if self.rng.random() < 0.5:
+                cur.execute("UPDATE m_client SET client_classification_cv_id = CASE client_classification_cv_id "
+                            "WHEN %s THEN %s ELSE %s END, last_modified_on_utc = %s WHERE id = %s",
+                            (CODE_VALUE_IDS["ClientClassification"]["Rural"],
+                             CODE_VALUE_IDS["ClientClassification"]["Urban"],
+                             CODE_VALUE_IDS["ClientClassification"]["Rural"], self.ts(day), cid))
+            else:
+                officers = self.officers.get(office) or [None]
+                cur.execute("UPDATE m_client SET staff_id = %s, last_modified_on_utc = %s WHERE id = %s",
+                            (officers[self.rng.randrange(len(officers))], self.ts(day), cid))
+            self.stats["client_edits"] += 1
+
+    # ---------------------------------------------------------------- consistency
+    def reprocess(self, cur, lid: int, ts: str) -> None:
+        """Re-allocate all non-reversed repayments of a loan (Fineract's reprocessing after a back-dated
+        entry or a reversal) and rewrite only the rows whose derived values changed."""
+        cur.execute("SELECT id, principal_amount, interest_amount, coalesce(principal_completed_derived, 0), "
+                    "coalesce(interest_completed_derived, 0), completed_derived, obligations_met_on_date "
+                    "FROM m_loan_repayment_schedule WHERE loan_id = %s ORDER BY installment", (lid,))
+        sched = cur.fetchall()
+        cur.execute("SELECT id, transaction_type_enum, transaction_date, amount, coalesce(principal_portion_derived, 0), "
+                    "coalesce(interest_portion_derived, 0), outstanding_loan_balance_derived FROM m_loan_transaction "
+                    "WHERE loan_id = %s AND NOT is_reversed ORDER BY transaction_date, id", (lid,))
+        txs = cur.fetchall()
+        cents = lambda v: int(round(v * 100))  # noqa: E731 - numeric(19,6) with 2-digit currency
+        prin = [cents(r[1]) for r in sched]
+        intr = [cents(r[2]) for r in sched]
+        n = len(sched)
+        pp, ip, met = [0] * n, [0] * n, [None] * n
+        disbursed = sum(cents(t[3]) for t in txs if t[1] == 1)
+        p_repaid = i_repaid = 0
+        cur_k = 0
+        tx_updates = []
+        for tid, ttype, tdate, amount, old_p, old_i, old_bal in txs:
+            if ttype not in (2, 5):
+                continue
+            amt = cents(amount)
+            p_por = i_por = 0
+            while amt > 0 and cur_k < n:
+                x = min(intr[cur_k] - ip[cur_k], amt)
+                ip[cur_k] += x
+                i_por += x
+                amt -= x
+                x = min(prin[cur_k] - pp[cur_k], amt)
+                pp[cur_k] += x
+                p_por += x
+                amt -= x
+                if ip[cur_k] == intr[cur_k] and pp[cur_k] == prin[cur_k]:
+                    met[cur_k] = tdate
+                    cur_k += 1
+            # anything beyond the schedule is an overpayment: the demo caps it into principal
+            p_por += amt
+            p_repaid += p_por
+            i_repaid += i_por
+            balance = disbursed - p_repaid
+            if (p_por, i_por, balance) != (cents(old_p), cents(old_i), cents(old_bal or 0)):
+                tx_updates.append((money(p_por) if p_por else None, money(i_por) if i_por else None,
+                                   money(balance), ts, tid))
+        if tx_updates:
+            cur.executemany("UPDATE m_loan_transaction SET principal_portion_derived = %s, interest_portion_derived = %s, "
+                            "outstanding_loan_balance_derived = %s, last_modified_on_utc = %s WHERE id = %s", tx_updates)
+        s_updates = []
+        for k, (sid, _pa, _ia, old_pp, old_ip, old_done, old_met) in enumerate(sched):
+            done = ip[k] == intr[k] and pp[k] == prin[k]
+            if (pp[k], ip[k], done, met[k]) != (cents(old_pp), cents(old_ip), old_done, old_met):
+                s_updates.append((money(pp[k]) if pp[k] else None, money(ip[k]) if ip[k] else None, done, met[k],
+                                  ts, sid))
+        if s_updates:
+            cur.executemany("UPDATE m_loan_repayment_schedule SET principal_completed_derived = %s, "
+                            "interest_completed_derived = %s, completed_derived = %s, obligations_met_on_date = %s, "
+                            "last_modified_on_utc = %s WHERE id = %s", s_updates)
+        charged = sum(intr) if disbursed else 0
+        p_out = disbursed - p_repaid
+        i_out = charged - i_repaid
+        paid_off = disbursed > 0 and p_out <= 0 and i_out <= 0
+        closed_on = met[-1] if paid_off and n else None
+        cur.execute(
+            "UPDATE m_loan SET principal_disbursed_derived = %s, principal_repaid_derived = %s, "
+            "principal_outstanding_derived = %s, interest_charged_derived = %s, interest_repaid_derived = %s, "
+            "interest_outstanding_derived = %s, total_expected_repayment_derived = %s, total_repayment_derived = %s, "
+            "total_outstanding_derived = %s, "
+            "loan_status_id = CASE WHEN %s THEN 600 WHEN loan_status_id = 600 THEN 300 ELSE loan_status_id END, "
+            "closedon_date = CASE WHEN %s THEN %s::date ELSE NULL END, last_modified_on_utc = %s WHERE id = %s",
+            (money(disbursed), money(p_repaid), money(p_out), money(charged), money(i_repaid), money(i_out),
+             money(disbursed + charged), money(p_repaid + i_repaid), money(p_out + i_out), paid_off, paid_off,
+             closed_on, ts, lid))
+        if paid_off:
+            self.stats["closed_loans"] += 1
+
+
+def simulate_days(conn: psycopg.Connection, start: dt.date, days: int, seed: int) -> dict[str, int]:
+    """Simulate `days` days of activity from `start` (inclusive) on a demo database; returns counts.
+
+    Deterministic for a given database state and seed. Commits after each day (as Fineract would).
+    """
+    sim = _Simulator(conn, seed)
+    first = start.toordinal()
+    for day in range(first, first + days):
+        sim.day(day)
+        conn.commit()
+    log.info("simulated %d day(s) from %s: %s", days, start, sim.stats)
+    return dict(sim.stats)
