@@ -1327,3 +1327,77 @@ def simulate_days(conn: psycopg.Connection, start: dt.date, days: int, seed: int
         conn.commit()
     log.info("simulated %d day(s) from %s: %s", days, start, sim.stats)
     return dict(sim.stats)
+
+
+# --------------------------------------------------------------------------------------------
+# MariaDB / MySQL copy of a demo database
+
+
+def _pg_export_expr(column: str, pg_type: str) -> str:
+    """How a PostgreSQL value is written for MySQL: booleans as 0/1, timestamps as naive UTC."""
+    if pg_type == "boolean":
+        return f"{column}::int"
+    if pg_type == "timestamptz":
+        return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
+    if pg_type == "timestamp":
+        return f"to_char({column}, 'YYYY-MM-DD HH24:MI:SS.US')"
+    return column
+
+
+def copy_to_mysql(pg_conn: psycopg.Connection, mysql_conn, batch_rows: int = 5000) -> dict[str, int]:
+    """Copy the demo Fineract tables of `pg_conn` into the current database of a PyMySQL connection.
+
+    The MySQL tables get Fineract's MySQL types (tinyint(1) booleans, datetime(6) UTC timestamps,
+    decimal(19,6)). Uses LOAD DATA LOCAL INFILE when the connection allows it (PyMySQL
+    `local_infile=True` and server local_infile=ON), else batched INSERTs. Returns rows per table.
+    """
+    counts: dict[str, int] = {}
+    with mysql_conn.cursor() as mcur:
+        mcur.execute("SET FOREIGN_KEY_CHECKS = 0")
+        for table in reversed(S.TABLE_ORDER):
+            mcur.execute(f"DROP TABLE IF EXISTS `{table}`")
+        for table in S.TABLE_ORDER:
+            mcur.execute(S.mysql_create_table(table))
+            counts[table] = _copy_table_to_mysql(pg_conn, mcur, table, batch_rows)
+        mcur.execute("SET FOREIGN_KEY_CHECKS = 1")
+    mysql_conn.commit()
+    pg_conn.commit()
+    log.info("copied demo MIS to MySQL: %s", counts)
+    return counts
+
+
+def _copy_table_to_mysql(pg_conn: psycopg.Connection, mcur, table: str, batch_rows: int) -> int:
+    cols = S.COLUMNS[table]
+    names = [c[0] for c in cols]
+    select = ", ".join(_pg_export_expr(name, pg_type) for name, pg_type, _ in cols)
+    col_list = ", ".join(f"`{n}`" for n in names)
+    with tempfile.NamedTemporaryFile("wb", suffix=f"_{table}.tsv", delete=False) as tmp:
+        path = tmp.name
+        with pg_conn.cursor() as cur:
+            # PostgreSQL's text COPY format (tab, \N, backslash escapes) is LOAD DATA's default format
+            with cur.copy(f"COPY (SELECT {select} FROM {table} ORDER BY 1) TO STDOUT") as cp:
+                for chunk in cp:
+                    tmp.write(chunk)
+    try:
+        try:
+            rows = mcur.execute(
+                f"LOAD DATA LOCAL INFILE %s INTO TABLE `{table}` CHARACTER SET utf8mb4 "
+                f"FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({col_list})", (path,))
+            return rows
+        except Exception as exc:  # noqa: BLE001 - local_infile disabled: fall back to INSERT batches
+            log.info("LOAD DATA LOCAL not available (%s); using batched INSERTs for %s", exc, table)
+        placeholders = ", ".join(["%s"] * len(names))
+        sql = f"INSERT INTO `{table}` ({col_list}) VALUES ({placeholders})"
+        total = 0
+        with pg_conn.cursor(name=f"export_{table}") as cur:
+            cur.itersize = batch_rows
+            cur.execute(f"SELECT {select} FROM {table} ORDER BY 1")
+            while True:
+                batch = cur.fetchmany(batch_rows)
+                if not batch:
+                    break
+                mcur.executemany(sql, batch)
+                total += len(batch)
+        return total
+    finally:
+        os.unlink(path)
