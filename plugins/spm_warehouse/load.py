@@ -1,0 +1,233 @@
+"""Warehouse side of the MIS extraction: landing tables, merge into raw_mis, watermarks, manifests.
+
+Why a landing table and a merge: an extraction reads rows that may already
+be in raw (the lookback window re-reads the last hour, a full refresh
+re-reads everything). Merging by primary key with "update only when
+something differs" makes a rerun a true no-op: no row is rewritten, its
+_extracted_at and _run_id stay those of the load that last changed it, and
+the manifest says 0 rows merged.
+
+Bookkeeping columns of every raw_mis table (contract):
+_extracted_at (when this row version was merged), _run_id (the load that
+merged it), _deleted (true once key reconciliation found the row gone from
+the source; false again if it comes back).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import TYPE_CHECKING
+
+import psycopg
+
+if TYPE_CHECKING:  # pragma: no cover
+    from spm_warehouse.sources.fineract import TableSpec
+
+log = logging.getLogger(__name__)
+
+RAW_SCHEMA = "raw_mis"
+LANDING_SCHEMA = "landing"
+BOOKKEEPING = (
+    ("_extracted_at", "timestamptz NOT NULL DEFAULT now()"),
+    # the load sets spm.run_id for its transaction (begin_load), so COPY straight into raw fills it
+    ("_run_id", "text DEFAULT current_setting('spm.run_id', true)"),
+    ("_deleted", "boolean NOT NULL DEFAULT false"),
+)
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def raw_name(spec: TableSpec) -> str:
+    return f"{RAW_SCHEMA}.{_q(spec.name)}"
+
+
+def landing_name(spec: TableSpec) -> str:
+    return f"{LANDING_SCHEMA}.{_q(spec.name)}"
+
+
+def keys_name(spec: TableSpec) -> str:
+    return f"{LANDING_SCHEMA}.{_q(spec.name + '__keys')}"
+
+
+# --------------------------------------------------------------------------------------------
+# DDL
+
+
+def ensure_raw_table(conn: psycopg.Connection, spec: TableSpec) -> None:
+    """Create raw_mis.<table> per the contract, or add contract columns it lacks (no commit)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext('spm_warehouse.raw_mis'))")
+        cur.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
+        cur.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
+                    (RAW_SCHEMA, spec.name))
+        existing = {r[0] for r in cur.fetchall()}
+        if not existing:
+            cols = [f"{_q(c)} {t}" for c, t in spec.columns] + [f"{c} {d}" for c, d in BOOKKEEPING]
+            cols.append(f"PRIMARY KEY ({', '.join(_q(k) for k in spec.key)})")
+            cur.execute(f"CREATE TABLE {raw_name(spec)} (\n  " + ",\n  ".join(cols) + "\n)")
+            return
+        for column, typ in list(spec.columns) + list(BOOKKEEPING):
+            if column not in existing:
+                log.info("raw_mis.%s: adding column %s %s (contract changed)", spec.name, column, typ)
+                cur.execute(f"ALTER TABLE {raw_name(spec)} ADD COLUMN {_q(column)} {typ}")
+
+
+def begin_load(cur: psycopg.Cursor, run_id: str) -> None:
+    """Per-transaction load settings: the run id for defaults, UTC for naive timestamps (MySQL)."""
+    cur.execute("SELECT set_config('spm.run_id', %s, true)", (run_id,))
+    cur.execute("SET LOCAL TIME ZONE 'UTC'")
+
+
+def raw_is_empty(cur: psycopg.Cursor, spec: TableSpec) -> bool:
+    cur.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {raw_name(spec)})")
+    return cur.fetchone()[0]
+
+
+def prepare_landing(cur: psycopg.Cursor, spec: TableSpec) -> str:
+    """An empty unlogged landing table with the raw columns (recreated: the contract may have changed)."""
+    cur.execute(f"CREATE SCHEMA IF NOT EXISTS {LANDING_SCHEMA}")
+    cur.execute(f"DROP TABLE IF EXISTS {landing_name(spec)}")
+    cols = ", ".join(f"{_q(c)} {t}" for c, t in spec.columns)
+    cur.execute(f"CREATE UNLOGGED TABLE {landing_name(spec)} ({cols})")
+    return landing_name(spec)
+
+
+def prepare_keys_table(cur: psycopg.Cursor, spec: TableSpec) -> str:
+    cur.execute(f"CREATE SCHEMA IF NOT EXISTS {LANDING_SCHEMA}")
+    cur.execute(f"DROP TABLE IF EXISTS {keys_name(spec)}")
+    cols = ", ".join(f"{_q(k)} bigint" for k in spec.key)
+    cur.execute(f"CREATE UNLOGGED TABLE {keys_name(spec)} ({cols})")
+    return keys_name(spec)
+
+
+# --------------------------------------------------------------------------------------------
+# merge and deletes
+
+
+def merge_landing(cur: psycopg.Cursor, spec: TableSpec, run_id: str) -> int:
+    """Upsert landing into raw by primary key, touching only rows that differ; returns rows merged."""
+    cols = [_q(c) for c in spec.column_names]
+    keys = {_q(k) for k in spec.key}
+    col_list = ", ".join(cols)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c not in keys)
+    old = ", ".join(f"r.{c}" for c in cols if c not in keys)
+    new = ", ".join(f"EXCLUDED.{c}" for c in cols if c not in keys)
+    conflict = ", ".join(_q(k) for k in spec.key)
+    if updates:
+        action = (f"DO UPDATE SET {updates}, _extracted_at = now(), _run_id = %(run_id)s, _deleted = false "
+                  f"WHERE ({old}, r._deleted) IS DISTINCT FROM ({new}, false)")
+    else:  # key-only table (m_group_client): a returning row only needs un-deleting
+        action = ("DO UPDATE SET _extracted_at = now(), _run_id = %(run_id)s, _deleted = false "
+                  "WHERE r._deleted")
+    cur.execute(
+        f"INSERT INTO {raw_name(spec)} AS r ({col_list}) SELECT {col_list} FROM {landing_name(spec)} "
+        f"ON CONFLICT ({conflict}) {action}", {"run_id": run_id})
+    return cur.rowcount
+
+
+def _key_match(left: str, right: str, spec: TableSpec) -> str:
+    return " AND ".join(f"{left}.{_q(k)} = {right}.{_q(k)}" for k in spec.key)
+
+
+def mark_deleted_from_landing(cur: psycopg.Cursor, spec: TableSpec, run_id: str) -> int:
+    """After a whole-table read: raw rows absent from landing are deleted in the source."""
+    cur.execute(f"ANALYZE {landing_name(spec)}")
+    cur.execute(
+        f"UPDATE {raw_name(spec)} r SET _deleted = true, _extracted_at = now(), _run_id = %s "
+        f"WHERE NOT r._deleted AND NOT EXISTS (SELECT 1 FROM {landing_name(spec)} l "
+        f"WHERE {_key_match('l', 'r', spec)})", (run_id,))
+    return cur.rowcount
+
+
+def mark_deleted_by_keys(cur: psycopg.Cursor, spec: TableSpec, keys_table: str, run_id: str) -> tuple[int, int]:
+    """Raw rows whose key is not among the source keys are marked deleted; returns (marked, raw rows)."""
+    cur.execute(f"ANALYZE {keys_table}")
+    cur.execute(
+        f"UPDATE {raw_name(spec)} r SET _deleted = true, _extracted_at = now(), _run_id = %s "
+        f"WHERE NOT r._deleted AND NOT EXISTS (SELECT 1 FROM {keys_table} k WHERE {_key_match('k', 'r', spec)})",
+        (run_id,))
+    marked = cur.rowcount
+    cur.execute(f"SELECT count(*) FROM {raw_name(spec)}")
+    return marked, cur.fetchone()[0]
+
+
+def max_cursor(cur: psycopg.Cursor, table: str, cursor_column: str) -> dt.datetime | None:
+    cur.execute(f"SELECT max({_q(cursor_column)}) FROM {table}")
+    return cur.fetchone()[0]
+
+
+# --------------------------------------------------------------------------------------------
+# meta bookkeeping
+
+
+def read_watermark(conn: psycopg.Connection, table: str) -> dt.datetime | None:
+    row = conn.execute("SELECT watermark FROM meta.watermarks WHERE table_name = %s", (table,)).fetchone()
+    return row[0] if row else None
+
+
+def write_watermark(cur: psycopg.Cursor, table: str, source: str, watermark: dt.datetime, run_id: str) -> None:
+    cur.execute(
+        "INSERT INTO meta.watermarks (table_name, source, watermark, run_id, updated_at) "
+        "VALUES (%s, %s, %s, %s, now()) ON CONFLICT (table_name) DO UPDATE SET source = EXCLUDED.source, "
+        "watermark = EXCLUDED.watermark, run_id = EXCLUDED.run_id, updated_at = now()",
+        (table, source, watermark, run_id))
+
+
+def write_manifest(cur: psycopg.Cursor, row: dict) -> None:
+    cur.execute(
+        "INSERT INTO meta.load_manifest (run_id, source, table_name, mode, as_of, watermark_from, watermark_to, "
+        "rows_read, rows_merged, rows_deleted, seconds, started_at, finished_at) "
+        "VALUES (%(run_id)s, %(source)s, %(table_name)s, %(mode)s, %(as_of)s, %(watermark_from)s, "
+        "%(watermark_to)s, %(rows_read)s, %(rows_merged)s, %(rows_deleted)s, %(seconds)s, %(started_at)s, now())",
+        row)
+
+
+def record_source_columns(conn: psycopg.Connection, source: str, table: str, columns: dict[str, str],
+                          run_id: str) -> list[tuple[str, str]]:
+    """Remember the source table's columns; differences to the last extraction are drift.
+
+    Returns [(column, 'added'|'removed')]. The first sighting of a table is the baseline, not drift.
+    Drift is logged and recorded in meta.schema_drift; the extraction reads only its own columns,
+    so an added column changes nothing and a removed unused one does not matter.
+    """
+    rows = conn.execute("SELECT column_name, data_type FROM meta.source_columns WHERE source = %s AND table_name = %s",
+                        (source, table)).fetchall()
+    known = dict(rows)
+    drift: list[tuple[str, str]] = []
+    if known:
+        drift += [(c, "added") for c in columns if c not in known]
+        drift += [(c, "removed") for c in known if c not in columns]
+    with conn.cursor() as cur:
+        for column, change in drift:
+            dtype = columns.get(column) or known.get(column)
+            log.warning("schema drift in source %s: column %s.%s %s (%s); the load ignores it",
+                        source, table, column, change, dtype)
+            cur.execute("INSERT INTO meta.schema_drift (run_id, source, table_name, column_name, change, data_type) "
+                        "VALUES (%s, %s, %s, %s, %s, %s)", (run_id, source, table, column, change, dtype))
+        cur.executemany(
+            "INSERT INTO meta.source_columns (source, table_name, column_name, data_type) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (source, table_name, column_name) DO UPDATE SET data_type = EXCLUDED.data_type, "
+            "last_seen_at = now()", [(source, table, c, t) for c, t in columns.items()])
+        removed = [c for c, change in drift if change == "removed"]
+        if removed:
+            cur.execute("DELETE FROM meta.source_columns WHERE source = %s AND table_name = %s AND "
+                        "column_name = ANY(%s)", (source, table, removed))
+    return drift
+
+
+def write_reconciliation(cur: psycopg.Cursor, run_id: str, source: str, table: str, source_keys: int,
+                         raw_keys: int, marked: int, seconds: float) -> None:
+    cur.execute("INSERT INTO meta.reconciliations (run_id, source, table_name, source_keys, raw_keys, "
+                "marked_deleted, seconds) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (run_id, source, table, source_keys, raw_keys, marked, round(seconds, 3)))
+
+
+def reconcile_due(conn: psycopg.Connection, every_days: int, source: str) -> bool:
+    """True when the source's last key reconciliation is older than every_days (or never ran)."""
+    row = conn.execute("SELECT max(reconciled_at) FROM meta.reconciliations WHERE source = %s",
+                       (source,)).fetchone()
+    last = row[0] if row else None
+    return last is None or last < dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=every_days)
