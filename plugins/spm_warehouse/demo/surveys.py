@@ -7,18 +7,22 @@ plants every fault kind the pipeline must survive, and writes a manifest of
 what each submission should become, so tests can check the dbt models
 against intent rather than against themselves.
 
-Output (under out_dir):
+Output: out_dir is meant to be the survey drop folder itself, so the export
+files sit at its top level (what the loader reads) and the rest in a
+sub-folder it ignores:
 
-* ``api/<asset_uid>/page_NNNN.json`` - Kobo API v2 pages of the main form,
-  as the server holds them now (edits replace their original, same ``_id``),
-  for ``spm_warehouse.demo.kobo_replay``.
-* ``drop/<asset_uid>__export_<date>.csv`` - an older CSV export (``;``,
-  ``group/question`` headers) of the same form: it overlaps the API
-  (duplicates) and still holds the originals of later edits.
-* ``drop/<legacy_uid>__export.json`` - a Kobo JSON export of an MFI's older
-  form with its own field names (mapped by seeds/survey_field_map.csv).
-* ``manifest.json`` - per instanceID: expected outcome (accepted, replaced,
-  quarantined + reason code) and the fault planted, plus counts.
+* ``<asset_uid>__export_<as_of>.json`` - a Kobo JSON export of the main form
+  as the server holds it now (edits replaced their original, same ``_id``).
+* ``<asset_uid>__export_<as_of - 45 days>.csv`` - an older CSV export (``;``,
+  ``group/question`` headers): it overlaps the JSON/API (duplicates) and
+  still holds the originals of later edits.
+* ``<legacy_uid>__export.json`` - a Kobo JSON export of an MFI's older form
+  with its own field names (mapped by seeds/survey_field_map.csv).
+* ``kobo_replay/api/<asset_uid>/page_NNNN.json`` - the main form as API v2
+  pages for ``spm_warehouse.demo.kobo_replay`` (same content as the JSON
+  export, so loading both adds nothing twice).
+* ``kobo_replay/manifest.json`` - per instanceID: the expected outcome
+  (accepted, replaced, quarantined + reason code) and the fault planted.
 
 Fault kinds: edits (meta/deprecatedID; one edit is itself quarantined),
 duplicates (same meta/instanceID, re-submitted with a new ``_id``; and the
@@ -51,6 +55,7 @@ OLD_SCORECARD = "DEMO_SYNTH_2011"
 OLD_FORM_UNTIL = date(2022, 7, 1)  # interviews before this used form version vDemo2022
 UNKNOWN_FIELD = "hh/has_electricity"
 LEGACY_ASSET = "aDemoLegacyForm"
+REPLAY_SUBDIR = "kobo_replay"  # sub-folder: the drop loader reads top-level files only
 CSV_META_COLUMNS = ["meta/instanceID", "meta/deprecatedID", "_id", "_uuid", "_submission_time",
                     "_validation_status", "_notes", "_status", "_submitted_by", "__version__", "_tags", "_index"]
 
@@ -421,26 +426,27 @@ def generate_surveys(mis_conn: psycopg.Connection, out_dir: Path, seed: int, as_
     served = [originals.get(s["meta/instanceID"], s) for s in subs]  # the server holds the edited version
     exported = [s for s in subs if datetime.fromisoformat(s["_submission_time"]).replace(tzinfo=timezone.utc) <= cutoff]
 
-    api_dir = out_dir / "api" / asset_uid
-    drop_dir = out_dir / "drop"
-    for folder in (api_dir, drop_dir):
-        folder.mkdir(parents=True, exist_ok=True)
-        for old in folder.iterdir():
-            if old.is_file():
-                old.unlink()
+    replay_dir = out_dir / REPLAY_SUBDIR
+    api_dir = replay_dir / "api" / asset_uid
+    api_dir.mkdir(parents=True, exist_ok=True)
+    for old in api_dir.glob("page_*.json"):  # our own folder: stale pages of an earlier run go
+        old.unlink()
     for number, start in enumerate(range(0, len(served), page_size), start=1):
         page = {"count": len(served), "next": None, "previous": None, "results": served[start:start + page_size]}
         (api_dir / f"page_{number:04d}.json").write_text(json.dumps(page, indent=1), encoding="utf-8")
 
-    form_fields = field_paths()
-    csv_path = drop_dir / f"{asset_uid}__export_{cutoff.date().isoformat()}.csv"
-    write_csv_export(csv_path, exported, form_fields)
+    # Drop files sit at the top of out_dir (the drop folder itself in `make demo`); existing
+    # files of other names are never touched.
+    csv_path = out_dir / f"{asset_uid}__export_{cutoff.date().isoformat()}.csv"
+    write_csv_export(csv_path, exported, field_paths())
+    json_path = out_dir / f"{asset_uid}__export_{as_of.isoformat()}.json"
+    json_path.write_text(json.dumps(served, indent=1), encoding="utf-8")
+    files = [csv_path.name, json_path.name]
     legacy = _legacy_submissions(builder, legacy_clients, legacy_asset_uid)
     for number, sub in enumerate(legacy, start=next_id):
         sub["_id"] = number
-    files = [csv_path.name]
     if legacy:
-        legacy_path = drop_dir / f"{legacy_asset_uid}__export.json"
+        legacy_path = out_dir / f"{legacy_asset_uid}__export.json"
         legacy_path.write_text(json.dumps(legacy, indent=1), encoding="utf-8")
         files.append(legacy_path.name)
 
@@ -451,12 +457,12 @@ def generate_surveys(mis_conn: psycopg.Connection, out_dir: Path, seed: int, as_
     manifest = {"as_of": as_of.isoformat(), "seed": seed, "asset_uid": asset_uid,
                 "legacy_asset_uid": legacy_asset_uid, "faults": faults, "expected": expected,
                 "submissions": builder.manifest}
-    manifest_path = out_dir / "manifest.json"
+    manifest_path = replay_dir / "manifest.json"
     manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
     return {
-        "api_dir": str(out_dir / "api"), "drop_dir": str(drop_dir), "manifest": str(manifest_path),
+        "api_dir": str(replay_dir / "api"), "drop_files": files, "manifest": str(manifest_path),
         "assets": {asset_uid: len(served), legacy_asset_uid: len(legacy)},
-        "api_pages": -(-len(served) // page_size), "files": files, "csv_rows": len(exported),
+        "api_pages": -(-len(served) // page_size), "csv_rows": len(exported),
         "clients_surveyed": len(surveyed) + len(legacy), "instances": len(builder.manifest),
         "faults": faults, "expected": expected,
     }

@@ -1,0 +1,117 @@
+{#-
+    PPI scoring of every current submission, per the contract:
+    score = sum of the points of the ten answers (ppi/q01..ppi/q10) in the
+    scorecard the submission names (empty: var ppi_default_scorecard);
+    likelihood = the row of seeds/ppi_scorecard_likelihoods for that
+    scorecard, score and var ppi_poverty_line (banded or one row per score).
+
+    Scorecard codes and answer codes match case-insensitively and ignoring
+    surrounding spaces. A score exists only when all ten answers are in the
+    scorecard; what is wrong otherwise is listed for the quarantine.
+-#}
+
+with submissions as (
+
+    select * from {{ ref('int_surveys__submissions') }}
+
+),
+
+scorecards as (
+
+    select upper(btrim(scorecard_code)) as scorecard_match, min(btrim(scorecard_code)) as scorecard_code
+    from {{ ref('ppi_scorecard_points') }}
+    group by 1
+
+),
+
+points as (
+
+    select
+        upper(btrim(scorecard_code))   as scorecard_match,
+        lower(btrim(question_code))    as question_code,
+        lower(btrim(answer_code))      as answer_match,
+        min(points)                    as points
+    from {{ ref('ppi_scorecard_points') }}
+    group by 1, 2, 3
+
+),
+
+answers as (
+
+    select
+        s.submission_key,
+        s.scorecard_code,
+        q.question_code,
+        q.answer
+    from submissions as s
+    cross join lateral (
+        values
+        {%- for n in range(1, 11) %}
+            ('q{{ '%02d' % n }}', s.ppi_q{{ '%02d' % n }}){{ ',' if not loop.last }}
+        {%- endfor %}
+    ) as q (question_code, answer)
+
+),
+
+scored_answers as (
+
+    select
+        a.submission_key,
+        a.question_code,
+        a.answer,
+        sc.scorecard_code is not null   as scorecard_known,
+        p.points
+    from answers as a
+    left join scorecards as sc
+        on sc.scorecard_match = upper(btrim(a.scorecard_code))
+    left join points as p
+        on p.scorecard_match = sc.scorecard_match
+       and p.question_code = a.question_code
+       and p.answer_match = lower(a.answer)
+
+),
+
+per_submission as (
+
+    select
+        submission_key,
+        bool_and(scorecard_known)                                           as scorecard_known,
+        count(*) filter (where answer is null)                              as missing_answers,
+        string_agg('ppi/' || question_code, ', ' order by question_code)
+            filter (where answer is null)                                   as missing_list,
+        count(*) filter (where answer is not null and points is null)       as invalid_answers,
+        string_agg(format('ppi/%s=%L', question_code, answer), ', ' order by question_code)
+            filter (where answer is not null and points is null)            as invalid_list,
+        case when count(points) = 10 then sum(points) end                   as ppi_score
+    from scored_answers
+    group by submission_key
+
+)
+
+select
+    s.submission_key,
+    s.instance_id,
+    s.scorecard_code                                as scorecard_code_answered,
+    sc.scorecard_code,
+    ps.scorecard_known,
+    ps.missing_answers,
+    ps.missing_list,
+    ps.invalid_answers,
+    ps.invalid_list,
+    ps.ppi_score::integer                           as ppi_score,
+    lk.likelihood::numeric(9, 6)                    as poverty_likelihood,
+    '{{ var("ppi_poverty_line") }}'::text           as poverty_line
+from submissions as s
+inner join per_submission as ps
+    on ps.submission_key = s.submission_key
+left join scorecards as sc
+    on sc.scorecard_match = upper(btrim(s.scorecard_code))
+left join lateral (
+    select l.likelihood
+    from {{ ref('ppi_scorecard_likelihoods') }} as l
+    where upper(btrim(l.scorecard_code)) = sc.scorecard_match
+      and l.poverty_line = '{{ var("ppi_poverty_line") }}'
+      and ps.ppi_score between l.score_from and l.score_to
+    order by l.score_from desc, l.score_to
+    limit 1
+) as lk on true

@@ -1,0 +1,11 @@
+{#- The indicator catalogue (seeds/indicator_catalogue.csv) as a dimension. -#}
+
+select
+    indicator_code,
+    indicator_name,
+    spm_dimension,
+    unit,
+    better_direction,
+    source_fields,
+    description
+from {{ ref('indicator_catalogue') }}

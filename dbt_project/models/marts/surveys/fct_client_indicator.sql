@@ -1,0 +1,88 @@
+{#-
+    One row per client, indicator and accepted survey interviewed on or
+    before var as_of_date: the value an indicator took in that interview.
+
+    Numeric indicators carry value_numeric; categorical ones (loan main
+    purpose, exit reason) value_text. Indicators a survey has no value for
+    (e.g. no school-age children, NPS not asked at baseline) have no row.
+    branch_id is the client's branch current in the MIS (contract attribution).
+-#}
+
+with accepted as (
+
+    select * from {{ ref('int_surveys__accepted') }}
+    where interview_date <= '{{ var("as_of_date") }}'::date
+
+),
+
+waves as (
+
+    select
+        accepted.*,
+        row_number() over (
+            partition by client_id
+            order by interview_date, submission_time nulls last, kobo_id
+        ) as survey_sequence
+    from accepted
+
+),
+
+values_long as (
+
+    select
+        w.client_id,
+        w.instance_id,
+        w.kobo_id,
+        w.asset_uid,
+        w.survey_type,
+        w.survey_sequence,
+        w.interview_date,
+        w.submission_time,
+        w.scorecard_code,
+        v.indicator_code,
+        v.value_numeric,
+        v.value_text
+    from waves as w
+    cross join lateral (
+        values
+            ('poverty_likelihood',        w.poverty_likelihood::numeric, null::text),
+            ('ppi_score',                 w.ppi_score::numeric,          null),
+            ('household_size',            w.hh_members::numeric,         null),
+            ('school_age_children',       w.children_school_age::numeric, null),
+            ('school_enrolment_rate',     w.school_enrolment_rate,       null),
+            ('monthly_hh_income',         w.monthly_hh_income,           null),
+            ('loan_use_business',
+                case when w.loan_main_purpose is not null
+                     then (w.loan_main_purpose = 'business')::integer::numeric end, null),
+            ('loan_main_purpose',         null,                          w.loan_main_purpose),
+            ('nps',                       w.nps::numeric,                null),
+            ('exit_reason',               null,                          w.exit_reason),
+            ('exit_repayment_difficulty',
+                case when w.exit_reason is not null
+                     then (w.exit_reason = 'repayment_difficulty')::integer::numeric end, null)
+    ) as v (indicator_code, value_numeric, value_text)
+    where v.value_numeric is not null
+       or v.value_text is not null
+
+)
+
+select
+    l.client_id,
+    c.branch_id,
+    l.indicator_code,
+    l.instance_id,
+    l.kobo_id,
+    l.asset_uid,
+    l.survey_type,
+    l.survey_sequence,
+    l.interview_date,
+    l.submission_time,
+    l.value_numeric,
+    l.value_text,
+    case when l.indicator_code in ('poverty_likelihood', 'ppi_score') then l.scorecard_code end as scorecard_code,
+    case when l.indicator_code = 'poverty_likelihood' then '{{ var("ppi_poverty_line") }}' end as poverty_line
+from values_long as l
+inner join {{ ref('int_surveys__clients') }} as c
+    on c.client_id = l.client_id
+inner join {{ ref('dim_indicator') }} as i
+    on i.indicator_code = l.indicator_code

@@ -1,0 +1,52 @@
+{#-
+    How clients fare between their baseline and their latest follow-up, for
+    monthly household income, poverty likelihood and school enrolment,
+    sliced by gender, branch, product and poverty band at entry.
+
+    One row per indicator and slice (the full cross of the four). Sums and
+    counts are additive: to roll slices up, add them and divide (e.g. mean
+    change = sum(change_sum) / sum(clients)); never average the means.
+    Per-client detail: intermediate int_surveys__client_wave_change.
+-#}
+
+with changes as (
+
+    select * from {{ ref('int_surveys__client_wave_change') }}
+
+),
+
+clients as (
+
+    select * from {{ ref('int_surveys__clients') }}
+
+)
+
+select
+    '{{ var("as_of_date") }}'::date                                     as as_of_date,
+    ch.indicator_code,
+    i.better_direction,
+    c.branch_id,
+    c.branch_name,
+    c.gender,
+    c.product_id,
+    coalesce(c.product_name, 'no loan')                                 as product_name,
+    ch.poverty_band_at_entry,
+    count(*)                                                            as clients,
+    sum(ch.baseline_value)                                              as baseline_value_sum,
+    sum(ch.followup_value)                                              as followup_value_sum,
+    sum(ch.change)                                                      as change_sum,
+    round(avg(ch.baseline_value), 6)                                    as mean_baseline_value,
+    round(avg(ch.followup_value), 6)                                    as mean_followup_value,
+    round(avg(ch.change), 6)                                            as mean_change,
+    count(*) filter (where ch.direction_of_change = 'improved')         as clients_improved,
+    count(*) filter (where ch.direction_of_change = 'worsened')         as clients_worsened,
+    count(*) filter (where ch.direction_of_change = 'unchanged')        as clients_unchanged,
+    round(count(*) filter (where ch.direction_of_change = 'improved')::numeric / count(*), 6)
+                                                                        as share_improved,
+    round(avg(ch.years_between), 2)                                     as mean_years_between
+from changes as ch
+inner join clients as c
+    on c.client_id = ch.client_id
+inner join {{ ref('dim_indicator') }} as i
+    on i.indicator_code = ch.indicator_code
+group by 1, 2, 3, 4, 5, 6, 7, 8, 9
