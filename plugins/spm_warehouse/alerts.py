@@ -1,0 +1,153 @@
+"""Failure alerts: one Airflow notifier, set once in the DAG defaults.
+
+Why a notifier and not an e-mail operator: every task of every DAG gets it
+through DEFAULT_ARGS["on_failure_callback"], and it decides at send time
+where to send, from the settings:
+- SPM_ALERT_WEBHOOK_URL: a chat webhook; the body is {"text": ...}, which
+  Slack, Mattermost, Rocket.Chat, Google Chat and Teams incoming webhooks accept;
+- SPM_ALERT_EMAIL: comma-separated addresses, sent with Airflow's e-mail
+  backend (the [email]/[smtp] settings or the smtp_default connection).
+Both may be set; with neither, the failure is only logged.
+
+The message names the DAG, run, task and as-of date, carries the error (for
+a blocked gate that is the verdict summary: every failed check and its
+numbers) and points at the run report. An alert that cannot be sent is
+logged and never hides the task's own failure.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import urllib.error
+import urllib.request
+from typing import Any
+
+from airflow.sdk import BaseNotifier
+
+from spm_warehouse import settings
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_TIMEOUT_S = 15
+MAX_ERROR_CHARS = 3500
+
+
+def _run_dir_name(run_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
+
+
+def _redact(url: str) -> str:
+    """Webhook URLs carry their secret in the path: show only scheme and host."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or '?'}/..."
+
+
+def failure_message(context: dict) -> tuple[str, str]:
+    """(subject, text) of the alert for an Airflow callback context."""
+    ti = context.get("task_instance") or context.get("ti")
+    dag_id = getattr(ti, "dag_id", None) or getattr(context.get("dag"), "dag_id", "?")
+    task_id = getattr(ti, "task_id", "?")
+    run_id = getattr(ti, "run_id", None) or context.get("run_id") or "?"
+    try_number = getattr(ti, "try_number", None)
+    params = context.get("params") or {}
+    logical = context.get("logical_date")
+    as_of = params.get("as_of_date") or (logical.date().isoformat() if logical is not None else "?")
+    error = context.get("exception")
+    error_text = str(error).strip() if error is not None else "(no exception in the callback context)"
+    if len(error_text) > MAX_ERROR_CHARS:
+        error_text = error_text[:MAX_ERROR_CHARS] + "\n... (truncated; see the task log)"
+    report = settings.reports_dir() / _run_dir_name(str(run_id)) / "index.html"
+    log_url = getattr(ti, "log_url", None)
+    subject = f"[spm-warehouse] {dag_id}.{task_id} failed (as of {as_of})"
+    lines = [
+        subject,
+        f"run: {run_id}" + (f", try {try_number}" if try_number else ""),
+        "",
+        f"{type(error).__name__ + ': ' if error is not None else ''}{error_text}",
+        "",
+        f"run report: {report}",
+    ]
+    if log_url:
+        lines.append(f"task log: {log_url}")
+    return subject, "\n".join(lines)
+
+
+def post_webhook(url: str, text: str) -> None:
+    """POST {"text": text} as JSON; raises RuntimeError with a redacted URL on failure."""
+    body = json.dumps({"text": text}).encode()
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": "application/json", "User-Agent": "spm-warehouse-alerts"})
+    try:
+        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_S) as response:
+            if response.status >= 300:
+                raise RuntimeError(f"webhook {_redact(url)} answered HTTP {response.status}")
+    except urllib.error.HTTPError as exc:
+        raise RuntimeError(f"webhook {_redact(url)} answered HTTP {exc.code}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise RuntimeError(f"webhook {_redact(url)} not reachable: {reason}") from None
+
+
+def send_alert_email(to: list[str], subject: str, text: str) -> None:
+    """Through Airflow's configured e-mail backend (SMTP settings or connection)."""
+    from airflow.utils.email import send_email
+
+    body = "<pre style=\"font-family: monospace\">" + html.escape(text) + "</pre>"
+    send_email(to=to, subject=subject, html_content=body)
+
+
+class FailureNotifier(BaseNotifier):
+    """Sends a failure alert to the configured webhook and/or e-mail addresses.
+
+    webhook_url / emails override the settings (tests, or a DAG that alerts
+    elsewhere); by default they are read when the alert is sent, so a changed
+    setting needs no DAG re-parse.
+    """
+
+    template_fields = ()
+
+    def __init__(self, webhook_url: str | None = None, emails: list[str] | None = None):
+        super().__init__()
+        self.webhook_url = webhook_url
+        self.emails = emails
+
+    def _targets(self) -> tuple[str, list[str]]:
+        webhook = self.webhook_url if self.webhook_url is not None else settings.get("SPM_ALERT_WEBHOOK_URL")
+        emails = self.emails if self.emails is not None else [
+            e.strip() for e in settings.get("SPM_ALERT_EMAIL").split(",") if e.strip()]
+        return webhook.strip(), emails
+
+    def notify(self, context: Any) -> None:
+        subject, text = failure_message(context)
+        webhook, emails = self._targets()
+        sent: list[str] = []
+        if webhook:
+            try:
+                post_webhook(webhook, text)
+                sent.append("webhook")
+            except RuntimeError as exc:
+                log.error("failure alert not sent to the chat webhook: %s", exc)
+        if emails:
+            try:
+                send_alert_email(emails, subject, text)
+                sent.append("e-mail")
+            except Exception as exc:  # noqa: BLE001 - SMTP errors come in many types; log, never mask the failure
+                log.error("failure alert e-mail to %s not sent: %s", ", ".join(emails), exc)
+        if not webhook and not emails:
+            log.warning("no alert channel configured (SPM_ALERT_WEBHOOK_URL, SPM_ALERT_EMAIL): %s", subject)
+        elif sent:
+            log.info("failure alert sent (%s): %s", ", ".join(sent), subject)
+
+
+def failure_notifier() -> FailureNotifier:
+    """The notifier DAG defaults use as on_failure_callback."""
+    return FailureNotifier()
+
+
+def on_failure_callback(context: Any) -> None:
+    """Plain-function form, for code that wants a function rather than a notifier."""
+    FailureNotifier()(context)

@@ -1,0 +1,173 @@
+"""Great Expectations suites on raw tables and marts, from the committed GX project.
+
+The project lives in expectations/ (a file-based GX 1.x Data Context:
+great_expectations.yml, suites as JSON under expectations/expectations/,
+validation definitions and the `spm_gate` checkpoint). Its one data source,
+`warehouse`, reads its connection string from the substitution variable
+SPM_GX_WAREHOUSE_URL, which this module hands over as GX's
+`runtime_environment` - so no credential is ever written into the project.
+
+One CheckResult per suite ("gx.<suite name>"). Blocking is decided in two
+steps: the suite must be blocking in gate_thresholds.yml (gx.suites), and the
+failed expectation must have severity "critical" (GX 1.x severities:
+critical, warning, info; set per expectation in the suite JSON). Anything
+else that fails is reported as a warning.
+
+After the checkpoint ran (its UpdateDataDocsAction builds the local site in
+expectations/uncommitted/data_docs/), the Data Docs are copied into
+<reports dir>/<run>/gx_data_docs so each run's report links its own copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+
+from spm_warehouse import settings
+from spm_warehouse.checks import CheckContext, CheckResult, judged, relation_exists
+
+log = logging.getLogger(__name__)
+
+KIND = "gx"
+DEFAULT_PROJECT_DIR = settings.PROJECT_ROOT / "expectations"
+# The schema name the committed mart assets use; another SPM_BUILD_SCHEMA is substituted at run time.
+PROJECT_BUILD_SCHEMA = "analytics_build"
+URL_VARIABLE = "SPM_GX_WAREHOUSE_URL"
+MAX_LISTED = 8
+
+
+def warehouse_sqlalchemy_url(conn: psycopg.Connection) -> str:
+    """SQLAlchemy URL (psycopg 3 driver) for the database `conn` is connected to."""
+    info = conn.info
+    auth = quote(info.user or "", safe="")
+    if info.password:
+        auth += ":" + quote(info.password, safe="")
+    host = info.host or ""
+    dbname = quote(info.dbname or "", safe="")
+    if host.startswith("/"):  # Unix socket directory
+        return f"postgresql+psycopg://{auth}@/{dbname}?host={quote(host, safe='')}&port={info.port}"
+    return f"postgresql+psycopg://{auth}@{host}:{info.port}/{dbname}"
+
+
+def run_dir_name(run_id: str) -> str:
+    """A folder name for a run id (Airflow's contain ':' and '+')."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
+
+
+def run(ctx: CheckContext) -> list[CheckResult]:
+    cfg = ctx.thresholds.get("gx", {}) or {}
+    project = Path(ctx.gx_project_dir or DEFAULT_PROJECT_DIR)
+    if not (project / "great_expectations.yml").exists():
+        return [judged("gx.project", KIND, False, True, {"project_dir": str(project)},
+                       f"no GX project at {project} (great_expectations.yml missing)")]
+
+    import great_expectations as gx  # heavy import: only when the gate runs
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    context = gx.get_context(mode="file", context_root_dir=str(project),
+                             runtime_environment={URL_VARIABLE: warehouse_sqlalchemy_url(ctx.wh)})
+    checkpoint_name = cfg.get("checkpoint", "spm_gate")
+    checkpoint = context.checkpoints.get(checkpoint_name)
+    suite_cfg: dict = cfg.get("suites", {}) or {}
+    default_blocking = bool(cfg.get("default_blocking", True))
+
+    out: list[CheckResult] = []
+    runnable = []
+    for vd in checkpoint.validation_definitions:
+        asset = vd.asset
+        if asset.schema_name == PROJECT_BUILD_SCHEMA and ctx.build_schema != PROJECT_BUILD_SCHEMA:
+            asset.schema_name = ctx.build_schema  # in memory only; the project file is not rewritten
+        blocking = bool((suite_cfg.get(vd.suite.name) or {}).get("blocking", default_blocking))
+        table = f"{asset.schema_name}.{asset.table_name}"
+        if not relation_exists(ctx.wh, table):
+            out.append(judged(f"gx.{vd.suite.name}", KIND, False, blocking, {"table": table},
+                              f"table {table} does not exist: suite {vd.suite.name} not run"))
+            continue
+        runnable.append(vd)
+    if not runnable:
+        return out
+
+    checkpoint.validation_definitions = runnable
+    try:
+        result = checkpoint.run(run_id=RunIdentifier(run_name=ctx.run_id))
+    finally:
+        _dispose_engines(context)
+    for validation in result.run_results.values():
+        suite = validation.suite_name
+        blocking = bool((suite_cfg.get(suite) or {}).get("blocking", default_blocking))
+        out.append(_suite_result(suite, validation, blocking))
+    out.sort(key=lambda r: r.name)
+    docs = _copy_data_docs(project, ctx)
+    if docs:
+        ctx.facts["gx_data_docs"] = str(docs)
+    return out
+
+
+def _suite_result(suite: str, validation, blocking: bool) -> CheckResult:
+    stats = validation.statistics or {}
+    failed = [r for r in validation.results if not r.success]
+    critical = [r for r in failed if _severity(r) == "critical"]
+    described = [_describe(r) for r in failed[:MAX_LISTED]]
+    numbers = {
+        "evaluated": int(stats.get("evaluated_expectations") or 0),
+        "failed": len(failed),
+        "failed_critical": len(critical),
+        "failed_expectations": described,
+    }
+    if not failed:
+        return judged(f"gx.{suite}", KIND, True, blocking, numbers,
+                      f"{numbers['evaluated']} expectations met")
+    # A suite only blocks through its critical expectations.
+    status_blocking = blocking and bool(critical)
+    return judged(f"gx.{suite}", KIND, False, status_blocking, numbers,
+                  f"{len(failed)} of {numbers['evaluated']} expectations failed: " + "; ".join(described))
+
+
+def _severity(result) -> str:
+    config = result.expectation_config
+    value = getattr(config, "severity", None)
+    return str(getattr(value, "value", value) or "critical").lower()
+
+
+def _describe(result) -> str:
+    config = result.expectation_config
+    kwargs = config.kwargs or {}
+    target = kwargs.get("column") or kwargs.get("column_list") or (
+        f"{kwargs.get('column_A')},{kwargs.get('column_B')}" if "column_A" in kwargs else "")
+    text = f"{config.type}({target})" if target else config.type
+    exc = (result.exception_info or {}) if isinstance(result.exception_info, dict) else {}
+    if exc.get("raised_exception"):
+        return text + ": error " + str(exc.get("exception_message", ""))[:160]
+    res = result.result or {}
+    if res.get("unexpected_count") is not None:
+        pct = res.get("unexpected_percent")
+        text += f": {res['unexpected_count']} unexpected" + (f" ({pct:.2f}%)" if isinstance(pct, (int, float)) else "")
+    elif "observed_value" in res:
+        text += f": observed {str(res['observed_value'])[:120]}"
+    return text
+
+
+def _dispose_engines(context) -> None:
+    """Close GX's SQLAlchemy pools so no idle connection outlives the gate."""
+    for datasource in context.data_sources.all().values():
+        engine = getattr(datasource, "_cached_engine", None) or getattr(datasource, "_engine", None)
+        if engine is not None:
+            try:
+                engine.dispose()
+            except Exception:  # noqa: BLE001 - closing is best effort
+                pass
+
+
+def _copy_data_docs(project: Path, ctx: CheckContext) -> Path | None:
+    site = project / "uncommitted" / "data_docs" / "local_site"
+    if not site.exists() or ctx.reports_dir is None:
+        return None
+    target = Path(ctx.reports_dir) / run_dir_name(ctx.run_id) / "gx_data_docs"
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(site, target)
+    return target
