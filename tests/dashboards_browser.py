@@ -1,0 +1,170 @@
+"""Headless Chromium walk through the Superset dashboards, as a user would see them.
+
+Run with Superset's interpreter (selenium is pinned in its lock), never
+imported by pytest: `tests/dashboards_e2e.py` starts it with a JSON request
+on stdin and reads one `SPM_BROWSER {json}` line back.
+
+Request: {"base_url", "screenshots_dir", "timeout_s",
+          "sessions": [{"label", "username", "password", "dashboards": [slug, ...]}]}
+Answer:  {"sessions": {label: {"login_ok", "landing_url", "dashboards": {slug: {
+           "title", "charts": [{"name", "viz", "state", "error", "text"}],
+           "http_errors": [{"url", "status"}], "filters": [name, ...], "screenshot"}}}}}
+
+A chart's state is "ok" (rendered, no error element), "error" (Superset shows
+an error in it) or "timeout" (still loading when the time ran out).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1600,1200",
+]
+
+# One snapshot of every chart of the page: name, viz type, loading?, error text, visible text.
+CHART_STATES_JS = """
+return Array.from(document.querySelectorAll('[data-test="chart-grid-component"]')).map(el => {
+  const err = el.querySelector('[data-test*="error"], [role="alert"], .ant-alert-error, .alert-danger');
+  const loading = el.querySelector('[data-test="loading-indicator"]');
+  const body = el.querySelector('[data-test="slice-container"]');
+  return {
+    name: el.getAttribute('data-test-chart-name'),
+    viz: el.getAttribute('data-test-viz-type'),
+    loading: !!loading,
+    error: err ? (err.innerText || err.getAttribute('aria-label') || 'error element').slice(0, 500) : null,
+    rendered: !!body && body.getBoundingClientRect().height > 0,
+    text: body ? body.innerText.slice(0, 4000) : '',
+  };
+});
+"""
+
+FILTER_NAMES_JS = """
+return Array.from(document.querySelectorAll('[data-test="filter-control-name"]')).map(e => e.innerText.trim());
+"""
+
+
+def new_driver() -> webdriver.Chrome:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+def log_in(driver: webdriver.Chrome, base_url: str, username: str, password: str, timeout: float) -> str:
+    """Fill and submit the real login form; return the URL landed on."""
+    driver.get(base_url + "/login/")
+    wait = WebDriverWait(driver, timeout)
+    wait.until(ec.presence_of_element_located((By.ID, "username"))).send_keys(username)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.CSS_SELECTOR, '[data-test="login-button"]').click()
+    try:
+        wait.until(lambda d: "/login" not in d.current_url)
+    except WebDriverException:
+        pass
+    return driver.current_url
+
+
+def http_errors(driver: webdriver.Chrome, base_url: str) -> list[dict]:
+    """Responses >= 400 from our server since the last call (Chrome performance log)."""
+    errors = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message.get("method") != "Network.responseReceived":
+            continue
+        response = message["params"]["response"]
+        if response["url"].startswith(base_url) and response["status"] >= 400:
+            errors.append({"url": response["url"][len(base_url):][:300], "status": response["status"]})
+    return errors
+
+
+def fit_window_to_page(driver: webdriver.Chrome) -> None:
+    """Make the window as tall as the page, so every chart renders and the screenshot holds all."""
+    height = driver.execute_script("return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)")
+    driver.set_window_size(1600, min(max(int(height) + 100, 1200), 6000))
+
+
+def open_dashboard(driver: webdriver.Chrome, base_url: str, slug: str, shot: Path, timeout: float) -> dict:
+    http_errors(driver, base_url)  # drop what earlier pages logged
+    driver.get(f"{base_url}/superset/dashboard/{slug}/")
+    deadline = time.monotonic() + timeout
+    WebDriverWait(driver, timeout).until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, '[data-test="chart-grid-component"]')))
+    fit_window_to_page(driver)  # charts outside the viewport are not rendered (virtualization)
+    states: list[dict] = []
+    settled_since = None
+    while time.monotonic() < deadline:
+        states = driver.execute_script(CHART_STATES_JS) or []
+        settled = states and all(s["error"] or (s["rendered"] and not s["loading"]) for s in states)
+        if settled:
+            settled_since = settled_since or time.monotonic()
+            if time.monotonic() - settled_since >= 2.0:  # charts re-render once after filters load
+                break
+        else:
+            settled_since = None
+        time.sleep(0.5)
+    fit_window_to_page(driver)
+    time.sleep(1.0)
+    states = driver.execute_script(CHART_STATES_JS) or states
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(shot))
+    driver.set_window_size(1600, 1200)
+    charts = []
+    for s in states:
+        state = "error" if s["error"] else ("ok" if s["rendered"] and not s["loading"] else "timeout")
+        charts.append({"name": s["name"], "viz": s["viz"], "state": state, "error": s["error"], "text": s["text"]})
+    header = driver.find_elements(By.CSS_SELECTOR, '[data-test="dashboard-header-container"] [data-test="editable-title"]')
+    return {
+        "title": header[0].text if header else driver.title,
+        "charts": charts,
+        "http_errors": http_errors(driver, base_url),
+        "filters": driver.execute_script(FILTER_NAMES_JS) or [],
+        "screenshot": str(shot),
+    }
+
+
+def run(request: dict) -> dict:
+    base_url = request["base_url"].rstrip("/")
+    shots = Path(request["screenshots_dir"])
+    timeout = float(request.get("timeout_s", 120))
+    result: dict = {"sessions": {}}
+    for session in request["sessions"]:
+        label = session["label"]
+        driver = new_driver()
+        try:
+            landing = log_in(driver, base_url, session["username"], session["password"], timeout)
+            out = {"login_ok": "/login" not in landing, "landing_url": landing, "dashboards": {}}
+            if out["login_ok"]:
+                for slug in session["dashboards"]:
+                    out["dashboards"][slug] = open_dashboard(driver, base_url, slug, shots / f"{label}-{slug}.png", timeout)
+            else:
+                driver.save_screenshot(str(shots / f"{label}-login-failed.png"))
+        finally:
+            driver.quit()
+        result["sessions"][label] = out
+    return result
+
+
+def main() -> int:
+    request = json.loads(sys.stdin.read())
+    print("SPM_BROWSER " + json.dumps(run(request)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
