@@ -45,6 +45,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import psycopg
 
+from spm_warehouse import load, meta
 from spm_warehouse.settings import ConnInfo
 
 log = logging.getLogger(__name__)
@@ -89,16 +90,6 @@ CREATE TABLE IF NOT EXISTS raw_kobo.loaded_files (
 COMMENT ON TABLE raw_kobo.loaded_files IS
     'Every export file seen in the survey drop folder, by content hash: loaded once, or rejected with its reason (the file itself is kept in rejected/).';
 
-CREATE SCHEMA IF NOT EXISTS meta;
-CREATE TABLE IF NOT EXISTS meta.survey_watermarks (
-    asset_uid            text PRIMARY KEY,
-    last_submission_time timestamptz,
-    rows_received        bigint,
-    updated_at           timestamptz NOT NULL DEFAULT now(),
-    run_id               text
-);
-COMMENT ON TABLE meta.survey_watermarks IS
-    'Highest Kobo _submission_time pulled per asset; the next pull asks from it minus the lookback.';
 """
 
 SKIPPED_FILE_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial")
@@ -121,8 +112,10 @@ class BadExportFile(ValueError):
 
 
 def ensure_raw_kobo_schema(conn: psycopg.Connection) -> None:
-    """Create raw_kobo.submissions, raw_kobo.loaded_files and meta.survey_watermarks (idempotent)."""
+    """Create raw_kobo.submissions, raw_kobo.loaded_files and the meta tables (idempotent; commits)."""
+    meta.ensure_meta_schema(conn)
     with conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext('spm_warehouse.raw_kobo'))")
         cur.execute(DDL)
     conn.commit()
 
@@ -377,22 +370,9 @@ def _retry_after_seconds(value: str | None) -> float | None:
     return None
 
 
-def read_watermark(conn: psycopg.Connection, asset_uid: str) -> datetime | None:
-    row = conn.execute("SELECT last_submission_time FROM meta.survey_watermarks WHERE asset_uid = %s",
-                       (asset_uid,)).fetchone()
-    return row[0] if row else None
-
-
-def write_watermark(conn: psycopg.Connection, asset_uid: str, last: datetime | None,
-                    received: int, run_id: str) -> None:
-    """Advance (never move back) the asset's watermark."""
-    conn.execute("""
-        INSERT INTO meta.survey_watermarks (asset_uid, last_submission_time, rows_received, updated_at, run_id)
-        VALUES (%s, %s, %s, now(), %s)
-        ON CONFLICT (asset_uid) DO UPDATE SET
-            last_submission_time = GREATEST(meta.survey_watermarks.last_submission_time, EXCLUDED.last_submission_time),
-            rows_received = EXCLUDED.rows_received, updated_at = now(), run_id = EXCLUDED.run_id
-    """, (asset_uid, last, received, run_id))
+def watermark_name(asset_uid: str) -> str:
+    """The asset's row in meta.watermarks (shared with the MIS tables, hence the prefix)."""
+    return f"kobo:{asset_uid}"
 
 
 def pull_asset(client: KoboClient, conn: psycopg.Connection, asset_uid: str, run_id: str,
@@ -403,8 +383,10 @@ def pull_asset(client: KoboClient, conn: psycopg.Connection, asset_uid: str, run
     committed are harmless (reloads are no-ops) and the next run asks again
     from the old watermark, whatever order the server returned pages in.
     """
-    watermark = None if full_refresh else read_watermark(conn, asset_uid)
-    since = watermark - timedelta(minutes=lookback_minutes) if watermark else None
+    started_at = datetime.now(timezone.utc)
+    started = time.monotonic()
+    watermark = load.read_watermark(conn, watermark_name(asset_uid))
+    since = None if full_refresh or watermark is None else watermark - timedelta(minutes=lookback_minutes)
     source = f"api:{asset_uid}"
     received = new = pages = 0
     newest = watermark
@@ -418,7 +400,14 @@ def pull_asset(client: KoboClient, conn: psycopg.Connection, asset_uid: str, run
         conn.commit()
         received += got
         new += added
-    write_watermark(conn, asset_uid, newest, received, run_id)
+    with conn.cursor() as cur:
+        if newest is not None:
+            load.write_watermark(cur, watermark_name(asset_uid), client.base_url, newest, run_id)
+        load.write_manifest(cur, {
+            "run_id": run_id, "source": source, "table_name": "raw_kobo.submissions",
+            "mode": "full" if since is None else "incremental", "as_of": None,
+            "watermark_from": since, "watermark_to": newest, "rows_read": received, "rows_merged": new,
+            "rows_deleted": 0, "seconds": round(time.monotonic() - started, 3), "started_at": started_at})
     conn.commit()
     log.info("kobo asset %s: %d pages, %d submissions received, %d new (since %s)",
              asset_uid, pages, received, new, since)
@@ -556,6 +545,8 @@ def load_drop_dir(conn: psycopg.Connection, drop_dir: Path, run_id: str) -> dict
             continue
         source = f"file:{path.name}"
         file_asset = asset_uid_from_filename(path.name)
+        started_at = datetime.now(timezone.utc)
+        started = time.monotonic()
         try:
             submissions = read_export_file(path)
             received, new = load_submission_rows(
@@ -566,6 +557,10 @@ def load_drop_dir(conn: psycopg.Connection, drop_dir: Path, run_id: str) -> dict
             conn.rollback()
             reason = str(exc)
             _record_file(conn, digest, path.name, None, "rejected", reason, None, run_id)
+            conn.execute(
+                "INSERT INTO meta.quarantine (source, source_key, reason, run_id, payload) VALUES (%s, %s, %s, %s, %s)",
+                (source, digest, f"bad_export_file: {reason}", run_id,
+                 json.dumps({"file": path.name, "moved_to": "rejected/"})))
             conn.commit()
             moved = _move_aside(path, drop_dir / "rejected")
             moved.with_name(moved.name + ".reason.txt").write_text(reason + "\n", encoding="utf-8")
@@ -577,6 +572,12 @@ def load_drop_dir(conn: psycopg.Connection, drop_dir: Path, run_id: str) -> dict
             conn.rollback()
             raise
         _record_file(conn, digest, path.name, received, "loaded", None, new, run_id)
+        with conn.cursor() as cur:
+            load.write_manifest(cur, {
+                "run_id": run_id, "source": source, "table_name": "raw_kobo.submissions", "mode": "file",
+                "as_of": None, "watermark_from": None, "watermark_to": None, "rows_read": received,
+                "rows_merged": new, "rows_deleted": 0, "seconds": round(time.monotonic() - started, 3),
+                "started_at": started_at})
         conn.commit()
         _move_aside(path, drop_dir / "loaded")
         counts["files_loaded"] += 1
