@@ -34,10 +34,6 @@ WEBHOOK_TIMEOUT_S = 15
 MAX_ERROR_CHARS = 3500
 
 
-def _run_dir_name(run_id: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
-
-
 def _redact(url: str) -> str:
     """Webhook URLs carry their secret in the path: show only scheme and host."""
     from urllib.parse import urlsplit
@@ -60,7 +56,9 @@ def failure_message(context: dict) -> tuple[str, str]:
     error_text = str(error).strip() if error is not None else "(no exception in the callback context)"
     if len(error_text) > MAX_ERROR_CHARS:
         error_text = error_text[:MAX_ERROR_CHARS] + "\n... (truncated; see the task log)"
-    report = settings.reports_dir() / _run_dir_name(str(run_id)) / "index.html"
+    from spm_warehouse.report import run_dir_name
+
+    report = settings.reports_dir() / run_dir_name(str(run_id)) / "index.html"
     log_url = getattr(ti, "log_url", None)
     subject = f"[spm-warehouse] {dag_id}.{task_id} failed (as of {as_of})"
     lines = [

@@ -29,6 +29,7 @@ import psycopg
 
 from spm_warehouse import settings
 from spm_warehouse.checks import CheckContext, CheckResult, judged, relation_exists
+from spm_warehouse.report import run_dir_name
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +52,6 @@ def warehouse_sqlalchemy_url(conn: psycopg.Connection) -> str:
     if host.startswith("/"):  # Unix socket directory
         return f"postgresql+psycopg://{auth}@/{dbname}?host={quote(host, safe='')}&port={info.port}"
     return f"postgresql+psycopg://{auth}@{host}:{info.port}/{dbname}"
-
-
-def run_dir_name(run_id: str) -> str:
-    """A folder name for a run id (Airflow's contain ':' and '+')."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
 
 
 def run(ctx: CheckContext) -> list[CheckResult]:
