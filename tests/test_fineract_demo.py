@@ -167,9 +167,8 @@ def test_office_hierarchy_follows_fineract(demo_url):
         if parent is None:
             continue
         parent_h = offices[parent][1]
-        assert hierarchy == (parent_h if parent_h != "." else ".") + f"{oid}." or \
-            hierarchy == parent_h + f"{oid}.", (oid, hierarchy)
-        assert hierarchy.startswith(parent_h)
+        assert hierarchy == parent_h + f"{oid}.", (oid, hierarchy)  # '.' -> '.2.' -> '.2.5.'
+    assert {len(h.strip(".").split(".")) for _p, h in offices.values() if h != "."} == {1, 2}  # regions, branches
     # clients are in branches (leaves), never in the head office or a region
     assert _scalar(demo_url, "SELECT count(*) FROM m_client c WHERE EXISTS "
                              "(SELECT 1 FROM m_office o WHERE o.parent_id = c.office_id)") == 0

@@ -382,10 +382,13 @@ def extract_mis(source: ConnInfo, wh_conn: psycopg.Connection, run_id: str, as_o
     as_of is only recorded: the source is read as it is now (it is a replica of the MIS).
     full_refresh re-reads every row of every table (unchanged rows are still not rewritten).
     reconcile (or reconcile_every_days, when the last reconciliation is older) also runs
-    `reconcile_keys` after the load, in the same source snapshot.
+    `reconcile_keys` after the load, in the same source snapshot. reconcile_every_days
+    defaults to the SPM_RECONCILE_EVERY_DAYS setting when settings.py defines it (0 = never).
     """
     label = source_label(source)
     lookback = dt.timedelta(minutes=settings.get_int("SPM_EXTRACT_LOOKBACK_MINUTES"))
+    if reconcile_every_days is None and "SPM_RECONCILE_EVERY_DAYS" in settings.SETTINGS:
+        reconcile_every_days = settings.get_int("SPM_RECONCILE_EVERY_DAYS") or None  # 0: only on demand
     meta.ensure_meta_schema(wh_conn)
     wh_conn.commit()
     started_all = time.monotonic()
