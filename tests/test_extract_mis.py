@@ -150,6 +150,15 @@ def test_change_inside_the_lookback_window_is_not_lost(demo_source, warehouse):
     assert one(warehouse, "SELECT watermark FROM meta.watermarks WHERE table_name = 'm_client'") == wm
 
 
+def test_emptied_raw_table_is_reloaded_whole_despite_its_watermark(demo_source, warehouse):
+    extract(demo_source, warehouse, "run_1")
+    with psycopg.connect(warehouse) as wh:
+        wh.execute("TRUNCATE raw_mis.m_loan")
+    manifest = extract(demo_source, warehouse, "run_2")
+    assert manifest["m_loan"]["mode"] == "initial"
+    assert one(warehouse, "SELECT count(*) FROM raw_mis.m_loan") == one(demo_source, "SELECT count(*) FROM m_loan")
+
+
 def test_full_refresh_rereads_everything_and_changes_nothing(demo_source, warehouse):
     extract(demo_source, warehouse, "run_1")
     manifest = extract(demo_source, warehouse, "run_2", full_refresh=True)

@@ -418,11 +418,14 @@ def _extract_table(session: SourceSession, wh_conn: psycopg.Connection, spec: Ta
     started_at = dt.datetime.now(dt.timezone.utc)
     t0 = time.monotonic()
     watermark_from = None if (full_refresh or not spec.cursor) else load.read_watermark(wh_conn, spec.name)
-    since = watermark_from - lookback if watermark_from is not None else None
-    mode = "incremental" if since is not None else ("full" if spec.cursor else "snapshot")
     with wh_conn.cursor() as cur:
         load.begin_load(cur, run_id)
-        if since is None and load.raw_is_empty(cur, spec):
+        raw_empty = load.raw_is_empty(cur, spec)
+        if raw_empty:
+            watermark_from = None  # raw was emptied or recreated: a stale watermark must not skip rows
+        since = watermark_from - lookback if watermark_from is not None else None
+        mode = "incremental" if since is not None else ("full" if spec.cursor else "snapshot")
+        if raw_empty:
             # first load: straight into raw, nothing to merge with
             mode = "initial"
             target = load.raw_name(spec)
