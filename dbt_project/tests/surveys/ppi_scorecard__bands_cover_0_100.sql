@@ -1,4 +1,4 @@
-{{ config(tags=['ppi_scorecard']) }}
+{{ config(tags=['ppi_scorecard'], store_failures=true) }}
 {#- For each scorecard and poverty line, the score bands cover 0..100 exactly once: no gap, no overlap. -#}
 
 with bands as (

@@ -1,4 +1,4 @@
-{{ config(tags=['ppi_scorecard']) }}
+{{ config(tags=['ppi_scorecard'], store_failures=true) }}
 {#- Likelihoods are fractions 0..1 (official tables print percentages: divide them by 100). -#}
 
 select scorecard_code,

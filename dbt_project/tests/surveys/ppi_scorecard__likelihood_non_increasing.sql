@@ -1,4 +1,4 @@
-{{ config(tags=['ppi_scorecard']) }}
+{{ config(tags=['ppi_scorecard'], store_failures=true) }}
 {#- For each scorecard and poverty line, the likelihood never rises as the score rises. -#}
 
 with ordered as (

@@ -1,4 +1,4 @@
-{{ config(tags=['ppi_scorecard']) }}
+{{ config(tags=['ppi_scorecard'], store_failures=true) }}
 {#-
     Points and likelihoods describe the same scorecards; every scorecard has
     the poverty line the KPIs use (var ppi_poverty_line); the default

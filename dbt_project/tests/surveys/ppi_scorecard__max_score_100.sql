@@ -1,4 +1,4 @@
-{{ config(tags=['ppi_scorecard']) }}
+{{ config(tags=['ppi_scorecard'], store_failures=true) }}
 {#- The best answer of every question adds up to 100 and the worst to at least 0. -#}
 
 with per_question as (

@@ -1,4 +1,4 @@
-{{ config(tags=['ppi_scorecard']) }}
+{{ config(tags=['ppi_scorecard'], store_failures=true) }}
 {#- Every answer has exactly one whole, non-negative number of points. -#}
 
 select scorecard_code,

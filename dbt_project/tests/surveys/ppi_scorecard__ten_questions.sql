@@ -1,4 +1,4 @@
-{{ config(tags=['ppi_scorecard']) }}
+{{ config(tags=['ppi_scorecard'], store_failures=true) }}
 {#- A PPI scorecard has exactly ten questions, q01 .. q10, each with at least two answers. -#}
 
 with questions as (
