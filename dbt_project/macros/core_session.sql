@@ -1,0 +1,34 @@
+{#-
+  Per-statement settings for the heavy core models, as pre-hooks (they run inside
+  the model's transaction, so SET LOCAL ends with it).
+  jit off: these queries carry large row estimates (generate_series over dates,
+  CTEs) that make PostgreSQL JIT-compile them, which costs seconds and saves
+  nothing on set-based SQL of this size. work_mem: the window passes sort
+  loan-months; 64MB keeps them in memory at 100k clients.
+-#}
+{% macro core_session_settings() -%}
+    {{ return(["set local jit = off", "set local work_mem = '" ~ var('core_work_mem', '64MB') ~ "'"]) }}
+{%- endmacro %}
+
+{#-
+  ANALYZE the tables of `schema_name` whose statistics are missing or stale
+  (more than 10% of rows changed since). The extraction bulk-loads raw_mis with
+  COPY and merges; until autovacuum gets to them the planner sees "12 rows" and
+  picks nested loops over 100k-row tables. Cheap: ANALYZE samples.
+-#}
+{% macro core_analyze_stale(schema_name) -%}
+do $core_analyze$
+declare r record;
+begin
+    for r in
+        select schemaname, relname
+        from pg_stat_user_tables
+        where schemaname = '{{ schema_name }}'
+          and ((last_analyze is null and last_autoanalyze is null)
+               or n_mod_since_analyze > 0.1 * greatest(n_live_tup, 1000))
+    loop
+        execute format('analyze %I.%I', r.schemaname, r.relname);
+    end loop;
+end
+$core_analyze$
+{%- endmacro %}

@@ -1,0 +1,18 @@
+{{ config(materialized='view') }}
+-- The surveys models' accepted PPI assessments that the warehouse may know at
+-- the as-of date: interviewed on or before it and submitted by its end. The
+-- client must be a known Fineract client.
+select
+    a.client_id,
+    a.instance_id,
+    a.kobo_id,
+    a.interview_date,
+    a.submission_time,
+    a.scorecard_code,
+    a.ppi_score,
+    a.poverty_likelihood::numeric                                       as poverty_likelihood
+from {{ ref('int_surveys__ppi_assessments') }} a
+where a.client_id is not null
+  and a.poverty_likelihood is not null
+  and a.interview_date <= {{ core_as_of_date() }}
+  and {{ core_known_at_cutoff('a.submission_time') }}

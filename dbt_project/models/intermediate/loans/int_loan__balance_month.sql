@@ -1,0 +1,129 @@
+{{
+  config(
+    materialized='incremental',
+    unique_key=['loan_id', 'period_month'],
+    incremental_strategy='delete+insert',
+    on_schema_change='fail',
+    pre_hook=core_session_settings(),
+    post_hook=[
+      "delete from {{ this }} where not in_life",
+      "create unique index if not exists {{ this.name }}_pk on {{ this }} (loan_id, period_month)",
+      "create index if not exists {{ this.name }}_month on {{ this }} (period_month)",
+      "analyze {{ this }}"
+    ]
+  )
+}}
+{#-
+  Persistent per-loan per-month balance snapshots (the state behind
+  fct_portfolio_month). Lives in `intermediate`, which survives the nightly
+  publish swap of the marts schema.
+
+  First build / --full-refresh: every known loan, whole life.
+  Nightly (as_of_date >= state as-of): only
+    * the months from the previous run's as-of month on, for loans alive then
+      (their last period_end moved and their days in arrears grow daily);
+    * affected loans, from the month of their earliest affected date:
+      - transactions merged since the last run (_extracted_at > watermark,
+        reversals and deletions included), entered since the last cutoff
+        (created_on_utc), or dated after the last as-of date: their transaction_date;
+      - loans merged/entered since (m_loan): the month where the write-off date
+        changed, or the whole loan when it appeared or disappeared;
+      - schedule rows merged/entered since: the first month whose schedule
+        fingerprint (installments due before period_end) differs.
+  Backfill (as_of_date before the state's): writes nothing, so the state stays
+  that of the latest night; int_loan__balances_as_of computes the backfill
+  date from scratch instead.
+-#}
+{%- set state = core_incremental_state(this) if is_incremental() else none -%}
+{%- set backfill = is_incremental() and core_is_backfill(state) -%}
+{%- set nightly = is_incremental() and state is not none and state['as_of'] is not none and not backfill -%}
+
+{%- if not is_incremental() or (state is not none and state['as_of'] is none) -%}
+    {%- set scope_sql -%}
+        select loan_id, date '1900-01-01' as from_month from {{ ref('int_loan__known_loans') }}
+    {%- endset -%}
+{%- elif backfill -%}
+    {%- set scope_sql -%}
+        select null::bigint as loan_id, null::date as from_month where false
+    {%- endset -%}
+{%- else -%}
+    {%- set prev_as_of = "date '" ~ state['as_of'] ~ "'" -%}
+    {%- set prev_cutoff = "'" ~ state['cutoff'] ~ "'::timestamptz" -%}
+    {%- set prev_wm = "'" ~ (state['watermark'] or '-infinity') ~ "'::timestamptz" -%}
+    {%- set cutoff = core_knowledge_cutoff() -%}
+    {%- set scope_sql -%}
+        -- months from the previous as-of month on, for loans alive then
+        select loan_id, date_trunc('month', {{ prev_as_of }})::date as from_month
+        from {{ this }}
+        where period_month >= date_trunc('month', {{ prev_as_of }})::date
+        group by loan_id
+
+        union all
+        -- transactions changed, newly known, or newly dated into the window
+        select t.loan_id, min(date_trunc('month', t.transaction_date)::date)
+        from {{ source('fineract', 'm_loan_transaction') }} t
+        where t._extracted_at > {{ prev_wm }}
+           or (t.created_on_utc >= {{ prev_cutoff }} and t.created_on_utc < {{ cutoff }})
+           or (t.transaction_date > {{ prev_as_of }} and t.transaction_date <= {{ core_as_of_date() }})
+        group by t.loan_id
+
+        union all
+        -- loans changed: whole loan when it appeared/disappeared, else from the write-off change
+        select l.id,
+            case
+                when l._deleted or k.loan_id is null or st.loan_id is null then date '1900-01-01'
+                when k.written_off_on_date is distinct from st.source_written_off_on
+                    then date_trunc('month', least(k.written_off_on_date, st.source_written_off_on))::date
+            end
+        from {{ source('fineract', 'm_loan') }} l
+        left join {{ ref('int_loan__known_loans') }} k on k.loan_id = l.id
+        left join lateral (
+            select b.loan_id, b.source_written_off_on
+            from {{ this }} b
+            where b.loan_id = l.id
+            order by b.period_month desc
+            limit 1
+        ) st on true
+        where l._extracted_at > {{ prev_wm }}
+           or (l.created_on_utc >= {{ prev_cutoff }} and l.created_on_utc < {{ cutoff }})
+           or (l.submittedon_date > {{ prev_as_of }} and l.submittedon_date <= {{ core_as_of_date() }})
+           or (l.writtenoffon_date > {{ prev_as_of }} and l.writtenoffon_date <= {{ core_as_of_date() }})
+
+        union all
+        -- schedules changed: first month whose fingerprint differs from the stored one
+        select stored.loan_id, min(stored.period_month)
+        from (
+            with changed as (
+                select distinct s.loan_id
+                from {{ source('fineract', 'm_loan_repayment_schedule') }} s
+                where s._extracted_at > {{ prev_wm }}
+                   or (s.created_on_utc >= {{ prev_cutoff }} and s.created_on_utc < {{ cutoff }})
+            )
+            , stored_rows as (
+                select b.loan_id, b.period_month, b.period_end, b.schedule_basis_hash
+                from {{ this }} b
+                join changed c on c.loan_id = b.loan_id
+            )
+            , schedule as (
+                {{ core_schedule_cumulative('changed') }}
+            )
+            , fresh as (
+                {{ core_schedule_prefix('stored_rows', 'schedule') }}
+            )
+            select r.loan_id, r.period_month
+            from stored_rows r
+            join fresh f on f.loan_id = r.loan_id and f.period_month = r.period_month
+            where f.schedule_basis_hash is distinct from r.schedule_basis_hash
+        ) stored
+        group by stored.loan_id
+    {%- endset -%}
+{%- endif %}
+
+select
+    balances.*,
+    {{ core_as_of_date() }}                                                      as _as_of_date,
+    {{ core_knowledge_cutoff() }}                                                as _cutoff_ts,
+    {{ core_source_watermark(['m_loan', 'm_loan_transaction', 'm_loan_repayment_schedule']) }} as _watermark
+from (
+    {{ core_loan_balance_rows(scope_sql, stored_relation=(this if nightly else none)) }}
+) balances

@@ -1,0 +1,25 @@
+{{ config(pre_hook=core_session_settings(), post_hook=["create index if not exists {{ this.name }}_loan on {{ this }} (loan_id, transaction_date)"]) }}
+-- One row per loan transaction that exists at as_of_date (reversed ones never
+-- do; entered by the end of as_of_date). Attribution as in the KPI contract
+-- (current branch of the client, m_loan product and officer); -1 when missing.
+select
+    t.transaction_id,
+    t.loan_id,
+    coalesce(l.client_id, -1)                                       as client_id,
+    coalesce(l.branch_id, -1)                                       as branch_id,
+    coalesce(l.product_id, -1)                                      as product_id,
+    coalesce(l.loan_officer_id, -1)                                 as loan_officer_id,
+    t.transaction_date,
+    {{ core_date_key('t.transaction_date') }}                      as transaction_date_key,
+    {{ core_period_end(core_period_month('t.transaction_date')) }} as period_end,
+    t.transaction_type_code,
+    t.transaction_type,
+    t.amount,
+    t.principal_portion,
+    t.interest_portion,
+    t.fee_charges_portion,
+    t.penalty_charges_portion,
+    t.overpayment_portion,
+    t.submitted_on_date
+from {{ ref('int_loan__known_transactions') }} t
+join {{ ref('int_loan__known_loans') }} l on l.loan_id = t.loan_id

@@ -1,0 +1,44 @@
+{{ config(pre_hook=core_session_settings()) }}
+-- KPIs per client segment and period, with the contract's definitions:
+-- gender x area (ClientClassification rural/urban) x poverty band at entry
+-- (band of the client's first PPI assessment, seeds/poverty_likelihood_bands.csv;
+-- 'unknown' when never assessed). Every combination has a row in every period.
+{%- set slices_sql -%}
+    select g.gender || '|' || a.area || '|' || b.band_code as slice_key
+    from (values ('female'), ('male'), ('unknown')) as g(gender)
+    cross join (values ('rural'), ('urban'), ('unknown')) as a(area)
+    cross join {{ ref('poverty_likelihood_bands') }} b
+{%- endset %}
+select
+    k.slice_key                                     as segment_key,
+    split_part(k.slice_key, '|', 1)                 as gender,
+    split_part(k.slice_key, '|', 2)                 as area,
+    split_part(k.slice_key, '|', 3)                 as poverty_band_at_entry,
+    b.band_label                                    as poverty_band_label,
+    initcap(split_part(k.slice_key, '|', 1)) || ', ' || split_part(k.slice_key, '|', 2) || ', ' || coalesce(b.band_label, 'unknown') as segment_name,
+    k.period_end,
+    k.period_month,
+    k.active_clients,
+    k.new_clients,
+    k.exited_clients,
+    k.active_clients_previous,
+    k.retention_rate,
+    k.retention_rate_contract,
+    k.retention_rate_iris,
+    k.retention_rate_followon,
+    k.repaid_loans_decided,
+    k.dropouts,
+    k.active_borrowers,
+    k.women_borrowers,
+    k.loans_outstanding,
+    k.gross_loan_portfolio,
+    k.par30_principal,
+    k.par30_ratio,
+    k.write_off_amount,
+    k.loans_written_off,
+    k.disbursed_amount,
+    k.loans_disbursed,
+    k.ppi_assessed_clients,
+    k.avg_poverty_likelihood
+from ({{ core_kpi_month('segment_key', slices_sql) }}) k
+left join {{ ref('poverty_likelihood_bands') }} b on b.band_code = split_part(k.slice_key, '|', 3)
