@@ -73,8 +73,8 @@ def log_in(driver: webdriver.Chrome, base_url: str, username: str, password: str
     wait.until(ec.presence_of_element_located((By.ID, "username"))).send_keys(username)
     driver.find_element(By.ID, "password").send_keys(password)
     driver.find_element(By.CSS_SELECTOR, '[data-test="login-button"]').click()
-    try:
-        wait.until(lambda d: "/login" not in d.current_url)
+    try:  # a failed login stays on /login/ and shows a message: give it a bounded time
+        WebDriverWait(driver, min(timeout, 20)).until(lambda d: "/login" not in d.current_url)
     except WebDriverException:
         pass
     return driver.current_url
