@@ -1,0 +1,396 @@
+"""Dashboards as code: asset consistency, SQL validity on PostgreSQL, bundle secrets, branch access.
+
+Fast checks (no Superset): the slow browser test is tests/dashboards_e2e.py
+(`make test-dashboards`).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import stat
+import uuid
+import zipfile
+from pathlib import Path
+
+import psycopg
+import pytest
+import yaml
+from psycopg import sql
+
+from spm_warehouse.superset import access, bundle, config, install, server
+
+import dashboards_fake_warehouse as fake  # noqa: E402  (tests/ is on sys.path under pytest)
+
+ASSETS = config.ASSETS_DIR
+FILTER_NAMES = {"Branch", "Product", "Loan officer", "Gender", "Period"}
+
+
+def load_all(folder: str) -> dict[str, dict]:
+    return {p.relative_to(ASSETS).as_posix(): yaml.safe_load(p.read_text()) for p in sorted((ASSETS / folder).rglob("*.yaml"))}
+
+
+DATABASES, DATASETS, CHARTS, DASHBOARDS = (load_all(f) for f in ("databases", "datasets", "charts", "dashboards"))
+DATASET_BY_UUID = {d["uuid"]: d for d in DATASETS.values()}
+CHART_BY_UUID = {c["uuid"]: c for c in CHARTS.values()}
+
+
+def chart_entries(dashboard: dict) -> list[dict]:
+    return [v for v in dashboard["position"].values() if isinstance(v, dict) and v.get("type") == "CHART"]
+
+
+# ---------------------------------------------------------------- layout and references
+
+
+def test_metadata_declares_an_assets_bundle():
+    meta = yaml.safe_load((ASSETS / "metadata.yaml").read_text())
+    assert meta["version"] == "1.0.0" and meta["type"] == "assets"
+
+
+def test_uuids_are_unique_and_references_resolve():
+    uuids = [d["uuid"] for group in (DATABASES, DATASETS, CHARTS, DASHBOARDS) for d in group.values()]
+    assert len(uuids) == len(set(uuids))
+    db_uuids = {d["uuid"] for d in DATABASES.values()}
+    assert all(ds["database_uuid"] in db_uuids for ds in DATASETS.values())
+    assert all(ch["dataset_uuid"] in DATASET_BY_UUID for ch in CHARTS.values())
+
+
+def test_the_five_dashboards_exist():
+    titles = {d["dashboard_title"] for d in DASHBOARDS.values()}
+    assert titles == {"Outreach", "Portfolio quality", "Retention and exits", "Client outcomes", "Data health"}
+
+
+def test_every_chart_entry_carries_its_chart_uuid():
+    """Without meta.uuid a re-import creates duplicate charts."""
+    used = set()
+    for name, dash in DASHBOARDS.items():
+        entries = chart_entries(dash)
+        assert entries, name
+        ids = [e["meta"]["chartId"] for e in entries]
+        assert len(ids) == len(set(ids)), f"{name}: chartId repeated"
+        for entry in entries:
+            uuid = entry["meta"].get("uuid")
+            assert uuid in CHART_BY_UUID, f"{name}: {entry['id']} has no known chart uuid"
+            assert entry["meta"]["sliceName"] == CHART_BY_UUID[uuid]["slice_name"]
+            used.add(uuid)
+    assert used == set(CHART_BY_UUID), "a chart file is on no dashboard"
+
+
+def test_layout_tree_is_consistent():
+    for name, dash in DASHBOARDS.items():
+        pos = dash["position"]
+        for key, node in pos.items():
+            if not isinstance(node, dict) or key == "HEADER_ID":
+                continue
+            for child in node.get("children", []):
+                assert child in pos, f"{name}: {key} -> missing {child}"
+                assert pos[child]["parents"][-1] == key, f"{name}: {child} parent mismatch"
+        for row in (pos[c] for c in pos["GRID_ID"]["children"]):
+            assert sum(pos[c]["meta"]["width"] for c in row["children"]) <= 12, f"{name}: row {row['id']} too wide"
+
+
+def test_native_filters_cover_branch_product_officer_gender_period():
+    seen = set()
+    for name, dash in DASHBOARDS.items():
+        filters = dash["metadata"]["native_filter_configuration"]
+        assert filters, f"{name} has no native filter"
+        for flt in filters:
+            seen.add(flt["name"])
+            assert flt["scope"] == {"rootPath": ["ROOT_ID"], "excluded": []}
+            if flt["filterType"] == "filter_time":
+                continue
+            assert flt["filterType"] == "filter_select"
+            (target,) = flt["targets"]
+            ds = DATASET_BY_UUID[target["datasetUuid"]]
+            assert target["column"]["name"] in {c["column_name"] for c in ds["columns"]}
+        assert "Period" in {f["name"] for f in filters}, name
+    assert seen == FILTER_NAMES
+
+
+def test_filters_reach_the_charts_they_name():
+    """A select filter applies by column name: some chart of the dashboard must have that column."""
+    for name, dash in DASHBOARDS.items():
+        chart_columns = set()
+        for entry in chart_entries(dash):
+            ds = DATASET_BY_UUID[CHART_BY_UUID[entry["meta"]["uuid"]]["dataset_uuid"]]
+            chart_columns |= {c["column_name"] for c in ds["columns"]}
+        for flt in dash["metadata"]["native_filter_configuration"]:
+            if flt["filterType"] == "filter_select":
+                assert flt["targets"][0]["column"]["name"] in chart_columns, f"{name}: {flt['name']} reaches no chart"
+
+
+def referenced_fields(params: dict) -> tuple[set[str], set[str]]:
+    """(metric names, column names) a chart's params use."""
+    metrics = set()
+    for m in ([params["metric"]] if "metric" in params else []) + list(params.get("metrics") or []):
+        assert isinstance(m, str), f"ad-hoc metric {m!r}: use a dataset metric so the SQL lives in one place"
+        metrics.add(m)
+    if isinstance(params.get("timeseries_limit_metric"), str):
+        metrics.add(params["timeseries_limit_metric"])
+    columns = set(params.get("groupby") or []) | set(params.get("all_columns") or [])
+    if params.get("x_axis"):
+        columns.add(params["x_axis"])
+    columns |= {f["subject"] for f in params.get("adhoc_filters") or [] if f.get("expressionType") == "SIMPLE"}
+    for order in params.get("order_by_cols") or []:
+        columns.add(yaml.safe_load(order)[0])
+    return metrics, columns
+
+
+def test_charts_use_only_fields_of_their_dataset():
+    for name, ch in CHARTS.items():
+        ds = DATASET_BY_UUID[ch["dataset_uuid"]]
+        metrics, columns = referenced_fields(ch["params"])
+        assert metrics <= {m["metric_name"] for m in ds["metrics"]}, f"{name}: unknown metric"
+        assert columns <= {c["column_name"] for c in ds["columns"]}, f"{name}: unknown column"
+        assert ch["params"]["viz_type"] == ch["viz_type"]
+
+
+def test_custom_sql_in_charts_has_no_subquery():
+    """Superset refuses sub-queries in chart SQL (ALLOW_ADHOC_SUBQUERY stays off: it could bypass RLS)."""
+    for name, ch in CHARTS.items():
+        for flt in ch["params"].get("adhoc_filters") or []:
+            if flt.get("expressionType") == "SQL":
+                assert "select" not in flt["sqlExpression"].lower(), name
+
+
+# ---------------------------------------------------------------- SQL on a real PostgreSQL
+
+
+@pytest.fixture(scope="module")
+def contract_db(pg_server_url):
+    from conftest import create_database, drop_database
+
+    name = f"spm_test_dashboards_{uuid.uuid4().hex[:8]}"
+    url = create_database(pg_server_url, name)
+    with psycopg.connect(url) as conn:
+        fake.create_fake_analytics(conn)
+    yield url
+    drop_database(pg_server_url, name)
+
+
+def test_datasets_run_on_postgresql(contract_db):
+    """Every dataset column, calculated column and metric is valid SQL on the analytics contract schema."""
+    with psycopg.connect(contract_db) as conn:
+        for name, ds in DATASETS.items():
+            source = (sql.SQL("({}) AS virtual").format(sql.SQL(ds["sql"])) if ds.get("sql")
+                      else sql.Identifier(ds["schema"], ds["table_name"]))
+            exprs = [sql.SQL(c["expression"]) if c.get("expression") else sql.Identifier(c["column_name"])
+                     for c in ds["columns"]]
+            exprs += [sql.SQL(m["expression"]) for m in ds["metrics"]]
+            if ds["metrics"]:  # aggregate metrics next to grouped columns, as Superset does
+                query = sql.SQL("SELECT {} FROM {} GROUP BY {}").format(
+                    sql.SQL(", ").join(exprs), source,
+                    sql.SQL(", ").join(sql.SQL(str(i + 1)) for i in range(len(ds["columns"]))))
+            else:
+                query = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(exprs), source)
+            try:
+                conn.execute(query).fetchall()
+            except psycopg.Error as exc:
+                pytest.fail(f"{name}: {exc}")
+            conn.rollback()
+            if ds["main_dttm_col"]:
+                assert ds["main_dttm_col"] in {c["column_name"] for c in ds["columns"] if c["is_dttm"]}, name
+
+
+def test_metrics_compute_the_contract_kpis(contract_db):
+    """The ratio metrics re-aggregate correctly: PAR30 ratio and women share of the whole institution."""
+    ds = next(d for d in DATASETS.values() if d["table_name"] == "kpi_branch_month")
+    metric = {m["metric_name"]: m["expression"] for m in ds["metrics"]}
+    with psycopg.connect(contract_db) as conn:
+        got = conn.execute(sql.SQL("SELECT {}, {} FROM analytics.kpi_branch_month WHERE period_end = '2024-06-30'")
+                           .format(sql.SQL(metric["par30_ratio"]), sql.SQL(metric["women_share"]))).fetchone()
+        want = conn.execute("SELECT sum(par30_principal) / sum(gross_loan_portfolio), "
+                            "sum(women_borrowers)::numeric / sum(active_borrowers) "
+                            "FROM analytics.kpi_branch_month WHERE period_end = '2024-06-30'").fetchone()
+    assert [round(float(v), 10) for v in got] == [round(float(v), 10) for v in want]
+
+
+def test_retention_dataset_reproduces_the_contract_rate(contract_db):
+    """retention_base summed per branch gives back each branch's published retention_rate."""
+    ds = next(d for d in DATASETS.values() if d["table_name"] == "retention_branch_month")
+    metric = next(m["expression"] for m in ds["metrics"] if m["metric_name"] == "retention_rate")
+    with psycopg.connect(contract_db) as conn:
+        rows = conn.execute(sql.SQL("SELECT branch_id, period_end, {}, max(retention_rate) FROM ({}) v "
+                                    "GROUP BY 1, 2").format(sql.SQL(metric), sql.SQL(ds["sql"]))).fetchall()
+    assert rows and all(round(float(a), 10) == round(float(b), 10) for _, _, a, b in rows)
+
+
+# ---------------------------------------------------------------- bundle and secrets
+
+
+def test_committed_database_uri_holds_placeholders_only():
+    for name, db in DATABASES.items():
+        uri = db["sqlalchemy_uri"]
+        assert uri.startswith("postgresql+psycopg2://${WAREHOUSE_USERINFO}@${WAREHOUSE_HOST}:"), name
+        assert set(bundle.PLACEHOLDER.findall(uri)) == {"WAREHOUSE_USERINFO", "WAREHOUSE_HOST", "WAREHOUSE_PORT",
+                                                        "WAREHOUSE_DB"}
+        assert "password" not in db
+
+
+def test_placeholders_come_from_settings(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", "postgres://owner:owner-secret@db.example:6543/wh")
+    monkeypatch.setenv("SPM_BI_READER_PASSWORD", "p@ss:w/rd #1")
+    values = config.warehouse_placeholders()
+    assert values == {"WAREHOUSE_USERINFO": "bi_reader:p%40ss%3Aw%2Frd%20%231", "WAREHOUSE_HOST": "db.example",
+                      "WAREHOUSE_PORT": "6543", "WAREHOUSE_DB": "wh"}
+    monkeypatch.setenv("SPM_BI_READER_PASSWORD", "")
+    assert config.warehouse_placeholders()["WAREHOUSE_USERINFO"] == "bi_reader"
+
+
+def test_bundle_fills_the_uri_and_copies_the_rest(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", "postgres://owner:owner-secret@db.example:6543/wh")
+    monkeypatch.setenv("SPM_BI_READER_PASSWORD", "s3cret:#")
+    out = bundle.write_bundle(tmp_path / "b.zip", config.warehouse_placeholders())
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    with zipfile.ZipFile(out) as zf:
+        names = zf.namelist()
+        assert all(n.startswith(bundle.BUNDLE_ROOT + "/") for n in names)
+        files = {n.split("/", 1)[1]: zf.read(n).decode() for n in names}
+    expected = {p.relative_to(ASSETS).as_posix() for p in bundle.asset_files()}
+    assert set(files) == expected
+    (db_file,) = [n for n in files if n.startswith("databases/")]
+    db = yaml.safe_load(files[db_file])
+    assert db["sqlalchemy_uri"] == "postgresql+psycopg2://bi_reader:s3cret%3A%23@db.example:6543/wh"
+    assert "owner-secret" not in "".join(files.values())
+    assert not any(bundle.PLACEHOLDER.search(t) for t in files.values())
+    chart = next(n for n in files if n.startswith("charts/"))
+    assert files[chart] == (ASSETS / chart).read_text()
+
+
+def test_bundle_refuses_missing_values_and_stray_placeholders(tmp_path):
+    with pytest.raises(bundle.BundleError, match="WAREHOUSE_HOST"):
+        bundle.bundle_contents({"WAREHOUSE_USERINFO": "bi_reader", "WAREHOUSE_PORT": "1", "WAREHOUSE_DB": "d"})
+    assets = tmp_path / "assets"
+    for rel in ("metadata.yaml", "databases/d.yaml", "datasets/x.yaml", "charts/c.yaml", "dashboards/x.yaml"):
+        (assets / rel).parent.mkdir(parents=True, exist_ok=True)
+        (assets / rel).write_text("a: 1\n")
+    (assets / "charts/c.yaml").write_text("slice_name: ${OOPS}\n")
+    with pytest.raises(bundle.BundleError, match="only allowed in databases"):
+        bundle.bundle_contents({}, assets)
+    (assets / "dashboards/x.yaml").unlink()
+    with pytest.raises(bundle.BundleError, match="no YAML"):
+        bundle.asset_files(assets)
+
+
+def test_secrets_are_generated_once_private_and_env_wins(tmp_path, monkeypatch):
+    monkeypatch.delenv("SPM_SUPERSET_SECRET_KEY", raising=False)
+    key = config.secret_key(tmp_path)
+    assert len(key) >= 40 and config.secret_key(tmp_path) == key
+    assert stat.S_IMODE((tmp_path / "secret_key").stat().st_mode) == 0o600
+    monkeypatch.setenv("SPM_SUPERSET_SECRET_KEY", "from-the-environment")
+    assert config.secret_key(tmp_path) == "from-the-environment"
+    assert config.superset_env(config.SupersetPaths(tmp_path, tmp_path))["SUPERSET_SECRET_KEY"] == "from-the-environment"
+
+
+def test_superset_config_keeps_csrf_and_reads_no_secret():
+    tree = ast.parse((config.RUNTIME_DIR / "superset_config.py").read_text())
+    assigned = {t.id: node.value for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
+                if isinstance(t, ast.Name)}
+    assert ast.literal_eval(assigned["WTF_CSRF_ENABLED"]) is True
+    assert "SECRET_KEY" not in assigned and "SQLALCHEMY_DATABASE_URI" not in assigned
+    assert "os.environ" not in (config.RUNTIME_DIR / "superset_config.py").read_text()
+    csp = ast.literal_eval(assigned["TALISMAN_CONFIG"])["content_security_policy"]
+    assert all("http" not in " ".join(v if isinstance(v, list) else [v]) for v in csp.values())
+
+
+def test_runtime_scripts_do_not_import_the_project():
+    """They run in Superset's venv, where spm_warehouse is not importable."""
+    for path in config.RUNTIME_DIR.glob("*.py"):
+        assert not re.search(r"^\s*(from|import)\s+spm_warehouse", path.read_text(), re.M), path.name
+
+
+# ---------------------------------------------------------------- install and server helpers
+
+
+def test_venv_is_current_only_with_the_lock_stamp(tmp_path):
+    p = config.SupersetPaths(venv=tmp_path / "venv", home=tmp_path / "home")
+    assert not install.venv_is_current(p)
+    p.bin.mkdir(parents=True)
+    p.superset.write_text("#!/bin/sh\n")
+    (p.venv / install.STAMP_NAME).write_text("stale\n")
+    assert not install.venv_is_current(p)
+    (p.venv / install.STAMP_NAME).write_text(install.lock_digest() + "\n")
+    assert install.venv_is_current(p)
+
+
+def test_lock_pins_superset_and_the_four_extra_pins():
+    lock = config.LOCK_FILE.read_text()
+    for pin in ("apache-superset==6.1.0", "flask-caching==2.3.1", "cachelib==0.13.0", "selenium==",
+                "psycopg2-binary==", "rich==", "cachetools=="):
+        assert re.search(rf"^{re.escape(pin)}", lock, re.M), pin
+
+
+def test_gunicorn_listens_where_asked(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPM_SUPERSET_WORKERS", "3")
+    argv = server.gunicorn_argv(config.SupersetPaths(tmp_path, tmp_path), "127.0.0.1", 18123)
+    assert argv[argv.index("--bind") + 1] == "127.0.0.1:18123"
+    assert argv[argv.index("--workers") + 1] == "3"
+    assert argv[-1] == "superset.app:create_app()"
+
+
+# ---------------------------------------------------------------- branch access
+
+
+def test_branch_roles_parse_and_make_integer_clauses():
+    roles = access.parse_branch_roles({"branch_roles": [
+        {"name": "Branch manager: Gulu", "branch_ids": [2], "warehouse_role": "bm_gulu"},
+        {"name": "Region North", "branch_ids": [5, 3, 3]},
+    ]})
+    assert [r.clause for r in roles] == ["branch_id = 2", "branch_id IN (3, 5)"]
+    assert roles[0].filter_name == access.RLS_FILTER_PREFIX + "Branch manager: Gulu"
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"name": "x", "branch_ids": ["2; DROP TABLE t"]}, "positive whole numbers"),
+    ({"name": "x", "branch_ids": []}, "positive whole numbers"),
+    ({"name": "x", "branch_ids": [True]}, "positive whole numbers"),
+    ({"name": "Gamma", "branch_ids": [1]}, "built-in"),
+    ({"name": "x'; --", "branch_ids": [1]}, "'name' must be"),
+    ({"name": "x", "branch_ids": [1], "branches": [2]}, "unknown key"),
+])
+def test_bad_branch_roles_are_refused_with_the_reason(entry, message):
+    with pytest.raises(access.AccessConfigError, match=message):
+        access.parse_branch_roles({"branch_roles": [entry]})
+
+
+def test_duplicate_roles_are_refused():
+    with pytest.raises(access.AccessConfigError, match="twice"):
+        access.parse_branch_roles({"branch_roles": [{"name": "a", "branch_ids": [1]}, {"name": "a", "branch_ids": [2]}]})
+
+
+def test_committed_branch_access_file_is_valid():
+    assert access.load_branch_roles(config.DEFAULT_BRANCH_ACCESS_FILE)
+
+
+def test_every_dataset_with_a_branch_gets_the_filter():
+    keyed = set(access.branch_keyed_datasets().values())
+    with_branch = {d["table_name"] for d in DATASETS.values() if any(c["column_name"] == "branch_id" for c in d["columns"])}
+    assert keyed == with_branch
+    # only branch-free reference data escapes the branch filter
+    assert set(access.all_datasets().values()) - keyed == {"data_health_runs", "dim_product"}
+    spec = access.access_spec(access.parse_branch_roles({"branch_roles": [{"name": "r", "branch_ids": [7]}]}))
+    assert spec["roles"] == [{"name": "r", "clause": "branch_id = 7", "filter_name": access.RLS_FILTER_PREFIX + "r",
+                              "description": ""}]
+    assert set(spec["branch_keyed_dataset_uuids"]) < set(spec["dataset_uuids"])
+
+
+def test_branch_roles_are_checked_against_meta_branch_access(contract_db):
+    roles = access.parse_branch_roles({"branch_roles": [
+        {"name": "Gulu", "branch_ids": [2], "warehouse_role": "bm_gulu"},
+        {"name": "North", "branch_ids": [2, 3], "warehouse_role": "bm_north"},
+        {"name": "Ghost", "branch_ids": [9], "warehouse_role": "bm_ghost"},
+        {"name": "Superset only", "branch_ids": [1]},
+    ]})
+    with psycopg.connect(contract_db) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS meta CASCADE")
+        assert access.warehouse_branch_access(conn) is None
+        conn.execute("CREATE SCHEMA meta")
+        conn.execute("CREATE TABLE meta.branch_access (role_name text, branch_id bigint)")
+        conn.execute("INSERT INTO meta.branch_access VALUES ('bm_gulu', 2), ('bm_north', 2)")
+        mapping = access.warehouse_branch_access(conn)
+        conn.rollback()
+    problems = access.check_against_warehouse(roles, mapping)
+    assert len(problems) == 2
+    assert "'North'" in problems[0] and "[2, 3]" in problems[0] and "[2]" in problems[0]
+    assert "'Ghost'" in problems[1] and "no row" in problems[1]
+    assert access.check_against_warehouse(roles[:1], mapping) == []
