@@ -12,9 +12,7 @@
     A client counts for an indicator only when both surveys carry a value
     (school enrolment needs school-age children at both). Exit interviews
     are not follow-ups. improved/worsened follow the catalogue's
-    better_direction. The poverty band at entry is the band of
-    seeds/poverty_likelihood_bands (shared with dim_client) holding the
-    baseline's poverty likelihood; 'unknown' without one.
+    better_direction.
 -#}
 
 with accepted as (
@@ -54,7 +52,6 @@ pairs as (
         b.interview_date            as baseline_date,
         f.instance_id               as followup_instance_id,
         f.interview_date            as followup_date,
-        b.poverty_likelihood        as baseline_poverty_likelihood,
         v.indicator_code,
         v.baseline_value,
         v.followup_value
@@ -87,11 +84,7 @@ select
         when p.followup_value = p.baseline_value then 'unchanged'
         when (p.followup_value > p.baseline_value) = (i.better_direction = 'higher') then 'improved'
         else 'worsened'
-    end                                                          as direction_of_change,
-    coalesce(band.band_code, 'unknown')                          as poverty_band_at_entry
+    end                                                          as direction_of_change
 from pairs as p
 inner join {{ ref('indicator_catalogue') }} as i
     on i.indicator_code = p.indicator_code
-left join {{ ref('poverty_likelihood_bands') }} as band
-    on p.baseline_poverty_likelihood >= band.likelihood_from
-   and p.baseline_poverty_likelihood < band.likelihood_to

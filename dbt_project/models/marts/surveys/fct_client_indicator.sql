@@ -6,6 +6,8 @@
     purpose, exit reason) value_text. Indicators a survey has no value for
     (e.g. no school-age children, NPS not asked at baseline) have no row.
     branch_id is the client's branch current in the MIS (contract attribution).
+    client_sk is the client's current dim_client row (-1, the unknown member,
+    when dim_client does not know the client at the as-of date).
 -#}
 
 with accepted as (
@@ -67,6 +69,7 @@ values_long as (
 )
 
 select
+    coalesce(d.client_sk, -1)                                   as client_sk,
     l.client_id,
     c.branch_id,
     l.indicator_code,
@@ -86,3 +89,6 @@ inner join {{ ref('int_surveys__clients') }} as c
     on c.client_id = l.client_id
 inner join {{ ref('dim_indicator') }} as i
     on i.indicator_code = l.indicator_code
+left join {{ ref('dim_client') }} as d
+    on d.client_id = l.client_id
+   and d.is_current

@@ -6,6 +6,11 @@
     One row per indicator and slice (the full cross of the four). Sums and
     counts are additive: to roll slices up, add them and divide (e.g. mean
     change = sum(change_sum) / sum(clients)); never average the means.
+    Gender and poverty band at entry come from the client's current
+    dim_client row, so these slices are the star schema's own (band of the
+    client's first PPI assessment); branch and product from
+    int_surveys__clients (current in the MIS). Clients dim_client does not
+    know at the as-of date fall in gender/band 'unknown'.
     Per-client detail: intermediate int_surveys__client_wave_change.
 -#}
 
@@ -19,6 +24,14 @@ clients as (
 
     select * from {{ ref('int_surveys__clients') }}
 
+),
+
+current_dim as (
+
+    select client_id, gender, poverty_band_at_entry
+    from {{ ref('dim_client') }}
+    where is_current and client_id <> -1
+
 )
 
 select
@@ -27,10 +40,10 @@ select
     i.better_direction,
     c.branch_id,
     c.branch_name,
-    c.gender,
+    coalesce(d.gender, 'unknown')                                       as gender,
     c.product_id,
     coalesce(c.product_name, 'no loan')                                 as product_name,
-    ch.poverty_band_at_entry,
+    coalesce(d.poverty_band_at_entry, 'unknown')                        as poverty_band_at_entry,
     count(*)                                                            as clients,
     sum(ch.baseline_value)                                              as baseline_value_sum,
     sum(ch.followup_value)                                              as followup_value_sum,
@@ -47,6 +60,8 @@ select
 from changes as ch
 inner join clients as c
     on c.client_id = ch.client_id
+left join current_dim as d
+    on d.client_id = ch.client_id
 inner join {{ ref('dim_indicator') }} as i
     on i.indicator_code = ch.indicator_code
 group by 1, 2, 3, 4, 5, 6, 7, 8, 9
