@@ -103,7 +103,12 @@ def test_native_filters_cover_branch_product_officer_gender_period():
             (target,) = flt["targets"]
             ds = DATASET_BY_UUID[target["datasetUuid"]]
             assert target["column"]["name"] in {c["column_name"] for c in ds["columns"]}
-        assert "Period" in {f["name"] for f in filters}, name
+        time_aware = any(
+            f.get("operator") == "TEMPORAL_RANGE"
+            for e in chart_entries(dash)
+            for f in CHART_BY_UUID[e["meta"]["uuid"]]["params"].get("adhoc_filters") or []
+        )
+        assert ("Period" in {f["name"] for f in filters}) == time_aware, name
     assert seen == FILTER_NAMES
 
 
@@ -205,13 +210,13 @@ def test_metrics_compute_the_contract_kpis(contract_db):
     assert [round(float(v), 10) for v in got] == [round(float(v), 10) for v in want]
 
 
-def test_retention_dataset_reproduces_the_contract_rate(contract_db):
-    """retention_base summed per branch gives back each branch's published retention_rate."""
-    ds = next(d for d in DATASETS.values() if d["table_name"] == "retention_branch_month")
+def test_retention_metric_reproduces_the_contract_rate(contract_db):
+    """Summed over one branch and period, the retention metric gives back the published retention_rate."""
+    ds = next(d for d in DATASETS.values() if d["table_name"] == "kpi_branch_month")
     metric = next(m["expression"] for m in ds["metrics"] if m["metric_name"] == "retention_rate")
     with psycopg.connect(contract_db) as conn:
-        rows = conn.execute(sql.SQL("SELECT branch_id, period_end, {}, max(retention_rate) FROM ({}) v "
-                                    "GROUP BY 1, 2").format(sql.SQL(metric), sql.SQL(ds["sql"]))).fetchall()
+        rows = conn.execute(sql.SQL("SELECT branch_id, period_end, {}, max(retention_rate) "
+                                    "FROM analytics.kpi_branch_month GROUP BY 1, 2").format(sql.SQL(metric))).fetchall()
     assert rows and all(round(float(a), 10) == round(float(b), 10) for _, _, a, b in rows)
 
 
@@ -367,7 +372,7 @@ def test_every_dataset_with_a_branch_gets_the_filter():
     with_branch = {d["table_name"] for d in DATASETS.values() if any(c["column_name"] == "branch_id" for c in d["columns"])}
     assert keyed == with_branch
     # only branch-free reference data escapes the branch filter
-    assert set(access.all_datasets().values()) - keyed == {"data_health_runs", "dim_product"}
+    assert set(access.all_datasets().values()) - keyed == {"data_health_runs", "publication_info", "dim_product"}
     spec = access.access_spec(access.parse_branch_roles({"branch_roles": [{"name": "r", "branch_ids": [7]}]}))
     assert spec["roles"] == [{"name": "r", "clause": "branch_id = 7", "filter_name": access.RLS_FILTER_PREFIX + "r",
                               "description": ""}]

@@ -31,6 +31,9 @@ def _print_summary(p: config.SupersetPaths, summary: dict) -> None:
     imported = summary.get("imported", {})
     print(f"  dashboards: {imported.get('dashboards')}, charts: {imported.get('charts')}, "
           f"datasets: {imported.get('datasets')} (imported from {config.ASSETS_DIR})")
+    pruned = {k: v for k, v in (summary.get("pruned") or {}).items() if v}
+    if pruned:
+        print("  deleted what the repository dropped: " + ", ".join(f"{v} {k}" for k, v in pruned.items()))
     for item in summary.get("access", {}).get("applied", []):
         print(f"  branch role {item['role']!r}: {item['clause']} on {item['datasets_filtered']} datasets")
     for name in summary.get("access", {}).get("removed", []):

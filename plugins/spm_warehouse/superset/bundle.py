@@ -69,6 +69,16 @@ def bundle_contents(values: dict[str, str], assets_dir: Path = ASSETS_DIR) -> di
     return contents
 
 
+def asset_uuids(assets_dir: Path = ASSETS_DIR) -> dict[str, list[str]]:
+    """uuids of the dashboards, charts and datasets the folder defines (what an import creates)."""
+    found: dict[str, list[str]] = {}
+    for folder in ("dashboards", "charts", "datasets"):
+        found[folder] = sorted(
+            str(yaml.safe_load(p.read_text(encoding="utf-8"))["uuid"]) for p in (assets_dir / folder).rglob("*.yaml")
+        )
+    return found
+
+
 def write_bundle(out: Path, values: dict[str, str], assets_dir: Path = ASSETS_DIR) -> Path:
     """Write the ZIP (mode 0600: it holds the warehouse password) and return its path."""
     out.parent.mkdir(parents=True, exist_ok=True)

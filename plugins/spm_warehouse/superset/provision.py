@@ -5,11 +5,13 @@ settings -> import bundle built from assets/ with the bi_reader URI -> branch
 roles and RLS filters from branch_access.yaml (checked against the
 warehouse's meta.branch_access) -> a preflight read of the published marts.
 Every step can run again: the import overwrites by uuid, roles and filters are
-upserted by name.
+upserted by name, and assets an earlier import made that the repository no
+longer has are deleted (never assets people made by hand in Superset).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from spm_warehouse import settings
 from spm_warehouse.superset import access, bundle, config, install, server
 
 PREFLIGHT_TABLE = "analytics.kpi_branch_month"
+IMPORTED_FILE = "imported_assets.json"
 
 
 class ProvisionError(RuntimeError):
@@ -69,9 +72,11 @@ def provision(p: config.SupersetPaths, *, do_install: bool = True, access_file: 
 
     zip_path = p.home / "import_bundle.zip"
     bundle.write_bundle(zip_path, config.warehouse_placeholders())
+    current = bundle.asset_uuids()
     spec = {
         "admin": {"username": config.admin_user(), "password": config.admin_password(p.home)},
         "bundle": str(zip_path),
+        "prune": stale_assets(p, current),
         "access": access.access_spec(roles),
         "users": [
             {"username": u.username, "password": u.password, "roles": u.roles, "email": u.email}
@@ -83,7 +88,21 @@ def provision(p: config.SupersetPaths, *, do_install: bool = True, access_file: 
         summary.update(server.apply_setup(p, spec))
     finally:
         zip_path.unlink(missing_ok=True)  # it holds the warehouse password
+    (p.home / IMPORTED_FILE).write_text(json.dumps(current, indent=1) + "\n")
     return summary
+
+
+def stale_assets(p: config.SupersetPaths, current: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Assets the previous import made that the repository no longer has (to delete).
+
+    Only uuids recorded by our own earlier import are candidates: dashboards
+    people built by hand in Superset are never touched.
+    """
+    try:
+        previous = json.loads((p.home / IMPORTED_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {kind: sorted(set(previous.get(kind, [])) - set(current.get(kind, []))) for kind in current}
 
 
 def add_users(p: config.SupersetPaths, users: list[NewUser]) -> dict:

@@ -8,6 +8,8 @@ because each Superset start costs seconds.
 Spec keys (all optional):
   admin:     {"username", "password"}          create, or reset the password
   bundle:    "/path/to/bundle.zip"             import every asset, overwriting
+  prune:     {"dashboards": [uuid], "charts": [uuid], "datasets": [uuid]}
+                                               delete assets an earlier import made that the repo dropped
   access:    see spm_warehouse.superset.access.access_spec
   users:     [{"username", "password", "first_name", "last_name", "email", "roles": [..]}]
   preflight: "analytics.kpi_branch_month"      query it through the warehouse connection
@@ -52,9 +54,6 @@ def import_bundle(path: str, admin_name: str) -> dict:
     from superset import db
     from superset.commands.importers.v1.assets import ImportAssetsCommand
     from superset.commands.importers.v1.utils import get_contents_from_bundle
-    from superset.connectors.sqla.models import SqlaTable
-    from superset.models.dashboard import Dashboard
-    from superset.models.slice import Slice
     from superset.utils.core import override_user
 
     from superset import security_manager as sm
@@ -64,11 +63,45 @@ def import_bundle(path: str, admin_name: str) -> dict:
     with override_user(sm.find_user(username=admin_name)):
         ImportAssetsCommand(contents).run()
     db.session.commit()
+
+
+def asset_counts() -> dict:
+    from superset import db
+    from superset.connectors.sqla.models import SqlaTable
+    from superset.models.dashboard import Dashboard
+    from superset.models.slice import Slice
+
     return {
         "dashboards": db.session.query(Dashboard).count(),
         "charts": db.session.query(Slice).count(),
         "datasets": db.session.query(SqlaTable).count(),
     }
+
+
+def prune(uuids: dict, admin_name: str) -> dict:
+    """Delete dashboards, then charts, then datasets (dependants first) by uuid."""
+    from superset import db
+    from superset import security_manager as sm
+    from superset.commands.chart.delete import DeleteChartCommand
+    from superset.commands.dashboard.delete import DeleteDashboardCommand
+    from superset.commands.dataset.delete import DeleteDatasetCommand
+    from superset.connectors.sqla.models import SqlaTable
+    from superset.models.dashboard import Dashboard
+    from superset.models.slice import Slice
+    from superset.utils.core import override_user
+
+    removed = {}
+    steps = (("dashboards", Dashboard, DeleteDashboardCommand), ("charts", Slice, DeleteChartCommand),
+             ("datasets", SqlaTable, DeleteDatasetCommand))
+    with override_user(sm.find_user(username=admin_name)):
+        for kind, model, command in steps:
+            wanted = uuids.get(kind) or []
+            ids = [obj.id for obj in db.session.query(model).all() if str(obj.uuid) in wanted]
+            if ids:
+                command(ids).run()
+            removed[kind] = len(ids)
+    db.session.commit()
+    return removed
 
 
 def apply_access(spec: dict) -> dict:
@@ -158,8 +191,13 @@ def main() -> int:
                 sm, admin["username"], admin["password"], [sm.find_role(ADMIN_ROLE)],
                 "Superset", "Admin", admin.get("email") or f"{admin['username']}@localhost",
             )
+        admin_name = admin["username"] if admin else "admin"
         if spec.get("bundle"):
-            result["imported"] = import_bundle(spec["bundle"], admin["username"] if admin else "admin")
+            import_bundle(spec["bundle"], admin_name)
+        if spec.get("prune"):
+            result["pruned"] = prune(spec["prune"], admin_name)
+        if spec.get("bundle"):
+            result["imported"] = asset_counts()
         if spec.get("access") is not None:
             result["access"] = apply_access(spec["access"])
         for user in spec.get("users") or []:
