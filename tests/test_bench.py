@@ -89,7 +89,7 @@ def test_bench_small_scale_completes_and_writes_report(pg_server_url, tmp_path):
 def _fake_result(scale: int, full_s: float, nightly_s: float) -> dict:
     stages = [{"stage": s, "state": "success", "seconds": 1.0, "rows": 10, "unit": "rows", "rows_per_s": 10.0,
                "peak_mb": 100.0} for s in STAGES]
-    night = {"returncode": 0, "state": "success", "stages": stages, "task_seconds": 7.0,
+    night = {"returncode": 0, "state": "success", "all_tasks_succeeded": True, "stages": stages, "task_seconds": 7.0,
              "memory": {"max_process_mb": 300.0, "max_concurrent_mb": 350.0, "by_process": {"airflow dags test": 300.0}}}
     result = {
         "scale": scale, "command": f"make bench SCALE={scale}",

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from spm_warehouse import settings
 from spm_warehouse.bench import report
-from spm_warehouse.bench.runner import Bench, BenchConfig, BenchError, next_day
+from spm_warehouse.bench.runner import Bench, BenchConfig, BenchError, next_day, night_ok
 
 log = logging.getLogger("spm_warehouse.bench")
 
@@ -121,7 +121,7 @@ def run(cfg: BenchConfig) -> int:
     full = bench.run_night(cfg.as_of, "full")
     nodes["full"] = full.pop("_nodes", [])
     result["full"] = full
-    ok = full["returncode"] == 0 and full["state"] == "success"
+    ok = night_ok(full)
     if ok:
         result["raw_copy"] = bench.raw_copy()
         result["extract_vs_raw"] = extract_vs_raw(full, result["raw_copy"])
@@ -130,7 +130,7 @@ def run(cfg: BenchConfig) -> int:
         nightly = bench.run_night(day, "nightly")
         nodes["nightly"] = nightly.pop("_nodes", [])
         result["nightly"] = nightly
-        ok = nightly["returncode"] == 0 and nightly["state"] == "success"
+        ok = night_ok(nightly)
     result["targets"] = report.evaluate(result)
     missed = any(t["verdict"] == "MISSED" for t in result["targets"])
     if cfg.profile == "always" or (cfg.profile == "auto" and (missed or cfg.scale >= 100_000)):

@@ -84,6 +84,9 @@ def _label(pid: int) -> str:
     except OSError:
         return "?"
     words = [a.decode(errors="replace") for a in argv if a]
+    if "-c" in words:  # python -c '<code>': name it by the start of the code
+        code = words[words.index("-c") + 1] if len(words) > words.index("-c") + 1 else ""
+        return "python -c " + code[:40]
     # skip the interpreter and its options: the script is the first word that is not python or a flag
     rest = [w for w in words if not Path(w).name.startswith("python") and not w.startswith("-")]
     if not rest:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -226,13 +227,15 @@ class Bench:
                  "started": datetime.fromtimestamp(started_unix, timezone.utc).isoformat(timespec="seconds"),
                  "run_id": run["run_id"], "state": run["state"], "log": str(log_file)}
         night.update(self._stages(run, memory))
+        night["first_task_startup_s"] = first_task_startup(log_file, run.get("tasks") or [])
+        night["all_tasks_succeeded"] = bool(run.get("tasks")) and all(t["state"] == "success" for t in run["tasks"])
         night["memory"] = {
             "max_process_mb": round(memory.max_process_mb(), 1),
             "max_concurrent_mb": round(memory.max_concurrent_mb(), 1),
             "by_process": {k: round(v, 1) for k, v in sorted(memory.by_label().items(), key=lambda kv: -kv[1])},
             "samples": len(memory.samples),
         }
-        if rc != 0 or run["state"] != "success":
+        if not night_ok(night):
             tail = log_file.read_text(errors="replace").splitlines()
             hits = [line for line in tail if "StageFailed" in line or "ERROR" in line or "Error" in line]
             night["failure"] = "\n".join((hits or tail)[-30:])
@@ -335,6 +338,43 @@ class Bench:
     def drop_databases(self) -> None:
         for name in self.db.values():
             _drop_db(self.server_url, name)
+
+
+def night_ok(night: dict) -> bool:
+    """Complete = the process exited 0, the DAG run succeeded and so did every task.
+
+    The task check matters: a run whose gate blocked publication can still end
+    "success" when its only leaf task (the report, trigger rule ALL_DONE) succeeds.
+    """
+    return night.get("returncode") == 0 and night.get("state") == "success" and bool(night.get("all_tasks_succeeded"))
+
+
+_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z")
+
+
+def first_task_startup(log_file: Path, tasks: list[dict]) -> float | None:
+    """Seconds of the first task's duration spent before the task itself started.
+
+    In Airflow 3, `dags test` runs tasks through an in-process execution API
+    whose start-up is charged to the first task's duration (here: prepare):
+    from the task instance's start_date to the log line "Task started". We
+    read it so the report can say how much of that task is Airflow.
+    """
+    first = min((t for t in tasks if t.get("start")), key=lambda t: t["start"], default=None)
+    if first is None:
+        return None
+    try:
+        with open(log_file, errors="replace") as fh:
+            for line in fh:
+                if "Task started" in line:
+                    match = _TS.match(line)
+                    if not match:
+                        return None
+                    started = datetime.fromisoformat(match.group(1)).replace(tzinfo=timezone.utc).timestamp()
+                    return round(max(0.0, started - first["start"]), 1)
+    except OSError:
+        return None
+    return None
 
 
 def _first_int(d: dict) -> int | None:
