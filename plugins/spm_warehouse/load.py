@@ -79,6 +79,8 @@ def begin_load(cur: psycopg.Cursor, run_id: str) -> None:
     """Per-transaction load settings: the run id for defaults, UTC for naive timestamps (MySQL)."""
     cur.execute("SELECT set_config('spm.run_id', %s, true)", (run_id,))
     cur.execute("SET LOCAL TIME ZONE 'UTC'")
+    # the merge and delete joins hash the whole landing table on a full refresh: keep them in memory
+    cur.execute("SET LOCAL work_mem = '128MB'")
 
 
 def raw_is_empty(cur: psycopg.Cursor, spec: TableSpec) -> bool:
@@ -108,22 +110,33 @@ def prepare_keys_table(cur: psycopg.Cursor, spec: TableSpec) -> str:
 
 
 def merge_landing(cur: psycopg.Cursor, spec: TableSpec, run_id: str) -> int:
-    """Upsert landing into raw by primary key, touching only rows that differ; returns rows merged."""
+    """Upsert landing into raw by primary key, touching only rows that differ; returns rows merged.
+
+    Unchanged rows are filtered out by a join *before* the upsert: ON CONFLICT DO UPDATE locks
+    (and so rewrites) every conflicting row even when its WHERE is false, which would make a
+    full refresh of an unchanged table as expensive as reloading it.
+    """
     cols = [_q(c) for c in spec.column_names]
-    keys = {_q(k) for k in spec.key}
+    keys = [_q(k) for k in spec.key]
+    non_keys = [c for c in cols if c not in keys]
     col_list = ", ".join(cols)
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c not in keys)
-    old = ", ".join(f"r.{c}" for c in cols if c not in keys)
-    new = ", ".join(f"EXCLUDED.{c}" for c in cols if c not in keys)
-    conflict = ", ".join(_q(k) for k in spec.key)
-    if updates:
+    conflict = ", ".join(keys)
+    join = " AND ".join(f"r.{k} = l.{k}" for k in keys)
+    if non_keys:
+        differs = f"({', '.join('r.' + c for c in non_keys)}, r._deleted) IS DISTINCT FROM " \
+                  f"({', '.join('l.' + c for c in non_keys)}, false)"
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in non_keys)
         action = (f"DO UPDATE SET {updates}, _extracted_at = now(), _run_id = %(run_id)s, _deleted = false "
-                  f"WHERE ({old}, r._deleted) IS DISTINCT FROM ({new}, false)")
+                  f"WHERE ({', '.join('r.' + c for c in non_keys)}, r._deleted) IS DISTINCT FROM "
+                  f"({', '.join('EXCLUDED.' + c for c in non_keys)}, false)")
     else:  # key-only table (m_group_client): a returning row only needs un-deleting
-        action = ("DO UPDATE SET _extracted_at = now(), _run_id = %(run_id)s, _deleted = false "
-                  "WHERE r._deleted")
+        differs = "r._deleted"
+        action = "DO UPDATE SET _extracted_at = now(), _run_id = %(run_id)s, _deleted = false WHERE r._deleted"
+    cur.execute(f"ANALYZE {landing_name(spec)}")
     cur.execute(
-        f"INSERT INTO {raw_name(spec)} AS r ({col_list}) SELECT {col_list} FROM {landing_name(spec)} "
+        f"INSERT INTO {raw_name(spec)} AS r ({col_list}) "
+        f"SELECT {', '.join('l.' + c for c in cols)} FROM {landing_name(spec)} l "
+        f"LEFT JOIN {raw_name(spec)} r ON {join} WHERE r.{keys[0]} IS NULL OR {differs} "
         f"ON CONFLICT ({conflict}) {action}", {"run_id": run_id})
     return cur.rowcount
 
