@@ -16,11 +16,18 @@ Readers therefore see the old or the new version, never a mix or nothing:
 the renames become visible at commit only, all at once; and because publish
 holds ACCESS EXCLUSIVE locks on the live tables while it renames, a query
 that started planning before the commit either finished on the old tables
-before publish could lock them (publish then waits and retries), or waits and
-resolves every name afresh to the new tables after the commit. Publish takes
-those locks with NOWAIT and retries, so it never queues behind a long reader
-while holding locks that would stall every other reader, and never joins a
-deadlock with one.
+before publish could lock them, or waits and resolves every name afresh to
+the new tables after the commit.
+
+How publish takes those locks without hurting readers: everything slow
+(row counts, views, dropping the old previous build) happens before it
+touches a live table. Then it waits (up to LOCK_TIMEOUT) for ONE table - the
+one a reader held at the last attempt - while holding no other live table,
+and takes all the others with NOWAIT. Waiting while holding nothing a reader
+needs cannot deadlock with a reader; NOWAIT never waits; and the queued wait
+makes new readers of that table line up behind publish, so a busy dashboard
+cannot starve the publication. A failed attempt rolls back (analytics
+untouched) and is retried up to LOCK_ATTEMPTS times.
 
 Views or other objects outside these schemas that depend on the published
 tables would follow them into analytics_prev and be dropped with it: publish
@@ -38,6 +45,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 from datetime import date, datetime, timezone
@@ -50,11 +58,12 @@ from spm_warehouse.gate import GateVerdict, ensure_gate_tables, read_verdict
 
 log = logging.getLogger(__name__)
 
-# Lock acquisition: NOWAIT attempts, with a pause that grows to LOCK_MAX_PAUSE_S.
+# Lock acquisition: attempts, with a pause between them that grows to LOCK_MAX_PAUSE_S.
 LOCK_ATTEMPTS = 60
-LOCK_MAX_PAUSE_S = 5.0
-# Backstop for any other lock the swap needs (e.g. dropping the old previous build).
-LOCK_TIMEOUT = "10s"
+LOCK_MAX_PAUSE_S = 2.0
+# How long one attempt may wait for a lock (readers of that table wait behind publish meanwhile).
+LOCK_TIMEOUT = "5s"
+_LOCKED_RELATION = re.compile(r'relation "([^"]+)"')
 
 PUBLICATION_DDL: tuple[str, ...] = (
     "CREATE SCHEMA IF NOT EXISTS meta",
@@ -115,12 +124,29 @@ def _relations(conn: psycopg.Connection, schema: str, kinds: tuple[str, ...] = (
            WHERE n.nspname = %s AND c.relkind = ANY(%s) ORDER BY 1""", (schema, list(kinds))).fetchall()]
 
 
-def _lock_nowait(conn: psycopg.Connection, schema: str) -> None:
-    """ACCESS EXCLUSIVE on every table of a schema, or LockNotAvailable at once."""
-    tables = _relations(conn, schema)
-    if tables:
+def _lock_live(conn: psycopg.Connection, schemas: list[str], hint: dict) -> None:
+    """ACCESS EXCLUSIVE on every table of these schemas: wait for the one that was busy last time, NOWAIT the rest.
+
+    hint["busy"] remembers which table a reader held when an attempt failed,
+    so the next attempt queues for exactly that one (holding no other table of
+    these schemas meanwhile, which is what makes waiting deadlock-free).
+    """
+    tables = [(schema, t) for schema in schemas for t in _relations(conn, schema)]
+    if not tables:
+        return
+    busy = hint.get("busy")
+    for schema, t in tables:
+        if busy == f"{schema}.{t}":
+            conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(schema, t)))
+            break
+    try:
         conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE NOWAIT").format(
-            sql.SQL(", ").join(sql.Identifier(schema, t) for t in tables)))
+            sql.SQL(", ").join(sql.Identifier(schema, t) for schema, t in tables)))
+    except psycopg.errors.LockNotAvailable as exc:
+        found = _LOCKED_RELATION.search(str(exc))
+        if found:
+            hint["busy"] = found.group(1)
+        raise
 
 
 def outside_dependents(conn: psycopg.Connection, schemas: list[str]) -> list[str]:
@@ -240,8 +266,8 @@ def _create_health_views(conn: psycopg.Connection, schema: str, build_id: str) -
 
 
 def _with_lock_retries(action, what: str):
-    """Run action() (one transaction) until its NOWAIT locks are granted."""
-    pause = 0.2
+    """Run action() (one transaction) until its locks are granted."""
+    pause = 0.1
     for attempt in range(1, LOCK_ATTEMPTS + 1):
         try:
             return action()
@@ -287,6 +313,8 @@ def publish(wh_conn: psycopg.Connection, run_id: str, as_of: date, verdict: Gate
     build_id = f"{as_of:%Y%m%d}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     summary, checks = _check_summary(verdict)
 
+    hint: dict = {}
+
     def swap() -> dict:
         with wh_conn.transaction():
             wh_conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
@@ -302,17 +330,20 @@ def publish(wh_conn: psycopg.Connection, run_id: str, as_of: date, verdict: Gate
                     "objects outside the published schemas depend on published tables and would be dropped "
                     "or left pointing at an old build: " + "; ".join(dependents)
                     + ". Drop them and query analytics by name (e.g. a Superset virtual dataset) instead.")
+            # The slow part first, while readers are not affected: stamp, views, row counts, old previous build.
             stamp = {"build_id": build_id, "run_id": run_id, "as_of_date": as_of.isoformat()}
             wh_conn.execute(sql.SQL("COMMENT ON SCHEMA {} IS {}").format(
                 sql.Identifier(build), sql.Literal(json.dumps(stamp))))
             _create_health_views(wh_conn, build, build_id)
             counts = row_counts(wh_conn, build)
-            replaced = schema_stamp(wh_conn, analytics).get("build_id") if _schema_exists(wh_conn, analytics) else None
-            if _schema_exists(wh_conn, analytics):
-                if _schema_exists(wh_conn, prev):
-                    _lock_nowait(wh_conn, prev)
-                    wh_conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(prev)))
-                _lock_nowait(wh_conn, analytics)
+            live = _schema_exists(wh_conn, analytics)
+            replaced = schema_stamp(wh_conn, analytics).get("build_id") if live else None
+            if live and _schema_exists(wh_conn, prev):
+                _lock_live(wh_conn, [prev], hint)
+                wh_conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(prev)))
+            # The swap itself: lock the live tables, rename, grant - then commit makes it visible at once.
+            if live:
+                _lock_live(wh_conn, [analytics], hint)
                 wh_conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
                     sql.Identifier(analytics), sql.Identifier(prev)))
             wh_conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
@@ -342,6 +373,7 @@ def rollback(wh_conn: psycopg.Connection) -> dict:
     _start(wh_conn)
     analytics, _build, prev = _schemas()
     swap_name = analytics + "_swap"
+    hint: dict = {}
 
     def swap() -> dict:
         with wh_conn.transaction():
@@ -351,9 +383,9 @@ def rollback(wh_conn: psycopg.Connection) -> dict:
                 raise RollbackUnavailable(f"no previous publication to roll back to: schema {prev} does not exist")
             restored = schema_stamp(wh_conn, prev)
             current = schema_stamp(wh_conn, analytics) if _schema_exists(wh_conn, analytics) else {}
-            _lock_nowait(wh_conn, prev)
-            if _schema_exists(wh_conn, analytics):
-                _lock_nowait(wh_conn, analytics)
+            live = _schema_exists(wh_conn, analytics)
+            _lock_live(wh_conn, [prev, analytics] if live else [prev], hint)
+            if live:
                 wh_conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
                     sql.Identifier(analytics), sql.Identifier(swap_name)))
             wh_conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
