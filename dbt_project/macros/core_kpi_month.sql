@@ -1,11 +1,13 @@
 {#-
   The KPI definitions of the contract, once, for every slice.
 
-  core_kpi_month(slice_column, slices_sql, client_basis) returns one SELECT with
+  core_kpi_month(slice_columns, slices_sql, client_basis) returns one SELECT with
   a row per slice and period (every slice of `slices_sql` x every period of
   int_kpi__periods; empty counts 0, ratios with a 0 denominator null).
 
-  slice_column: the attribute slicing both clients and loans, one of
+  slice_columns: the attributes slicing both clients and loans (a list; the
+  marts slice by branch_id and one other, so that branch row-level security
+  applies to every mart), each one of
     branch_id       - client's branch (m_client.office_id); a loan: its client's branch
     loan_officer_id - client's officer (m_client.staff_id); a loan: m_loan.loan_officer_id (-1 none)
     product_id      - loans only (m_loan.product_id)
@@ -37,7 +39,8 @@
   retention_rate_iris, retention_rate_followon.
 -#}
 
-{% macro core_kpi_month(slice_column, slices_sql, client_basis='client') %}
+{% macro core_kpi_month(slice_columns, slices_sql, client_basis='client') %}
+{%- set keys = slice_columns | join(', ') -%}
 {%- set method = var('retention_method', 'contract') -%}
 {%- if method not in ('contract', 'iris_pi9319', 'followon') -%}
     {{ exceptions.raise_compiler_error("var retention_method must be contract, iris_pi9319 or followon; got '" ~ method ~ "'") }}
@@ -48,11 +51,11 @@ with periods as (
 )
 
 , slices as (
-    select distinct slice_key from ({{ slices_sql }}) s
+    select distinct {{ keys }} from ({{ slices_sql }}) s
 )
 
 , grid as (
-    select s.slice_key, p.period_month, p.period_end, p.period_seq
+    select {% for k in slice_columns %}s.{{ k }}, {% endfor %}p.period_month, p.period_end, p.period_seq
     from slices s
     cross join periods p
 )
@@ -60,7 +63,7 @@ with periods as (
 , client_attrs as (
     select
         client_id,
-        branch_id,
+        coalesce(branch_id, -1)             as branch_id,
         coalesce(loan_officer_id, -1)       as loan_officer_id,
         null::bigint                        as product_id,
         segment_key,
@@ -74,7 +77,7 @@ with periods as (
 {% if client_basis == 'client' %}
 , client_flow as (
     select
-        ca.{{ slice_column }}                           as slice_key,
+        {% for k in slice_columns %}ca.{{ k }}, {% endfor %}
         e.period_month,
         sum(e.active_delta)                             as active_delta,
         sum(e.new_clients)                              as new_clients,
@@ -84,7 +87,7 @@ with periods as (
         sum(e.poverty_likelihood_delta)                 as poverty_likelihood_delta
     from {{ ref('int_client__kpi_events') }} e
     join client_attrs ca on ca.client_id = e.client_id
-    group by 1, 2
+    group by {% for k in slice_columns %}ca.{{ k }}, {% endfor %}e.period_month
 )
 {% endif %}
 
@@ -94,9 +97,9 @@ with periods as (
         pm.client_id,
         pm.outstanding_principal,
         pm.is_par30,
-        pm.branch_id,
+        coalesce(pm.branch_id, -1)                      as branch_id,
         coalesce(pm.loan_officer_id, -1)                as loan_officer_id,
-        pm.product_id,
+        coalesce(pm.product_id, -1)                     as product_id,
         coalesce(ca.segment_key, 'unknown|unknown|unknown') as segment_key,
         ca.gender
     from {{ ref('fct_portfolio_month') }} pm
@@ -105,7 +108,7 @@ with periods as (
 
 , loan_stock as (
     select
-        {{ slice_column }}                              as slice_key,
+        {{ keys }},
         period_month,
         count(distinct client_id)                       as active_borrowers,
         count(distinct client_id) filter (where gender = 'female') as women_borrowers,
@@ -113,16 +116,16 @@ with periods as (
         sum(outstanding_principal)                      as gross_loan_portfolio,
         coalesce(sum(outstanding_principal) filter (where is_par30), 0) as par30_principal
     from portfolio
-    group by 1, 2
+    group by {{ keys }}, period_month
 )
 
 , loans as (
     select
         l.loan_id,
         l.client_id,
-        l.branch_id,
+        coalesce(l.branch_id, -1)                       as branch_id,
         coalesce(l.loan_officer_id, -1)                 as loan_officer_id,
-        l.product_id,
+        coalesce(l.product_id, -1)                      as product_id,
         coalesce(ca.segment_key, 'unknown|unknown|unknown') as segment_key,
         l.disbursed_on,
         l.written_off_on,
@@ -132,41 +135,41 @@ with periods as (
 )
 
 , write_offs as (
-    select {{ slice_column }} as slice_key, {{ core_period_month('written_off_on') }} as period_month,
+    select {{ keys }}, {{ core_period_month('written_off_on') }} as period_month,
            sum(written_off_principal) as write_off_amount, count(*) as loans_written_off
     from loans
     where written_off_on is not null
-    group by 1, 2
+    group by {{ keys }}, {{ core_period_month('written_off_on') }}
 )
 
 , disbursements as (
-    select lo.{{ slice_column }} as slice_key, {{ core_period_month('t.transaction_date') }} as period_month,
+    select {% for k in slice_columns %}lo.{{ k }}, {% endfor %}{{ core_period_month('t.transaction_date') }} as period_month,
            sum(t.amount) as disbursed_amount, count(distinct t.loan_id) as loans_disbursed
     from {{ ref('int_loan__known_transactions') }} t
     join loans lo on lo.loan_id = t.loan_id
     where t.transaction_type_code = 1
-    group by 1, 2
+    group by {% for k in slice_columns %}lo.{{ k }}, {% endfor %}{{ core_period_month('t.transaction_date') }}
 )
 
 , followon as (
     select
-        {% if slice_column == 'segment_key' %}coalesce(ca.segment_key, 'unknown|unknown|unknown'){% elif slice_column == 'loan_officer_id' %}coalesce(f.loan_officer_id, -1){% else %}f.{{ slice_column }}{% endif %} as slice_key,
+        {% for k in slice_columns %}lo.{{ k }}, {% endfor %}
         f.period_month,
         count(*) filter (where f.is_decided)                        as repaid_loans_decided,
         count(*) filter (where f.is_decided and not f.followed_on)  as dropouts
     from {{ ref('int_loan__followon') }} f
-    left join client_attrs ca on ca.client_id = f.client_id
-    group by 1, 2
+    join loans lo on lo.loan_id = f.loan_id
+    group by {% for k in slice_columns %}lo.{{ k }}, {% endfor %}f.period_month
 )
 
 {% if client_basis == 'borrower' %}
 , borrower_ppi as (
     -- active borrowers of the slice who are active clients at D, with the
     -- likelihood of their latest assessment interviewed by D
-    select slice_key, period_month, count(*) as ppi_assessed_clients, sum(poverty_likelihood) as poverty_likelihood_sum
+    select {{ keys }}, period_month, count(*) as ppi_assessed_clients, sum(poverty_likelihood) as poverty_likelihood_sum
     from (
-        select distinct on (p.{{ slice_column }}, p.period_month, p.client_id)
-            p.{{ slice_column }} as slice_key, p.period_month, p.client_id, a.poverty_likelihood
+        select distinct on ({% for k in slice_columns %}p.{{ k }}, {% endfor %}p.period_month, p.client_id)
+            {% for k in slice_columns %}p.{{ k }}, {% endfor %}p.period_month, p.client_id, a.poverty_likelihood
         from portfolio p
         join periods per on per.period_month = p.period_month
         join client_attrs ca on ca.client_id = p.client_id
@@ -175,16 +178,16 @@ with periods as (
         where ca.can_be_active
           and ca.activation_date <= per.period_end
           and (ca.closed_on_date is null or ca.closed_on_date > per.period_end)
-        order by p.{{ slice_column }}, p.period_month, p.client_id,
+        order by {% for k in slice_columns %}p.{{ k }}, {% endfor %}p.period_month, p.client_id,
                  a.interview_date desc, a.submission_time desc nulls last, a.kobo_id desc
     ) latest
-    group by 1, 2
+    group by {{ keys }}, period_month
 )
 {% endif %}
 
 , combined as (
     select
-        g.slice_key,
+        {% for k in slice_columns %}g.{{ k }}, {% endfor %}
         g.period_month,
         g.period_end,
         g.period_seq,
@@ -216,22 +219,22 @@ with periods as (
         coalesce(fo.dropouts, 0)                                         as dropouts
     from grid g
     {% if client_basis == 'client' %}
-    left join client_flow cf on cf.slice_key = g.slice_key and cf.period_month = g.period_month
+    left join client_flow cf on {% for k in slice_columns %}cf.{{ k }} = g.{{ k }} and {% endfor %}cf.period_month = g.period_month
     {% else %}
-    left join borrower_ppi bp on bp.slice_key = g.slice_key and bp.period_month = g.period_month
+    left join borrower_ppi bp on {% for k in slice_columns %}bp.{{ k }} = g.{{ k }} and {% endfor %}bp.period_month = g.period_month
     {% endif %}
-    left join loan_stock ls on ls.slice_key = g.slice_key and ls.period_month = g.period_month
-    left join write_offs wo on wo.slice_key = g.slice_key and wo.period_month = g.period_month
-    left join disbursements d on d.slice_key = g.slice_key and d.period_month = g.period_month
-    left join followon fo on fo.slice_key = g.slice_key and fo.period_month = g.period_month
-    window w_cum as (partition by g.slice_key order by g.period_month rows between unbounded preceding and current row)
+    left join loan_stock ls on {% for k in slice_columns %}ls.{{ k }} = g.{{ k }} and {% endfor %}ls.period_month = g.period_month
+    left join write_offs wo on {% for k in slice_columns %}wo.{{ k }} = g.{{ k }} and {% endfor %}wo.period_month = g.period_month
+    left join disbursements d on {% for k in slice_columns %}d.{{ k }} = g.{{ k }} and {% endfor %}d.period_month = g.period_month
+    left join followon fo on {% for k in slice_columns %}fo.{{ k }} = g.{{ k }} and {% endfor %}fo.period_month = g.period_month
+    window w_cum as (partition by {% for k in slice_columns %}g.{{ k }}{% if not loop.last %}, {% endif %}{% endfor %} order by g.period_month rows between unbounded preceding and current row)
 )
 
 , with_previous as (
     select
         c.*,
         {% if client_basis == 'client' %}
-        coalesce(lag(c.active_clients) over (partition by c.slice_key order by c.period_month), 0) as active_clients_previous
+        coalesce(lag(c.active_clients) over (partition by {% for k in slice_columns %}c.{{ k }}{% if not loop.last %}, {% endif %}{% endfor %} order by c.period_month), 0) as active_clients_previous
         {% else %}
         null::bigint as active_clients_previous
         {% endif %}
@@ -239,9 +242,10 @@ with periods as (
 )
 
 select
-    slice_key,
+    {{ keys }},
     period_end,
     period_month,
+    period_end = {{ core_as_of_date() }}                                  as is_latest_period,
     active_clients::int                                                   as active_clients,
     new_clients::int                                                      as new_clients,
     exited_clients::int                                                   as exited_clients,

@@ -16,7 +16,7 @@ where {{ column_name }} < {{ min_value }} or {{ column_name }} > {{ max_value }}
 {% endtest %}
 
 {#- The SQL expression holds on every row. -#}
-{% test core_expression_is_true(model, expression) %}
+{% test core_expression_is_true(model, expression, column_name=none) %}
 select *
 from {{ model }}
 where not ({{ expression }})

@@ -4,6 +4,7 @@
     unique_key=['client_id', 'observed_at'],
     incremental_strategy='delete+insert',
     on_schema_change='fail',
+    full_refresh=false,
     post_hook=["create index if not exists {{ this.name }}_client on {{ this }} (client_id, observed_at)"]
   )
 }}
@@ -15,6 +16,8 @@
   observed_at is the source's last_modified_on_utc (deterministic); the nightly
   run looks only at client rows merged since its last run (_extracted_at).
   int_client__history turns the log into dated type 2 rows.
+  full_refresh=false: the history cannot be re-read from the source, so
+  `dbt build --full-refresh` keeps it (drop the table by hand to forget it).
 -#}
 with current_rows as (
     select

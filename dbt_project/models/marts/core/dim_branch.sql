@@ -3,7 +3,7 @@
 -- (the head office is its own region). Offices that facts name but the source
 -- no longer has appear as inferred members; -1 is the unknown member.
 with recursive offices as (
-    select office_id, parent_office_id, office_name, hierarchy, opening_date, office_external_id
+    select office_id, parent_office_id, office_name, hierarchy, opening_date
     from {{ ref('stg_fineract__m_office') }}
 )
 
@@ -42,7 +42,6 @@ select
     t.hierarchy_level,
     not exists (select 1 from offices ch where ch.parent_office_id = o.office_id) as is_leaf,
     o.opening_date,
-    o.office_external_id                                as branch_external_id,
     false                                               as is_inferred
 from offices o
 left join tree t on t.office_id = o.office_id
@@ -52,7 +51,7 @@ left join offices root on root.office_id = t.root_office_id
 
 union all
 
-select r.office_id, 'Unknown office ' || r.office_id, null, null, null, 'Unknown', null, null, true, null, null, true
+select r.office_id, 'Unknown office ' || r.office_id, null, null, null, 'Unknown', null, null, true, null, true
 from referenced r
 where r.office_id is not null
   and r.office_id <> -1
@@ -60,4 +59,4 @@ where r.office_id is not null
 
 union all
 
-select -1, 'Unknown', null, null, null, 'Unknown', null, null, true, null, null, true
+select -1, 'Unknown', null, null, null, 'Unknown', null, null, true, null, true

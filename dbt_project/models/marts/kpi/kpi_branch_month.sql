@@ -3,10 +3,10 @@
 -- for every period (zeros before the branch's first client). Definitions in
 -- macros/core_kpi_month.sql and ../shared/spec/kpi-contract.md.
 {%- set slices_sql -%}
-    select branch_id as slice_key from {{ ref('int_client__current') }} where branch_id is not null
+    select coalesce(branch_id, -1) as branch_id from {{ ref('int_client__current') }}
 {%- endset %}
 select
-    k.slice_key                         as branch_id,
+    k.branch_id,
     o.office_name                       as branch_name,
     k.period_end,
     k.active_clients,
@@ -24,6 +24,7 @@ select
     b.region_id,
     b.region_name,
     k.period_month,
+    k.is_latest_period,
     k.active_clients_previous,
     k.retention_rate_contract,
     k.retention_rate_iris,
@@ -35,6 +36,6 @@ select
     k.loans_written_off,
     k.disbursed_amount,
     k.loans_disbursed
-from ({{ core_kpi_month('branch_id', slices_sql) }}) k
-left join {{ ref('stg_fineract__m_office') }} o on o.office_id = k.slice_key
-left join {{ ref('dim_branch') }} b on b.branch_id = k.slice_key
+from ({{ core_kpi_month(['branch_id'], slices_sql) }}) k
+left join {{ ref('stg_fineract__m_office') }} o on o.office_id = k.branch_id
+left join {{ ref('dim_branch') }} b on b.branch_id = k.branch_id

@@ -1,19 +1,26 @@
 {{ config(pre_hook=core_session_settings()) }}
--- KPIs per loan officer and period, with the contract's definitions. Loans count
--- for their m_loan.loan_officer_id, clients for their m_client.staff_id; -1 is
--- "no loan officer". One row per officer named by any client or loan.
+-- KPIs per branch, loan officer and period, with the contract's definitions.
+-- Loans count for their m_loan.loan_officer_id and their client's branch;
+-- clients for their m_client.staff_id and their branch; -1 = no loan officer.
+-- One row per (branch, officer) pair that any client or loan names, every period;
+-- summing over branches gives the officer's totals.
 {%- set slices_sql -%}
-    select coalesce(loan_officer_id, -1) as slice_key from {{ ref('int_client__current') }}
+    select coalesce(branch_id, -1) as branch_id, coalesce(loan_officer_id, -1) as loan_officer_id
+    from {{ ref('int_client__current') }}
     union
-    select coalesce(loan_officer_id, -1) from {{ ref('int_loan__known_loans') }}
+    select coalesce(branch_id, -1), coalesce(loan_officer_id, -1)
+    from {{ ref('int_loan__known_loans') }}
 {%- endset %}
 select
-    k.slice_key                         as loan_officer_id,
+    k.branch_id,
+    b.branch_name,
+    k.loan_officer_id,
     d.loan_officer_name,
     d.branch_id                         as loan_officer_branch_id,
     d.branch_name                       as loan_officer_branch_name,
     k.period_end,
     k.period_month,
+    k.is_latest_period,
     k.active_clients,
     k.new_clients,
     k.exited_clients,
@@ -36,5 +43,6 @@ select
     k.loans_disbursed,
     k.ppi_assessed_clients,
     k.avg_poverty_likelihood
-from ({{ core_kpi_month('loan_officer_id', slices_sql) }}) k
-left join {{ ref('dim_loan_officer') }} d on d.loan_officer_id = k.slice_key
+from ({{ core_kpi_month(['branch_id', 'loan_officer_id'], slices_sql) }}) k
+left join {{ ref('dim_branch') }} b on b.branch_id = k.branch_id
+left join {{ ref('dim_loan_officer') }} d on d.loan_officer_id = k.loan_officer_id

@@ -1,17 +1,22 @@
 {{ config(pre_hook=core_session_settings()) }}
--- KPIs per loan product and period, with the contract's definitions. Clients
--- belong to no product, so the client counts (active/new/exited clients,
+-- KPIs per branch, loan product and period, with the contract's definitions.
+-- Clients belong to no product, so client counts (active/new/exited clients,
 -- client retention) are null; the PPI columns are over the product's active
--- borrowers who are active clients. One row per product that any loan names.
+-- borrowers who are active clients. One row per (branch, product) pair that any
+-- loan names, every period; summing over branches gives the product's totals.
 {%- set slices_sql -%}
-    select product_id as slice_key from {{ ref('int_loan__known_loans') }} where product_id is not null
+    select coalesce(branch_id, -1) as branch_id, coalesce(product_id, -1) as product_id
+    from {{ ref('int_loan__known_loans') }}
 {%- endset %}
 select
-    k.slice_key                         as product_id,
+    k.branch_id,
+    b.branch_name,
+    k.product_id,
     d.product_name,
     d.product_short_name,
     k.period_end,
     k.period_month,
+    k.is_latest_period,
     k.active_clients,
     k.new_clients,
     k.exited_clients,
@@ -31,5 +36,6 @@ select
     k.loans_disbursed,
     k.ppi_assessed_clients,
     k.avg_poverty_likelihood
-from ({{ core_kpi_month('product_id', slices_sql, client_basis='borrower') }}) k
-left join {{ ref('dim_product') }} d on d.product_id = k.slice_key
+from ({{ core_kpi_month(['branch_id', 'product_id'], slices_sql, client_basis='borrower') }}) k
+left join {{ ref('dim_branch') }} b on b.branch_id = k.branch_id
+left join {{ ref('dim_product') }} d on d.product_id = k.product_id

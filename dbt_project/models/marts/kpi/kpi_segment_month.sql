@@ -1,23 +1,25 @@
 {{ config(pre_hook=core_session_settings()) }}
--- KPIs per client segment and period, with the contract's definitions:
--- gender x area (ClientClassification rural/urban) x poverty band at entry
--- (band of the client's first PPI assessment, seeds/poverty_likelihood_bands.csv;
--- 'unknown' when never assessed). Every combination has a row in every period.
+-- KPIs per branch, client segment and period, with the contract's definitions.
+-- Segment = gender x area (ClientClassification rural/urban) x poverty band at
+-- entry (band of the client's first PPI assessment, seeds/poverty_likelihood_bands.csv;
+-- 'unknown' when never assessed). One row per (branch, segment) pair that any
+-- client names, every period; loans count for their client's segment.
 {%- set slices_sql -%}
-    select g.gender || '|' || a.area || '|' || b.band_code as slice_key
-    from (values ('female'), ('male'), ('unknown')) as g(gender)
-    cross join (values ('rural'), ('urban'), ('unknown')) as a(area)
-    cross join {{ ref('poverty_likelihood_bands') }} b
+    select coalesce(branch_id, -1) as branch_id, segment_key from {{ ref('int_client__current') }}
 {%- endset %}
 select
-    k.slice_key                                     as segment_key,
-    split_part(k.slice_key, '|', 1)                 as gender,
-    split_part(k.slice_key, '|', 2)                 as area,
-    split_part(k.slice_key, '|', 3)                 as poverty_band_at_entry,
+    k.branch_id,
+    br.branch_name,
+    k.segment_key,
+    split_part(k.segment_key, '|', 1)               as gender,
+    split_part(k.segment_key, '|', 2)               as area,
+    split_part(k.segment_key, '|', 3)               as poverty_band_at_entry,
     b.band_label                                    as poverty_band_label,
-    initcap(split_part(k.slice_key, '|', 1)) || ', ' || split_part(k.slice_key, '|', 2) || ', ' || coalesce(b.band_label, 'unknown') as segment_name,
+    initcap(split_part(k.segment_key, '|', 1)) || ', ' || split_part(k.segment_key, '|', 2)
+        || ', ' || coalesce(b.band_label, 'unknown') as segment_name,
     k.period_end,
     k.period_month,
+    k.is_latest_period,
     k.active_clients,
     k.new_clients,
     k.exited_clients,
@@ -40,5 +42,6 @@ select
     k.loans_disbursed,
     k.ppi_assessed_clients,
     k.avg_poverty_likelihood
-from ({{ core_kpi_month('segment_key', slices_sql) }}) k
-left join {{ ref('poverty_likelihood_bands') }} b on b.band_code = split_part(k.slice_key, '|', 3)
+from ({{ core_kpi_month(['branch_id', 'segment_key'], slices_sql) }}) k
+left join {{ ref('dim_branch') }} br on br.branch_id = k.branch_id
+left join {{ ref('poverty_likelihood_bands') }} b on b.band_code = split_part(k.segment_key, '|', 3)
