@@ -54,7 +54,7 @@ def bad_seeds() -> dict[str, str]:
     points = good_points(GOOD)
     points += good_points("BAD_NINE", drop_question="q10")                     # nine questions, max 84
     dup = good_points("BAD_DUP")
-    dup.append(["BAD_DUP", "q03", "B", 2])                                     # answer b listed twice
+    dup.append(["BAD_DUP", "q03", "b", 2])                                     # answer b listed twice
     points += dup
     neg = good_points("BAD_NEG")
     neg[0][3] = -5                                                             # q01 a: -5 points

@@ -89,7 +89,7 @@ F1C = sub("uuid:f1c", "000000001", "followup", "2024-05-01", answers=RICHER, inc
 F1_FUTURE = sub("uuid:f1future", "000000001", "followup", "2024-08-01", income="9999")  # after as_of
 B2 = sub("uuid:b2", "000000002", "baseline", None, card=OLD, answers=MIXED,
          start="2022-03-10T01:30:00.000+03:00", submitted="2022-03-09T23:00:00")  # UTC date is the 9th
-F2 = sub("uuid:f2", "000000002", "followup", "2023-03-15", card="", answers={q: a.upper() for q, a in RICHER.items()})
+F2 = sub("uuid:f2", "000000002", "followup", "2023-03-15", card="", answers=RICHER)
 L3 = legacy(sub("uuid:l3", "000000003", "baseline", "2023-02-10", answers=MIXED, income="700"))
 B4 = sub("uuid:b4", "000000004", "baseline", "2024-05-20", answers=ALL_POOREST)  # before activation 2024-06-01
 B5 = sub("uuid:b5", "000000005", "baseline", "2021-01-10")
@@ -106,9 +106,10 @@ P1 = sub("uuid:p1", "000000002", "followup", "2024-01-01", **{"ppi/q04": "z"})
 P2 = without(sub("uuid:p2", "000000002", "followup", "2024-01-02"), "ppi/q07")
 P3 = sub("uuid:p3", "000000002", "followup", "2024-01-03", card="XX_PPI")
 P4 = sub("uuid:p4", "000000002", "followup", "2024-01-04", card="XX_PPI", **{"ppi/q02": ""})
+P5 = sub("uuid:p5", "000000002", "followup", "2024-01-06", **{"ppi/q05": MIXED["q05"].upper()})  # codes are exact
 N1 = sub(None, "000000002", "followup", "2024-01-05")
 
-JSON_EXPORT = [B1, F1A, F1B, F1C, F1_FUTURE, B2, F2, B4, B5, X5, X5B, E6A, E6B, G6, G6_EDIT, U1, U2, P1, P2, P3, P4, N1]
+JSON_EXPORT = [B1, F1A, F1B, F1C, F1_FUTURE, B2, F2, B4, B5, X5, X5B, E6A, E6B, G6, G6_EDIT, U1, U2, P1, P2, P3, P4, P5, N1]
 CSV_EXPORT = [F2, E6C]  # F2 again (duplicate); the second edit of E6 only in the CSV
 LEGACY_EXPORT = [L3]
 
@@ -193,6 +194,7 @@ def test_quarantine_reasons_one_row_per_submission(world):
         "uuid:p3": "unknown_scorecard: scorecard 'XX_PPI' not in ppi_scorecard_points",
         "uuid:p4": "unknown_scorecard: scorecard 'XX_PPI' not in ppi_scorecard_points; missing_ppi_answer: ppi/q02 empty",
         "uuid:g6edit": "unknown_scorecard: scorecard 'XX_PPI' not in ppi_scorecard_points",
+        "uuid:p5": f"answer_not_in_scorecard: ppi/q05='{MIXED['q05'].upper()}' not in scorecard DEMO_SYNTH_2024",
         content_key: "missing_instance_id: no meta/instanceID or _uuid",
     }
     codes = dict(query(conn, "SELECT source_key, reason_code FROM intermediate.int_surveys__quarantine"))
@@ -247,7 +249,7 @@ def test_ppi_scores_and_likelihoods_per_score_and_banded(world):
     assert len(band) == 1 and band[0]["score_from"] != band[0]["score_to"]
 
 
-def test_empty_scorecard_uses_the_default_and_answer_codes_match_case_insensitively(world):
+def test_empty_scorecard_uses_the_default(world):
     _, conn = world
     rows = query(conn, "SELECT scorecard_code, scorecard_defaulted FROM intermediate.int_surveys__accepted "
                        "WHERE instance_id = 'uuid:f2'")

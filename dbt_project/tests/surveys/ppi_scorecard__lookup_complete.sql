@@ -48,5 +48,5 @@ select '{{ var("ppi_default_scorecard") }}',
               '{{ var("ppi_default_scorecard") }}')
 where not exists (
     select 1 from point_cards
-    where upper(btrim(scorecard_code)) = upper(btrim('{{ var("ppi_default_scorecard") }}'))
+    where btrim(scorecard_code) = '{{ var("ppi_default_scorecard") }}'
 )

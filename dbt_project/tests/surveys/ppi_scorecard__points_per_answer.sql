@@ -11,7 +11,7 @@ union all
 
 select scorecard_code,
        format('scorecard %s question %s answer %s is listed %s times; give each answer one row',
-              scorecard_code, question_code, lower(btrim(answer_code)), count(*))
+              scorecard_code, question_code, btrim(answer_code), count(*))
 from {{ ref('ppi_scorecard_points') }}
-group by scorecard_code, question_code, lower(btrim(answer_code))
+group by scorecard_code, question_code, btrim(answer_code)
 having count(*) > 1

@@ -5,9 +5,11 @@
     likelihood = the row of seeds/ppi_scorecard_likelihoods for that
     scorecard, score and var ppi_poverty_line (banded or one row per score).
 
-    Scorecard codes and answer codes match case-insensitively and ignoring
-    surrounding spaces. A score exists only when all ten answers are in the
-    scorecard; what is wrong otherwise is listed for the quarantine.
+    Scorecard and answer codes must match the seeds exactly (surrounding
+    spaces aside): 'B' is not the answer 'b' - the contract quarantines an
+    answer that is not in the scorecard. A score exists only when all ten
+    answers are in the scorecard; what is wrong otherwise is listed for the
+    quarantine.
 -#}
 
 with submissions as (
@@ -18,18 +20,17 @@ with submissions as (
 
 scorecards as (
 
-    select upper(btrim(scorecard_code)) as scorecard_match, min(btrim(scorecard_code)) as scorecard_code
+    select distinct btrim(scorecard_code) as scorecard_code
     from {{ ref('ppi_scorecard_points') }}
-    group by 1
 
 ),
 
 points as (
 
     select
-        upper(btrim(scorecard_code))   as scorecard_match,
-        lower(btrim(question_code))    as question_code,
-        lower(btrim(answer_code))      as answer_match,
+        btrim(scorecard_code)          as scorecard_code,
+        btrim(question_code)           as question_code,
+        btrim(answer_code)             as answer_code,
         min(points)                    as points
     from {{ ref('ppi_scorecard_points') }}
     group by 1, 2, 3
@@ -63,11 +64,11 @@ scored_answers as (
         p.points
     from answers as a
     left join scorecards as sc
-        on sc.scorecard_match = upper(btrim(a.scorecard_code))
+        on sc.scorecard_code = a.scorecard_code
     left join points as p
-        on p.scorecard_match = sc.scorecard_match
+        on p.scorecard_code = sc.scorecard_code
        and p.question_code = a.question_code
-       and p.answer_match = lower(a.answer)
+       and p.answer_code = a.answer
 
 ),
 
@@ -105,11 +106,11 @@ from submissions as s
 inner join per_submission as ps
     on ps.submission_key = s.submission_key
 left join scorecards as sc
-    on sc.scorecard_match = upper(btrim(s.scorecard_code))
+    on sc.scorecard_code = s.scorecard_code
 left join lateral (
     select l.likelihood
     from {{ ref('ppi_scorecard_likelihoods') }} as l
-    where upper(btrim(l.scorecard_code)) = sc.scorecard_match
+    where btrim(l.scorecard_code) = sc.scorecard_code
       and l.poverty_line = '{{ var("ppi_poverty_line") }}'
       and ps.ppi_score between l.score_from and l.score_to
     order by l.score_from desc, l.score_to
