@@ -157,3 +157,49 @@ def test_thresholds_file_documents_every_section():
     for key in ("max_share", "max_relative_change", "outstanding_tolerance", "max_lag_days", "min_rows_for_share"):
         assert key in text
     assert text.count("#") > 60  # documented inline
+
+
+def test_pipeline_stages_publish_a_good_night_and_block_a_bad_one(tiny, gx_project, tmp_path, monkeypatch):
+    """The stage functions the DAG calls: gate -> publish -> report, on a good and then a bad night."""
+    from gate_tiny_warehouse import analytics_fingerprint, build_marts, clients
+    from spm_warehouse import pipeline, publish
+
+    wh_url, mis_url = tiny
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", "postgres://" + wh_url.split("://", 1)[1])
+    monkeypatch.setenv("AIRFLOW_CONN_MIS_FINERACT", "postgres://" + mis_url.split("://", 1)[1])
+    monkeypatch.setenv("SPM_LOCAL_DIR", str(tmp_path / "local"))
+    monkeypatch.setenv("SPM_REPORTS_DIR", str(tmp_path / "reports"))
+    monkeypatch.setattr(gx_suites, "DEFAULT_PROJECT_DIR", gx_project)
+
+    verdict = pipeline.gate(RUN_ID, AS_OF, passing_dbt())
+    assert verdict["passed"] is True
+    published = pipeline.publish(RUN_ID, AS_OF)
+    assert published["row_counts"]["fct_portfolio_month"] == 16
+    pipeline.report(RUN_ID, AS_OF)
+    assert "PUBLISHED" in (tmp_path / "reports" / "latest" / "index.html").read_text(encoding="utf-8")
+
+    # The next night: repayments lost in the extraction, and the mart built from it shows a higher portfolio.
+    bad_run = "scheduled__2024-07-01T02:00:00+00:00"
+    with psycopg.connect(wh_url) as conn:
+        conn.execute("DELETE FROM raw_mis.m_loan_transaction WHERE transaction_type_enum = 2 AND loan_id IN (3, 4)")
+        rows = clients(20)
+        for c in rows:
+            if c["id"] in (3, 4):
+                c["outstanding"] = 1000
+        build_marts(conn, rows)
+        conn.execute("INSERT INTO meta.load_manifest (run_id, table_name, started_at) VALUES (%s, 'm_loan', now())",
+                     (bad_run,))
+        conn.commit()
+        before = analytics_fingerprint(conn)
+        conn.commit()
+    with pytest.raises(pipeline.StageFailed) as failed:
+        pipeline.gate(bad_run, AS_OF, passing_dbt())
+    message = str(failed.value)
+    assert "reconciliation.outstanding_raw" in message and "mismatched_loans=2" in message
+    with pytest.raises(publish.PublishBlocked):
+        pipeline.publish(bad_run, AS_OF)  # even if someone runs the publish task by hand
+    page = pipeline.report(bad_run, AS_OF)["report"]
+    assert "BLOCKED by the quality gate" in open(page, encoding="utf-8").read()
+    with psycopg.connect(wh_url) as conn:
+        assert analytics_fingerprint(conn) == before
+        assert conn.execute("SELECT count(*) FROM meta.publications").fetchone()[0] == 1
