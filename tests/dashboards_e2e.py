@@ -24,6 +24,7 @@ import secrets
 import shutil
 import sqlite3
 import subprocess
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -42,6 +43,22 @@ BROWSER_SCRIPT = Path(__file__).resolve().parent / "dashboards_browser.py"
 SLUGS = sorted(p.stem for p in (config.ASSETS_DIR / "dashboards").glob("*.yaml"))
 METADATA_TABLES = ("dashboards", "slices", "tables", "table_columns", "sql_metrics", "dbs",
                    "dashboard_slices", "row_level_security_filters", "rls_filter_tables", "ab_role", "ab_user")
+
+
+class Stopwatch:
+    """Phase durations, printed with the result (not asserted)."""
+
+    def __init__(self) -> None:
+        self.start = self.last = time.monotonic()
+        self.laps: list[str] = []
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.laps.append(f"{name} {now - self.last:.0f}s")
+        self.last = now
+
+    def __str__(self) -> str:
+        return ", ".join(self.laps) + f" (total {time.monotonic() - self.start:.0f}s)"
 
 
 def expected_dashboards() -> dict[str, dict]:
@@ -149,14 +166,18 @@ def dashboards_end_to_end(warehouse_url: str, label: str, tmp_path: Path, monkey
     monkeypatch.setenv("SPM_SUPERSET_WORKERS", "2")
     p = config.paths()
 
+    clock = Stopwatch()
     install.ensure_venv(p)
     install.ensure_browser()
+    clock.lap("install")
     manager = provision.NewUser(username="bm_e2e", password=bm_pw, roles=[role])
     first = provision.provision(p, access_file=access_file, users=[manager])
+    clock.lap("first set-up")
     assert first["preflight"] == {"ok": True}, first
     assert first["imported"]["dashboards"] == len(SLUGS)
     before = metadata_snapshot(p.metadata_db)
     again = provision.provision(p, access_file=access_file, users=[manager])
+    clock.lap("re-import")
     assert again["users"] == {"bm_e2e": "unchanged"} and again["admin"] == "unchanged"
     assert metadata_snapshot(p.metadata_db) == before, "re-importing the dashboards changed Superset's metadata"
 
@@ -169,6 +190,7 @@ def dashboards_end_to_end(warehouse_url: str, label: str, tmp_path: Path, monkey
                 {"label": "wrong_password", "username": "bm_e2e", "password": bm_pw + "x", "dashboards": []},
             ],
         })
+    clock.lap("server + browser")
     (artifacts / "browser_result.json").write_text(json.dumps(result, indent=2))
     sessions = result["sessions"]
 
@@ -191,7 +213,7 @@ def dashboards_end_to_end(warehouse_url: str, label: str, tmp_path: Path, monkey
     assert not [name for name in other_branches if name in bm_officers["text"]]
 
     assert sessions["wrong_password"]["login_ok"] is False
-    print(f"\nscreenshots: {artifacts}")
+    print(f"\n{label}: {clock}; screenshots: {artifacts}")
     return result
 
 

@@ -399,3 +399,14 @@ def test_branch_roles_are_checked_against_meta_branch_access(contract_db):
     assert "'North'" in problems[0] and "[2, 3]" in problems[0] and "[2]" in problems[0]
     assert "'Ghost'" in problems[1] and "no row" in problems[1]
     assert access.check_against_warehouse(roles[:1], mapping) == []
+
+
+def test_port_check_sees_a_listener():
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        taken = sock.getsockname()[1]
+        assert not server.port_free("127.0.0.1", taken)
+    assert server.port_free("127.0.0.1", server.free_port())

@@ -59,6 +59,9 @@ def cmd_setup(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     p = config.paths()
     host, port = settings.get("SPM_SUPERSET_HOST"), settings.get_int("SPM_SUPERSET_PORT")
+    if not server.port_free(host, port):
+        raise provision.ProvisionError(f"{host}:{port} is already in use (another Superset?); "
+                                       "stop it or choose another port with SPM_SUPERSET_PORT")
     print(f"Superset: http://{host}:{port}  (Ctrl-C stops it)", flush=True)
     server.serve_foreground(p, host, port)
     return 0

@@ -85,6 +85,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def gunicorn_argv(p: SupersetPaths, host: str, port: int, workers: int | None = None) -> list[str]:
     workers = workers or settings.get_int("SPM_SUPERSET_WORKERS")
     return [
