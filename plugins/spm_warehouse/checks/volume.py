@@ -65,6 +65,11 @@ def _as_date(value) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
+def _fmt(value: float) -> str:
+    """Counts without decimals, amounts with two."""
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+
+
 def _rel_change(new: float, old: float) -> float | None:
     if old == 0:
         return None if new == 0 else float("inf")
@@ -134,7 +139,7 @@ def run(ctx: CheckContext) -> list[CheckResult]:
         old = (baseline or {}).get("metrics", {}).get(metric)
         if baseline is None or old is None:
             out.append(judged(name, KIND, True, blocking, {"build": new},
-                              f"{metric} {new:,.2f}; nothing published to compare with"))
+                              f"{metric} {_fmt(new)}; nothing published to compare with"))
             continue
         days_apart = abs((ctx.as_of - _as_date(baseline["as_of_date"])).days)
         if days_apart > max_days_apart:
@@ -153,7 +158,7 @@ def run(ctx: CheckContext) -> list[CheckResult]:
         shown = "from zero" if change == float("inf") else f"{(change or 0):.1%}"
         out.append(judged(
             name, KIND, ok, blocking, numbers,
-            f"{metric} moved {shown} ({old:,.2f} -> {new:,.2f}) against the published build "
+            f"{metric} moved {shown} ({_fmt(old)} -> {_fmt(new)}) against the published build "
             f"{baseline['build_id']} (as of {baseline['as_of_date']}); allowed {limit:.0%}",
         ))
     return out
