@@ -53,8 +53,13 @@ def no_network(monkeypatch):
     return attempts
 
 
+def tree(path) -> dict:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
 def test_gate_passes_a_good_build_and_records_every_check(tiny, gx_project, tmp_path, no_network):
     wh_url, mis_url = tiny
+    project_before = tree(gx_project)
     with psycopg.connect(wh_url) as conn:
         verdict = gate.run_gate(conn, conn_info(mis_url), RUN_ID, AS_OF, passing_dbt(),
                                 gx_project_dir=gx_project, reports_dir=tmp_path / "reports")
@@ -72,8 +77,15 @@ def test_gate_passes_a_good_build_and_records_every_check(tiny, gx_project, tmp_
         assert row[0] is True
         assert row[1]["gross_loan_portfolio"] == 12600.0
         assert row[2]["mis"].startswith("2024-06-29")
-    assert (tmp_path / "reports" / "manual__2024-06-30T02_00_00_00_00" / "gx_data_docs" / "index.html").exists()
+    run_dir = tmp_path / "reports" / "manual__2024-06-30T02_00_00_00_00"
+    assert (run_dir / "gx_data_docs" / "index.html").exists()
+    assert list((run_dir / "gx_validations").rglob("*.json"))
+    assert tree(gx_project) == project_before  # the committed project is never written to
     assert no_network == []
+    with psycopg.connect(wh_url) as conn:  # GX closed its connections
+        others = conn.execute("SELECT application_name, state, query FROM pg_stat_activity "
+                              "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchall()
+        assert others == []
     # the verdict is JSON-able for XCom and can be read back
     assert verdict.as_dict()["passed"] is True
     with psycopg.connect(wh_url) as conn:

@@ -13,15 +13,16 @@ failed expectation must have severity "critical" (GX 1.x severities:
 critical, warning, info; set per expectation in the suite JSON). Anything
 else that fails is reported as a warning.
 
-After the checkpoint ran (its UpdateDataDocsAction builds the local site in
-expectations/uncommitted/data_docs/), the Data Docs are copied into
-<reports dir>/<run>/gx_data_docs so each run's report links its own copy.
+Each run's validation results and Data Docs are written straight into its
+report folder - <reports>/<run>/gx_validations and <reports>/<run>/gx_data_docs -
+through the substitution variables SPM_GX_RESULTS_DIR and SPM_GX_DOCS_DIR of
+great_expectations.yml. So the committed project is never written to, runs
+never share (or accumulate) results, and the report links its own docs.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 from urllib.parse import quote
 
@@ -38,6 +39,8 @@ DEFAULT_PROJECT_DIR = settings.PROJECT_ROOT / "expectations"
 # The schema name the committed mart assets use; another SPM_BUILD_SCHEMA is substituted at run time.
 PROJECT_BUILD_SCHEMA = "analytics_build"
 URL_VARIABLE = "SPM_GX_WAREHOUSE_URL"
+RESULTS_VARIABLE = "SPM_GX_RESULTS_DIR"
+DOCS_VARIABLE = "SPM_GX_DOCS_DIR"
 MAX_LISTED = 8
 
 
@@ -54,6 +57,18 @@ def warehouse_sqlalchemy_url(conn: psycopg.Connection) -> str:
     return f"postgresql+psycopg://{auth}@{host}:{info.port}/{dbname}"
 
 
+def open_context(sqlalchemy_url: str, run_dir: Path, project: Path | None = None):
+    """The GX File Data Context of the project, writing results and Data Docs under run_dir."""
+    import great_expectations as gx  # heavy import: only when the gate runs
+
+    run_dir = Path(run_dir)
+    return gx.get_context(mode="file", context_root_dir=str(project or DEFAULT_PROJECT_DIR), runtime_environment={
+        URL_VARIABLE: sqlalchemy_url,
+        RESULTS_VARIABLE: str(run_dir / "gx_validations"),
+        DOCS_VARIABLE: str(run_dir / "gx_data_docs"),
+    })
+
+
 def run(ctx: CheckContext) -> list[CheckResult]:
     cfg = ctx.thresholds.get("gx", {}) or {}
     project = Path(ctx.gx_project_dir or DEFAULT_PROJECT_DIR)
@@ -61,11 +76,10 @@ def run(ctx: CheckContext) -> list[CheckResult]:
         return [judged("gx.project", KIND, False, True, {"project_dir": str(project)},
                        f"no GX project at {project} (great_expectations.yml missing)")]
 
-    import great_expectations as gx  # heavy import: only when the gate runs
     from great_expectations.core.run_identifier import RunIdentifier
 
-    context = gx.get_context(mode="file", context_root_dir=str(project),
-                             runtime_environment={URL_VARIABLE: warehouse_sqlalchemy_url(ctx.wh)})
+    run_dir = Path(ctx.reports_dir or settings.reports_dir()) / run_dir_name(ctx.run_id)
+    context = open_context(warehouse_sqlalchemy_url(ctx.wh), run_dir, project)
     checkpoint_name = cfg.get("checkpoint", "spm_gate")
     checkpoint = context.checkpoints.get(checkpoint_name)
     suite_cfg: dict = cfg.get("suites", {}) or {}
@@ -91,14 +105,14 @@ def run(ctx: CheckContext) -> list[CheckResult]:
     try:
         result = checkpoint.run(run_id=RunIdentifier(run_name=ctx.run_id))
     finally:
-        _dispose_engines(context)
+        _dispose_engines([vd.asset.datasource for vd in runnable] + list(context.data_sources.all().values()))
     for validation in result.run_results.values():
         suite = validation.suite_name
         blocking = bool((suite_cfg.get(suite) or {}).get("blocking", default_blocking))
         out.append(_suite_result(suite, validation, blocking))
     out.sort(key=lambda r: r.name)
-    docs = _copy_data_docs(project, ctx)
-    if docs:
+    docs = run_dir / "gx_data_docs" / "index.html"
+    if docs.exists():
         ctx.facts["gx_data_docs"] = str(docs)
     return out
 
@@ -147,23 +161,13 @@ def _describe(result) -> str:
     return text
 
 
-def _dispose_engines(context) -> None:
+def _dispose_engines(datasources: list) -> None:
     """Close GX's SQLAlchemy pools so no idle connection outlives the gate."""
-    for datasource in context.data_sources.all().values():
-        engine = getattr(datasource, "_cached_engine", None) or getattr(datasource, "_engine", None)
-        if engine is not None:
-            try:
-                engine.dispose()
-            except Exception:  # noqa: BLE001 - closing is best effort
-                pass
-
-
-def _copy_data_docs(project: Path, ctx: CheckContext) -> Path | None:
-    site = project / "uncommitted" / "data_docs" / "local_site"
-    if not site.exists() or ctx.reports_dir is None:
-        return None
-    target = Path(ctx.reports_dir) / run_dir_name(ctx.run_id) / "gx_data_docs"
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(site, target)
-    return target
+    for datasource in datasources:
+        execution_engine = getattr(datasource, "_execution_engine", None)
+        for engine in (getattr(datasource, "_engine", None), getattr(execution_engine, "engine", None)):
+            if engine is not None:
+                try:
+                    engine.dispose()
+                except Exception:  # noqa: BLE001 - closing is best effort
+                    pass
