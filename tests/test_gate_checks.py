@@ -185,6 +185,10 @@ def test_freshness_blocks_a_stale_or_backwards_watermark(wh):
     assert back.status == "fail" and "moved backwards" in back.message
     other_run = by_name(freshness.run(ctx_for(wh, run_id="another_run")))["freshness.mis"]
     assert "records no MIS load for run another_run" in other_run.message
+    # a backfill older than what is published: a warning by default
+    older = by_name(freshness.run(ctx_for(wh, as_of=date(2024, 6, 1))))["freshness.as_of"]
+    assert older.status == "warn" and "older than the published 2024-06-30" in older.message
+    assert by_name(freshness.run(ctx_for(wh)))["freshness.as_of"].status == "pass"
 
 
 # --------------------------------------------------------------------------- volume

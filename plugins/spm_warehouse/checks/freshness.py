@@ -66,8 +66,25 @@ def _loads_this_run(conn: psycopg.Connection, run_id: str) -> int | None:
 
 def run(ctx: CheckContext) -> list[CheckResult]:
     cfg = ctx.thresholds.get("freshness", {})
-    out = [_mis(ctx, cfg.get("mis", {}) or {}), _surveys(ctx, cfg.get("surveys", {}) or {})]
+    out = [_mis(ctx, cfg.get("mis", {}) or {}), _surveys(ctx, cfg.get("surveys", {}) or {}), _as_of(ctx, cfg)]
     return out
+
+
+def _as_of(ctx: CheckContext, cfg: dict) -> CheckResult:
+    """A run older than what BI reads now (a backfill) would move the dashboards back in time."""
+    blocking = bool(cfg.get("block_older_as_of", False))
+    live = None
+    if relation_exists(ctx.wh, "meta.publications"):
+        row = ctx.wh.execute("""SELECT as_of_date FROM meta.publications
+                                ORDER BY published_at DESC, publication_id DESC LIMIT 1""").fetchone()
+        live = row[0] if row else None
+    numbers = {"as_of_date": ctx.as_of.isoformat(), "published_as_of_date": live.isoformat() if live else None}
+    if live is None or ctx.as_of >= live:
+        return judged("freshness.as_of", KIND, True, blocking, numbers,
+                      f"as of {ctx.as_of}" + (f", not older than the published {live}" if live else ""))
+    return judged("freshness.as_of", KIND, False, blocking, numbers,
+                  f"this run is as of {ctx.as_of}, older than the published {live}: publishing it moves the "
+                  "dashboards back in time (a backfill?)")
 
 
 def _mis(ctx: CheckContext, cfg: dict) -> CheckResult:
