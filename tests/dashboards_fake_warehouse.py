@@ -41,7 +41,7 @@ CREATE TABLE analytics.kpi_branch_month (
     active_borrowers integer, women_borrowers integer,
     gross_loan_portfolio numeric(18,2), par30_principal numeric(18,2), par30_ratio numeric,
     ppi_assessed_clients integer, avg_poverty_likelihood numeric,
-    region_name text, active_clients_previous integer, write_off_amount numeric(18,2));
+    region_name text, active_clients_previous integer, write_off_amount numeric(18,2), is_latest_period boolean);
 
 CREATE TABLE analytics.kpi_product_month (
     branch_id bigint, branch_name text, product_id bigint, product_name text, period_end date,
@@ -52,7 +52,7 @@ CREATE TABLE analytics.kpi_loan_officer_month (
     loan_officer_id bigint, loan_officer_name text, loan_officer_branch_id bigint, loan_officer_branch_name text,
     branch_id bigint, branch_name text, period_end date,
     active_borrowers integer, gross_loan_portfolio numeric(18,2), par30_principal numeric(18,2),
-    par30_ratio numeric, write_off_amount numeric(18,2));
+    par30_ratio numeric, write_off_amount numeric(18,2), is_latest_period boolean);
 
 CREATE TABLE analytics.kpi_segment_month (
     branch_id bigint, branch_name text, period_end date,
@@ -92,7 +92,8 @@ SELECT b.branch_id, b.branch_name, p.period_end,
        0.30 + 0.02 * b.branch_id - 0.005 * p.month_no,
        b.region_name,
        CASE WHEN p.month_no = 1 THEN 0 ELSE 50 * b.branch_id + 5 * (p.month_no - 1) END,
-       CASE WHEN p.month_no IN (3, 6) THEN 100 * b.branch_id ELSE 0 END
+       CASE WHEN p.month_no IN (3, 6) THEN 100 * b.branch_id ELSE 0 END,
+       p.month_no = 6
 FROM analytics.dim_branch b CROSS JOIN analytics._periods p;
 
 UPDATE analytics.kpi_branch_month
@@ -114,7 +115,8 @@ SELECT o.loan_officer_id, o.loan_officer_name, o.branch_id, o.branch_name, k.bra
        round(k.gross_loan_portfolio / n.officers, 2),
        round(k.par30_principal / n.officers, 2),
        k.par30_ratio,
-       round(k.write_off_amount / n.officers, 2)
+       round(k.write_off_amount / n.officers, 2),
+       k.is_latest_period
 FROM analytics.kpi_branch_month k
 JOIN analytics.dim_loan_officer o ON o.branch_id = k.branch_id
 JOIN (SELECT branch_id, count(*) AS officers FROM analytics.dim_loan_officer GROUP BY branch_id) n

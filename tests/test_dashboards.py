@@ -18,6 +18,7 @@ import pytest
 import yaml
 from psycopg import sql
 
+from spm_warehouse import settings
 from spm_warehouse.superset import access, bundle, config, install, server
 
 import dashboards_fake_warehouse as fake  # noqa: E402  (tests/ is on sys.path under pytest)
@@ -156,6 +157,38 @@ def test_custom_sql_in_charts_has_no_subquery():
         for flt in ch["params"].get("adhoc_filters") or []:
             if flt.get("expressionType") == "SQL":
                 assert "select" not in flt["sqlExpression"].lower(), name
+
+
+# Columns the dashboards need that the dbt marts do not document yet: asked for in issue 8.
+# Remove an entry once the model has the column (the e2e on the demo warehouse fails until then).
+PENDING_MART_COLUMNS = {("kpi_client_outcomes", "area")}
+# Views made by publish.py (not dbt models); their columns are checked by the e2e on the demo warehouse.
+PUBLISH_VIEWS = {"data_health_runs", "publication_info"}
+
+
+def dbt_model_columns() -> dict[str, set[str]]:
+    root = settings.PROJECT_ROOT / "dbt_project" / "models"
+    columns: dict[str, set[str]] = {}
+    for path in root.rglob("*.yml"):
+        for model in (yaml.safe_load(path.read_text()) or {}).get("models") or []:
+            columns[model["name"]] = {c["name"] for c in model.get("columns") or []}
+    return columns
+
+
+def test_dataset_columns_are_columns_of_the_dbt_marts():
+    """The dashboards read only documented columns of the published marts (cheap drift check, no dbt run)."""
+    models = dbt_model_columns()
+    missing = set()
+    for ds in DATASETS.values():
+        table = ds["table_name"]
+        if table in PUBLISH_VIEWS:
+            continue
+        assert table in models, f"dataset {table} is no dbt model"
+        missing |= {(table, c["column_name"]) for c in ds["columns"]
+                    if not c.get("expression") and c["column_name"] not in models[table]}
+    assert missing <= PENDING_MART_COLUMNS, f"columns the marts do not have: {sorted(missing - PENDING_MART_COLUMNS)}"
+    if missing:
+        print(f"still pending in the dbt marts: {sorted(missing)}")
 
 
 # ---------------------------------------------------------------- SQL on a real PostgreSQL

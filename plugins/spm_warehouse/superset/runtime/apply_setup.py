@@ -50,7 +50,7 @@ def ensure_user(sm, username: str, password: str, roles: list, first: str, last:
     return "updated" if changed else "unchanged"
 
 
-def import_bundle(path: str, admin_name: str) -> dict:
+def import_bundle(path: str, admin_name: str) -> None:
     from superset import db
     from superset.commands.importers.v1.assets import ImportAssetsCommand
     from superset.commands.importers.v1.utils import get_contents_from_bundle
