@@ -55,7 +55,8 @@ def spm_nightly():
     def extract_surveys():
         @task(outlets=[RAW_KOBO])
         def extract_kobo(**context) -> dict:
-            return pipeline.extract_surveys(context["run_id"], as_of_date(context))
+            return pipeline.extract_surveys(context["run_id"], as_of_date(context),
+                                            full_refresh=bool(context["params"]["full_refresh"]))
 
         return extract_kobo()
 

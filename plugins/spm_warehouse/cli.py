@@ -9,6 +9,7 @@ PostgreSQL, demo MIS) and with operator-provided AIRFLOW_CONN_* variables.
 from __future__ import annotations
 
 import argparse
+import secrets
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ import shlex
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -156,6 +158,52 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextmanager
+def demo_kobo_api():
+    """Serve the demo survey pages like KoboToolbox's API v2 while the demo runs.
+
+    Only when no kobotoolbox connection is configured: the demo then exercises
+    the real API client (pagination, token auth) against recorded pages.
+    """
+    pages = settings.survey_drop_dir() / "kobo_replay" / "api"
+    if os.environ.get("AIRFLOW_CONN_KOBOTOOLBOX") or not pages.is_dir():
+        yield None
+        return
+    from spm_warehouse.embedded_postgres import free_port
+
+    port, token = free_port(), secrets.token_hex(16)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spm_warehouse.demo.kobo_replay", "--port", str(port), "--dir", str(pages),
+         "--token", token],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    os.environ["AIRFLOW_CONN_KOBOTOOLBOX"] = json.dumps(
+        {"conn_type": "http", "host": f"http://127.0.0.1:{port}", "password": token,
+         "extra": {"asset_uids": sorted(p.name for p in pages.iterdir() if p.is_dir())}}
+    )
+    try:
+        _wait_for_port(port)
+        print(f"  survey API: demo KoboToolbox replay on http://127.0.0.1:{port}", flush=True)
+        yield port
+    finally:
+        os.environ.pop("AIRFLOW_CONN_KOBOTOOLBOX", None)
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _wait_for_port(port: int, seconds: float = 15.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise UserError(f"the demo Kobo replay server did not start on port {port}")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     started = time.monotonic()
     print("spm-warehouse demo", flush=True)
@@ -166,7 +214,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     info = ensure_demo_sources(clients, seed, as_of)
     if info["reused"]:
         print(f"  demo MIS: reusing {clients} clients (seed {seed}, as-of {as_of})", flush=True)
-    rc = airflow_dags_test("spm_nightly", as_of)
+    with demo_kobo_api():
+        rc = airflow_dags_test("spm_nightly", as_of)
     print_summary(as_of)
     print(f"\nmake demo {'finished' if rc == 0 else 'FAILED'} in {time.monotonic() - started:.0f}s")
     return rc

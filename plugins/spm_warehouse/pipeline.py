@@ -61,8 +61,12 @@ def extract_mis(run_id: str, as_of: date, full_refresh: bool = False, reconcile:
     return {"tables": len(manifest), "rows_read": rows, "rows_merged": merged}
 
 
-def extract_surveys(run_id: str, as_of: date) -> dict:
-    """KoboToolbox API pulls (when configured) and file drops into raw_kobo."""
+def extract_surveys(run_id: str, as_of: date, full_refresh: bool = False) -> dict:
+    """KoboToolbox API pulls (when configured) and file drops into raw_kobo.
+
+    Kobo does not move `_submission_time` when a submission is edited, so an
+    edit older than the lookback is only seen by a full refresh.
+    """
     from spm_warehouse.sources import kobo
 
     try:
@@ -73,7 +77,8 @@ def extract_surveys(run_id: str, as_of: date) -> dict:
         api = None
     with warehouse() as conn:
         return kobo.extract_surveys(api, conn, run_id=run_id, drop_dir=settings.survey_drop_dir(),
-                                    lookback_minutes=settings.get_int("SPM_EXTRACT_LOOKBACK_MINUTES"))
+                                    lookback_minutes=settings.get_int("SPM_EXTRACT_LOOKBACK_MINUTES"),
+                                    full_refresh=full_refresh)
 
 
 def dbt_target_dir(run_id: str) -> Path:
