@@ -163,3 +163,26 @@ def test_reconcile_due(wh):
     assert load.reconcile_due(wh, 7, "src") is False
     wh.execute("UPDATE meta.reconciliations SET reconciled_at = now() - interval '8 days'")
     assert load.reconcile_due(wh, 7, "src") is True
+
+
+def test_initial_load_rebuilds_the_primary_key_and_names_duplicate_keys(wh):
+    with wh.cursor() as cur:
+        load.begin_load(cur, "r1")
+        pkey = load.begin_initial_load(cur, SPEC)
+        assert pkey == "m_demo_pkey"
+        with cur.copy("COPY raw_mis.m_demo (id, amount, note, last_modified_on_utc) FROM STDIN") as cp:
+            cp.write_row((1, "1", None, STAMP))
+            cp.write_row((2, "2", None, STAMP))
+        load.end_initial_load(cur, SPEC, pkey)
+    wh.commit()
+    assert wh.execute("SELECT count(*) FROM pg_constraint WHERE conrelid = 'raw_mis.m_demo'::regclass "
+                      "AND contype = 'p'").fetchone()[0] == 1
+    wh.execute("TRUNCATE raw_mis.m_demo")
+    with wh.cursor() as cur:
+        pkey = load.begin_initial_load(cur, SPEC)
+        with cur.copy("COPY raw_mis.m_demo (id, amount, note, last_modified_on_utc) FROM STDIN") as cp:
+            cp.write_row((1, "1", None, STAMP))
+            cp.write_row((1, "2", None, STAMP))
+        with pytest.raises(RuntimeError, match="m_demo has duplicate keys"):
+            load.end_initial_load(cur, SPEC, pkey)
+    wh.rollback()

@@ -88,6 +88,33 @@ def raw_is_empty(cur: psycopg.Cursor, spec: TableSpec) -> bool:
     return cur.fetchone()[0]
 
 
+def begin_initial_load(cur: psycopg.Cursor, spec: TableSpec) -> str | None:
+    """Before COPYing into an empty raw table: drop its primary key (rebuilt by end_initial_load).
+
+    Building the index once after the load is cheaper than maintaining it row by row for
+    millions of rows; the table is empty and locked by this transaction, nobody sees the gap.
+    """
+    cur.execute("SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'",
+                (f"{RAW_SCHEMA}.{spec.name}",))
+    row = cur.fetchone()
+    if row is None:
+        return None
+    cur.execute(f"ALTER TABLE {raw_name(spec)} DROP CONSTRAINT {_q(row[0])}")
+    return row[0]
+
+
+def end_initial_load(cur: psycopg.Cursor, spec: TableSpec, constraint: str | None) -> None:
+    """Put the primary key back; a source without a unique key fails here, naming the table."""
+    if constraint is None:
+        return
+    try:
+        cur.execute(f"ALTER TABLE {raw_name(spec)} ADD CONSTRAINT {_q(constraint)} "
+                    f"PRIMARY KEY ({', '.join(_q(k) for k in spec.key)})")
+    except psycopg.errors.UniqueViolation as exc:
+        raise RuntimeError(f"source table {spec.name} has duplicate keys ({', '.join(spec.key)}): "
+                           f"{exc.diag.message_detail or exc}") from exc
+
+
 def prepare_landing(cur: psycopg.Cursor, spec: TableSpec) -> str:
     """An empty unlogged landing table with the raw columns (recreated: the contract may have changed)."""
     cur.execute(f"CREATE SCHEMA IF NOT EXISTS {LANDING_SCHEMA}")

@@ -429,7 +429,9 @@ def _extract_table(session: SourceSession, wh_conn: psycopg.Connection, spec: Ta
             # first load: straight into raw, nothing to merge with
             mode = "initial"
             target = load.raw_name(spec)
+            pkey = load.begin_initial_load(cur, spec)
             rows_read = session.stream_to(spec, None, cur, target)
+            load.end_initial_load(cur, spec, pkey)
             rows_merged = rows_read
             rows_deleted = 0
         else:
