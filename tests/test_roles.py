@@ -126,11 +126,14 @@ def test_bi_reader_password_comes_from_the_settings(warehouse, monkeypatch):
         assert stored[1] is True
         assert stored[0] is not None and stored[0].startswith(("SCRAM-SHA-256$", "md5"))
         assert "s3cret-from-env" not in stored[0]
-    finally:
+        # an empty setting leaves the password alone (a DBA's password survives the next night)
         monkeypatch.delenv("SPM_BI_READER_PASSWORD")
         with psycopg.connect(warehouse) as conn:
             roles.ensure_bi_roles(conn)
-            assert conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = 'bi_reader'").fetchone()[0] is None
+            assert conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = 'bi_reader'").fetchone()[0] == stored[0]
+    finally:
+        with psycopg.connect(warehouse, autocommit=True) as conn:  # back to the test server's default: no password
+            conn.execute("ALTER ROLE bi_reader WITH PASSWORD NULL")
 
 
 def test_grants_follow_every_publish_and_rollback(warehouse):

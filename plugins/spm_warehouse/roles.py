@@ -1,6 +1,6 @@
 """Who may read what: the bi_reader role and optional branch row-level security.
 
-bi_reader (created by the project; password from SPM_BI_READER_PASSWORD)
+bi_reader (created by the project; password from SPM_BI_READER_PASSWORD when set)
 gets USAGE on the published schema and SELECT on everything in it - nothing
 else: not raw_mis, raw_kobo, staging, intermediate, reference, meta,
 analytics_build or analytics_prev. Because publish swaps in a new schema every
@@ -89,8 +89,10 @@ def ensure_bi_roles(wh_conn: psycopg.Connection) -> None:
     """Create bi_reader and bi_branch_reader, meta.branch_access, and apply grants to what is published.
 
     Idempotent; commits when it opened the transaction itself. bi_reader's
-    password is set from SPM_BI_READER_PASSWORD every time (empty: no password,
-    i.e. only trust/peer authentication can log it in).
+    password is set from SPM_BI_READER_PASSWORD every time it is non-empty;
+    when the setting is empty the role's password is left as it is (a new
+    role then has none: only trust/peer authentication can log it in), so a
+    password a DBA set by hand is not wiped by the next night.
     """
     with wh_conn.transaction():
         wh_conn.execute("SELECT pg_advisory_xact_lock(hashtext('spm_warehouse.roles'))")
@@ -99,8 +101,11 @@ def ensure_bi_roles(wh_conn: psycopg.Connection) -> None:
         _create_role(wh_conn, BI_READER, login=True)
         _create_role(wh_conn, BRANCH_GROUP, login=False)
         password = settings.get("SPM_BI_READER_PASSWORD")
-        wh_conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(
-            sql.Identifier(BI_READER), sql.Literal(password) if password else sql.SQL("NULL")))
+        if password:
+            wh_conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(
+                sql.Identifier(BI_READER), sql.Literal(password)))
+        else:
+            wh_conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN").format(sql.Identifier(BI_READER)))
         dbname = wh_conn.info.dbname
         for role in (BI_READER, BRANCH_GROUP):
             wh_conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
