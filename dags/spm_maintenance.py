@@ -3,8 +3,9 @@
 - spm_key_reconciliation: compares source keys with raw_mis on a schedule
   (weekly by default) and marks rows deleted in the source.
 - spm_rollback: manual; restores the previous publication of analytics.
-- spm_docs: runs whenever spm_nightly publishes analytics (asset-triggered)
-  and refreshes the dbt docs site for analysts.
+- spm_docs: runs whenever analytics changes (publish or rollback, asset-
+  triggered) and points reports/published at the live build's run report,
+  dbt docs and GX Data Docs, so analysts keep one bookmark.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pendulum
 from airflow.sdk import dag, task
 
 from spm_warehouse import pipeline
-from spm_warehouse.dag_defaults import ANALYTICS, DEFAULT_ARGS, RAW_MIS, as_of_date
+from spm_warehouse.dag_defaults import ANALYTICS, DEFAULT_ARGS, RAW_MIS
 
 START = pendulum.datetime(2024, 1, 1, tz="UTC")
 
@@ -42,10 +43,10 @@ def spm_rollback():
      default_args=DEFAULT_ARGS, tags=["spm", "docs"], doc_md=__doc__)
 def spm_docs():
     @task
-    def dbt_docs(**context) -> dict:
-        return pipeline.docs(context["run_id"], as_of_date(context))
+    def refresh_published_docs() -> dict:
+        return pipeline.refresh_published_docs()
 
-    dbt_docs()
+    refresh_published_docs()
 
 
 spm_key_reconciliation()

@@ -97,5 +97,13 @@ def spm_nightly():
     published = publish(gate(built))
     published >> report()
 
+    @task(retries=0)
+    def published_ok(result: dict) -> dict:
+        """A leaf that succeeds only when publish did: a blocked night fails the DAG run
+        (Airflow judges a run by its leaves, and `report` always runs)."""
+        return result
+
+    published_ok(published)
+
 
 spm_nightly()

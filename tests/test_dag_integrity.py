@@ -45,6 +45,7 @@ def test_nightly_settings(dagbag):
     assert dag.catchup is False
     assert dag.max_active_runs == 1
     assert set(dag.params.keys()) >= {"full_refresh", "reconcile_keys", "as_of_date"}
+    assert "published_ok" in {t.task_id for t in dag.leaves}, "a blocked night must fail the run"
     report = dag.get_task("report")
     assert report.trigger_rule == "all_done"
     for task in dag.tasks:

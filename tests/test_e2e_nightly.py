@@ -99,3 +99,32 @@ def test_status_command_prints_summary(demo_warehouse):
     assert proc.returncode == 0, proc.stderr
     assert "Published" in proc.stdout and "kpi_branch_month" in proc.stdout
     assert "make airflow" in proc.stdout
+
+
+def test_blocked_night_fails_the_run_and_leaves_analytics_unchanged(demo_warehouse):
+    """Transactions lost in raw while m_loan totals are intact: the gate blocks.
+
+    Then a full refresh re-extracts everything and publishes again.
+    """
+    _ok(demo_warehouse)
+    before = analytics_fingerprint(demo_warehouse.warehouse_url)
+    with psycopg.connect(demo_warehouse.warehouse_url) as conn:
+        with conn.cursor() as cur:
+            cur.execute("""DELETE FROM raw_mis.m_loan_transaction WHERE id IN (
+                             SELECT t.id FROM raw_mis.m_loan_transaction t JOIN raw_mis.m_loan l ON l.id = t.loan_id
+                             WHERE t.transaction_type_enum = 2 AND NOT t.is_reversed AND l.loan_status_id = 300
+                             ORDER BY t.id LIMIT 5)""")
+            assert cur.rowcount == 5
+        publications = conn.execute("SELECT count(*) FROM meta.publications").fetchone()[0]
+    proc = demo_warehouse.run_dag()
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, "a blocked night must fail the DAG run"
+    assert "quality gate blocked publication" in output
+    assert "reconciliation" in output
+    assert analytics_fingerprint(demo_warehouse.warehouse_url) == before
+    with psycopg.connect(demo_warehouse.warehouse_url) as conn:
+        assert conn.execute("SELECT count(*) FROM meta.publications").fetchone()[0] == publications
+
+    proc = demo_warehouse.run_dag(conf='{"full_refresh": true}')
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    assert analytics_fingerprint(demo_warehouse.warehouse_url) == before

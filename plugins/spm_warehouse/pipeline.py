@@ -98,6 +98,11 @@ def build(run_id: str, as_of: date, full_refresh: bool = False) -> dict:
         conn.commit()
     args = ["build"] + (["--full-refresh"] if full_refresh else [])
     result = run_dbt(args, wh, dbt_vars=dbt_vars, target_path=target / "target", log_path=target / "logs")
+    # Docs while the build schema exists, so the catalog describes the marts
+    # that are about to be published; the run report links them.
+    docs = run_dbt(["docs", "generate"], wh, dbt_vars=dbt_vars, target_path=target / "docs", log_path=target / "logs")
+    if not docs.success:
+        log.warning("dbt docs generate failed; the run report will have no dbt docs:\n%s", docs.log_tail[-1500:])
     summary = result.summary()
     log.info("dbt build: %s in %.1fs", summary["counts"], result.elapsed_s)
     if not result.results:
@@ -159,18 +164,27 @@ def rollback() -> dict:
         return publisher.rollback(conn)
 
 
-def docs(run_id: str, as_of: date) -> dict:
-    """dbt docs of the published build, for analysts (reports/docs/dbt)."""
-    from spm_warehouse.dbt_runner import run_dbt
+def refresh_published_docs() -> dict:
+    """Point `<reports>/published` at the run report of the build now in analytics.
 
-    out = settings.reports_dir() / "docs" / "dbt"
-    target = dbt_target_dir(run_id) / "docs"
-    result = run_dbt(["docs", "generate"], settings.connection("warehouse"),
-                     dbt_vars={"as_of_date": as_of.isoformat()}, target_path=target)
-    if not result.success:
-        raise StageFailed("dbt docs generate failed:\n" + result.log_tail[-2000:])
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ("index.html", "manifest.json", "catalog.json"):
-        if (target / name).exists():
-            (out / name).write_bytes((target / name).read_bytes())
-    return {"docs": str(out / "index.html")}
+    Analysts bookmark one address; it follows publications and rollbacks.
+    """
+    import shutil
+
+    from spm_warehouse import report as run_report
+
+    with warehouse() as conn:
+        row = conn.execute(
+            f'SELECT run_id FROM "{settings.analytics_schema()}".publication_info LIMIT 1').fetchone()
+    if not row:
+        raise StageFailed("nothing is published yet")
+    source = settings.reports_dir() / run_report.run_dir_name(row[0])
+    if not source.is_dir():
+        raise StageFailed(f"no report folder {source} for the published run {row[0]}")
+    target = settings.reports_dir() / "published"
+    staging = settings.reports_dir() / ".published.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source, staging)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return {"published_docs": str(target / "index.html"), "run_id": row[0]}
