@@ -194,11 +194,6 @@ def mark_deleted_by_keys(cur: psycopg.Cursor, spec: TableSpec, keys_table: str, 
     return marked, cur.fetchone()[0]
 
 
-def max_cursor(cur: psycopg.Cursor, table: str, cursor_column: str) -> dt.datetime | None:
-    cur.execute(f"SELECT max({_q(cursor_column)}) FROM {table}")
-    return cur.fetchone()[0]
-
-
 # --------------------------------------------------------------------------------------------
 # meta bookkeeping
 

@@ -166,6 +166,11 @@ class SourceSession:
     def stream_keys_to(self, spec: TableSpec, wh_cur: psycopg.Cursor, target: str) -> int:
         raise NotImplementedError
 
+    def max_cursor(self, spec: TableSpec) -> dt.datetime | None:
+        """Highest cursor value in the snapshot: the new watermark (read where the rows already are,
+        instead of scanning the freshly loaded warehouse table)."""
+        raise NotImplementedError
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -229,6 +234,9 @@ class _PostgresSource(SourceSession):
                 for chunk in out:
                     inp.write(chunk)
         return wh_cur.rowcount
+
+    def max_cursor(self, spec):
+        return self.conn.execute(f'SELECT max("{spec.cursor}") FROM {self._qualified(spec.name)}').fetchone()[0]
 
     def close(self) -> None:
         try:
@@ -309,6 +317,14 @@ class _MySqlSource(SourceSession):
             for row in self._rows(sql):
                 inp.write_row(row)
         return wh_cur.rowcount
+
+    def max_cursor(self, spec):
+        with self.conn.cursor() as cur:
+            cur.execute(f"SELECT max(`{spec.cursor}`) FROM `{spec.name}`")
+            value = cur.fetchone()[0]
+            cur.fetchall()
+        # Fineract's MySQL DATETIME columns hold UTC
+        return value.replace(tzinfo=dt.timezone.utc) if value is not None else None
 
     def close(self) -> None:
         try:
@@ -442,7 +458,7 @@ def _extract_table(session: SourceSession, wh_conn: psycopg.Connection, spec: Ta
             rows_deleted = load.mark_deleted_from_landing(cur, spec, run_id) if since is None else 0
         watermark_to = None
         if spec.cursor:
-            seen = load.max_cursor(cur, target, spec.cursor)
+            seen = session.max_cursor(spec)
             # never move back: the lookback re-reads rows below the old watermark
             candidates = [w for w in (seen, watermark_from) if w is not None]
             watermark_to = max(candidates) if candidates else None
