@@ -5,10 +5,16 @@ imported by pytest: `tests/dashboards_e2e.py` starts it with a JSON request
 on stdin and reads one `SPM_BROWSER {json}` line back.
 
 Request: {"base_url", "screenshots_dir", "timeout_s",
-          "sessions": [{"label", "username", "password", "dashboards": [slug, ...]}]}
-Answer:  {"sessions": {label: {"login_ok", "landing_url", "dashboards": {slug: {
-           "title", "charts": [{"name", "viz", "state", "error", "text"}],
-           "http_errors": [{"url", "status"}], "filters": [name, ...], "screenshot"}}}}}
+          "sessions": [{"label", "username", "password", "dashboards": [slug, ...],
+                        "filter_checks": [{"dashboard", "filter", "value"}]}]}
+Answer:  {"sessions": {label: {"login_ok", "landing_url",
+           "dashboards": {slug: {"title", "charts": [{"name", "viz", "state", "error", "text"}],
+                                 "http_errors": [{"url", "status"}], "filters": [name, ...], "screenshot"}},
+           "filter_checks": [{"dashboard", "filter", "value", "options", "charts": [...], "screenshot"}]}}}
+
+A filter check opens the dashboard, picks `value` in the native filter named
+`filter` (as a user would: open the select, type, click the option, Apply)
+and reports the charts again.
 
 A chart's state is "ok" (rendered, no error element), "error" (Superset shows
 an error in it) or "timeout" (still loading when the time ran out).
@@ -25,6 +31,7 @@ from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -106,6 +113,27 @@ def open_dashboard(driver: webdriver.Chrome, base_url: str, slug: str, shot: Pat
     WebDriverWait(driver, timeout).until(
         ec.presence_of_element_located((By.CSS_SELECTOR, '[data-test="chart-grid-component"]')))
     fit_window_to_page(driver)  # charts outside the viewport are not rendered (virtualization)
+    states = wait_for_charts(driver, max(deadline - time.monotonic(), 1.0))
+    fit_window_to_page(driver)
+    time.sleep(1.0)
+    states = driver.execute_script(CHART_STATES_JS) or states
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(shot))
+    driver.set_window_size(1600, 1200)
+    charts = chart_results(states)
+    header = driver.find_elements(By.CSS_SELECTOR, '[data-test="dashboard-header-container"] [data-test="editable-title"]')
+    return {
+        "title": header[0].text if header else driver.title,
+        "charts": charts,
+        "http_errors": http_errors(driver, base_url),
+        "filters": driver.execute_script(FILTER_NAMES_JS) or [],
+        "screenshot": str(shot),
+    }
+
+
+def wait_for_charts(driver: webdriver.Chrome, timeout: float) -> list[dict]:
+    """Poll until every chart shows data or an error, stable for 2 s; return the last snapshot."""
+    deadline = time.monotonic() + timeout
     states: list[dict] = []
     settled_since = None
     while time.monotonic() < deadline:
@@ -118,24 +146,58 @@ def open_dashboard(driver: webdriver.Chrome, base_url: str, slug: str, shot: Pat
         else:
             settled_since = None
         time.sleep(0.5)
-    fit_window_to_page(driver)
-    time.sleep(1.0)
-    states = driver.execute_script(CHART_STATES_JS) or states
-    shot.parent.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(shot))
-    driver.set_window_size(1600, 1200)
+    return states
+
+
+def chart_results(states: list[dict]) -> list[dict]:
     charts = []
     for s in states:
         state = "error" if s["error"] else ("ok" if s["rendered"] and not s["loading"] else "timeout")
         charts.append({"name": s["name"], "viz": s["viz"], "state": state, "error": s["error"], "text": s["text"]})
-    header = driver.find_elements(By.CSS_SELECTOR, '[data-test="dashboard-header-container"] [data-test="editable-title"]')
-    return {
-        "title": header[0].text if header else driver.title,
-        "charts": charts,
-        "http_errors": http_errors(driver, base_url),
-        "filters": driver.execute_script(FILTER_NAMES_JS) or [],
-        "screenshot": str(shot),
-    }
+    return charts
+
+
+FILTER_SELECT_JS = """
+const name = arguments[0];
+const label = Array.from(document.querySelectorAll('[data-test="filter-control-name"]'))
+  .find(e => e.innerText.trim() === name);
+if (!label) return null;
+let box = label;
+while (box && !box.querySelector('.ant-select-selector')) box = box.parentElement;
+return box ? box.querySelector('.ant-select-selector') : null;
+"""
+
+
+def apply_select_filter(driver: webdriver.Chrome, base_url: str, check: dict, shot: Path, timeout: float) -> dict:
+    driver.get(f"{base_url}/superset/dashboard/{check['dashboard']}/")
+    WebDriverWait(driver, timeout).until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, '[data-test="chart-grid-component"]')))
+    fit_window_to_page(driver)
+    wait_for_charts(driver, timeout)
+    select = driver.execute_script(FILTER_SELECT_JS, check["filter"])
+    if select is None:
+        return {**check, "options": None, "charts": [], "error": f"no native filter named {check['filter']!r}"}
+    select.click()
+    search = select.find_element(By.CSS_SELECTOR, "input")
+    search.send_keys(check["value"])
+    options = WebDriverWait(driver, timeout).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, ".ant-select-dropdown:not(.ant-select-dropdown-hidden) "
+                                                   ".ant-select-item-option"))
+    texts = [o.text for o in options]
+    chosen = [o for o in options if o.text == check["value"]]
+    if not chosen:
+        return {**check, "options": texts, "charts": [], "error": f"value {check['value']!r} not offered"}
+    chosen[0].click()
+    search.send_keys(Keys.ESCAPE)
+    driver.find_element(By.CSS_SELECTOR, '[data-test="filter-bar__apply-button"]').click()
+    try:  # the charts reload: wait for that to start, then for every chart to settle
+        WebDriverWait(driver, 5).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, '[data-test="loading-indicator"]'))
+    except WebDriverException:
+        pass
+    charts = chart_results(wait_for_charts(driver, timeout))
+    driver.save_screenshot(str(shot))
+    return {**check, "options": texts, "charts": charts, "screenshot": str(shot), "error": None}
 
 
 def run(request: dict) -> dict:
@@ -152,6 +214,11 @@ def run(request: dict) -> dict:
             if out["login_ok"]:
                 for slug in session["dashboards"]:
                     out["dashboards"][slug] = open_dashboard(driver, base_url, slug, shots / f"{label}-{slug}.png", timeout)
+                out["filter_checks"] = [
+                    apply_select_filter(driver, base_url, check,
+                                        shots / f"{label}-{check['dashboard']}-filter-{i}.png", timeout)
+                    for i, check in enumerate(session.get("filter_checks") or [], start=1)
+                ]
             else:
                 driver.save_screenshot(str(shots / f"{label}-login-failed.png"))
         finally:

@@ -13,6 +13,8 @@ contract fixture of tests/dashboards_fake_warehouse.py):
 - the admin logs in through the real login form; every dashboard opens in
   headless Chromium with every chart rendered and no failed chart query;
 - numbers shown equal the same KPIs queried from analytics;
+- the native Branch and Loan officer filters, picked in the filter bar, narrow
+  the charts to that branch / officer;
 - a branch manager sees only their branch; a wrong password does not log in;
 - screenshots are saved under <reports>/dashboards_e2e/<warehouse>/.
 """
@@ -112,6 +114,16 @@ def pick_branch(conn: psycopg.Connection) -> tuple[int, str, list[str]]:
     return int(with_clients[0][0]), with_clients[0][1], [r[1] for r in rows if r[0] != with_clients[0][0]]
 
 
+def pick_officer(conn: psycopg.Connection) -> tuple[str, list[str]]:
+    """A loan officer with a portfolio at the latest period, and the other officers listed then."""
+    rows = conn.execute(
+        """SELECT DISTINCT loan_officer_name, gross_loan_portfolio > 0 FROM analytics.kpi_loan_officer_month
+           WHERE is_latest_period ORDER BY 2 DESC, 1"""
+    ).fetchall()
+    assert rows and rows[0][1], f"no loan officer with a portfolio at the latest period: {rows}"
+    return rows[0][0], [r[0] for r in rows[1:] if r[0] != rows[0][0]]
+
+
 def run_browser(p: config.SupersetPaths, request: dict) -> dict:
     proc = subprocess.run([str(p.python), str(BROWSER_SCRIPT)], input=json.dumps(request), capture_output=True,
                           text=True, timeout=1800, env=server.process_env(p))
@@ -123,7 +135,7 @@ def run_browser(p: config.SupersetPaths, request: dict) -> dict:
 
 def chart(dashboard: dict, name: str) -> dict:
     found = [c for c in dashboard["charts"] if c["name"] == name]
-    assert found, f"chart {name!r} not on {dashboard['title']}: {[c['name'] for c in dashboard['charts']]}"
+    assert found, f"chart {name!r} not on {dashboard.get('title', dashboard.get('dashboard'))}: {[c['name'] for c in dashboard['charts']]}"
     return found[0]
 
 
@@ -148,12 +160,26 @@ def assert_all_rendered(session: dict, who: str) -> None:
         assert shot.is_file() and shot.stat().st_size > 10_000, f"no screenshot {shot}"
 
 
-def dashboards_end_to_end(warehouse_url: str, label: str, tmp_path: Path, monkeypatch) -> dict:
+@pytest.fixture(scope="module")
+def superset_template(tmp_path_factory) -> Path:
+    """Superset installed (venv, Chromium) and one freshly initialised metadata DB to copy.
+
+    `superset db upgrade` + `init` take minutes; every scenario starts from a copy.
+    """
+    install.ensure_venv(config.paths())
+    install.ensure_browser()
+    template = config.SupersetPaths(venv=config.paths().venv, home=tmp_path_factory.mktemp("superset_template"))
+    server.migrate_and_init(template)
+    return template.home
+
+
+def dashboards_end_to_end(warehouse_url: str, label: str, tmp_path: Path, monkeypatch, template: Path) -> dict:
     """The whole scenario on one warehouse; returns the browser's findings for extra checks."""
     artifacts = settings.reports_dir() / "dashboards_e2e" / label
     shutil.rmtree(artifacts, ignore_errors=True)
     with psycopg.connect(warehouse_url) as conn:
         branch_id, branch_name, other_branches = pick_branch(conn)
+        officer, other_officers = pick_officer(conn)
         want_all, want_branch = kpis(conn), kpis(conn, branch_id)
 
     role = f"Branch manager: {branch_name}"[:64]
@@ -167,9 +193,9 @@ def dashboards_end_to_end(warehouse_url: str, label: str, tmp_path: Path, monkey
     p = config.paths()
 
     clock = Stopwatch()
-    install.ensure_venv(p)
-    install.ensure_browser()
-    clock.lap("install")
+    p.home.mkdir(parents=True)
+    for name in (p.metadata_db.name, server.INIT_STAMP):
+        shutil.copy2(template / name, p.home / name)
     manager = provision.NewUser(username="bm_e2e", password=bm_pw, roles=[role])
     first = provision.provision(p, access_file=access_file, users=[manager])
     clock.lap("first set-up")
@@ -185,7 +211,11 @@ def dashboards_end_to_end(warehouse_url: str, label: str, tmp_path: Path, monkey
         result = run_browser(p, {
             "base_url": url, "screenshots_dir": str(artifacts), "timeout_s": 120,
             "sessions": [
-                {"label": "admin", "username": config.admin_user(), "password": admin_pw, "dashboards": SLUGS},
+                {"label": "admin", "username": config.admin_user(), "password": admin_pw, "dashboards": SLUGS,
+                 "filter_checks": [
+                     {"dashboard": "spm-outreach", "filter": "Branch", "value": branch_name},
+                     {"dashboard": "spm-portfolio-quality", "filter": "Loan officer", "value": officer},
+                 ]},
                 {"label": "branch_manager", "username": "bm_e2e", "password": bm_pw, "dashboards": SLUGS},
                 {"label": "wrong_password", "username": "bm_e2e", "password": bm_pw + "x", "dashboards": []},
             ],
@@ -200,6 +230,15 @@ def dashboards_end_to_end(warehouse_url: str, label: str, tmp_path: Path, monkey
     assert chart(outreach, "Active clients")["text"].strip() == want_all["Active clients"]
     assert chart(portfolio, "Gross loan portfolio")["text"].strip() == want_all["Gross loan portfolio"]
     assert chart(portfolio, "PAR30 ratio")["text"].strip() == want_all["PAR30 ratio"]
+
+    by_branch, by_officer = sessions["admin"]["filter_checks"]
+    for check in (by_branch, by_officer):
+        assert check["error"] is None, check
+        assert not [c["name"] for c in check["charts"] if c["state"] != "ok"], check
+    assert chart(by_branch, "Active clients")["text"].strip() == want_branch["Active clients"]
+    assert not [n for n in other_branches if n in chart(by_branch, "Branches, latest period")["text"]]
+    officer_table = chart(by_officer, "Loan officers, latest period")["text"]
+    assert officer in officer_table and not [n for n in other_officers if n in officer_table]
 
     assert_all_rendered(sessions["branch_manager"], "branch manager")
     bm_outreach = sessions["branch_manager"]["dashboards"]["spm-outreach"]
@@ -217,19 +256,19 @@ def dashboards_end_to_end(warehouse_url: str, label: str, tmp_path: Path, monkey
     return result
 
 
-def test_dashboards_on_contract_fixture(fresh_database, tmp_path, monkeypatch):
+def test_dashboards_on_contract_fixture(fresh_database, tmp_path, monkeypatch, superset_template):
     """The dashboards against the small contract schema (independent of the pipeline's state)."""
     url = fresh_database("dashboards_contract")
     with psycopg.connect(url) as conn:
         fake.create_fake_analytics(conn)
         fake.grant_bi_reader(conn)
-    dashboards_end_to_end(url, "contract_fixture", tmp_path, monkeypatch)
+    dashboards_end_to_end(url, "contract_fixture", tmp_path, monkeypatch, superset_template)
 
 
-def test_dashboards_on_demo_warehouse(demo_warehouse, tmp_path, monkeypatch):
+def test_dashboards_on_demo_warehouse(demo_warehouse, tmp_path, monkeypatch, superset_template):
     """The dashboards on the real demo build of the nightly DAG."""
     assert demo_warehouse.returncode == 0, (
         f"the demo warehouse build failed; see {demo_warehouse.local_dir / 'first_run.log'}:\n"
         + demo_warehouse.log[-3000:]
     )
-    dashboards_end_to_end(demo_warehouse.warehouse_url, "demo_warehouse", tmp_path, monkeypatch)
+    dashboards_end_to_end(demo_warehouse.warehouse_url, "demo_warehouse", tmp_path, monkeypatch, superset_template)
