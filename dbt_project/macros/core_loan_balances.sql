@@ -196,9 +196,11 @@ select
     b.period_month,
     b.period_end,
     b.in_life,
-    b.first_disbursed_on,
-    b.written_off_on,
-    b.source_written_off_on,
+    -- loan-level dates as known at the row's period_end, so that a row not
+    -- recomputed tonight still equals what a full rebuild would write
+    case when b.first_disbursed_on <= b.period_end then b.first_disbursed_on end    as first_disbursed_on,
+    case when b.written_off_on <= b.period_end then b.written_off_on end            as written_off_on,
+    case when b.source_written_off_on <= b.period_end then b.source_written_off_on end as source_written_off_on,
     b.principal_disbursed_to_date::numeric(19, 6)                               as principal_disbursed_to_date,
     b.principal_repaid_to_date::numeric(19, 6)                                  as principal_repaid_to_date,
     b.outstanding_principal,

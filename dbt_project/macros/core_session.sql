@@ -32,3 +32,24 @@ begin
 end
 $core_analyze$
 {%- endmacro %}
+
+{#-
+  Post-hook: an index on `columns` of this model unless it already has one.
+  Checked by table and definition, not by name: when dbt rebuilds a table it
+  renames the old one to a backup that keeps its index names until the end of
+  the transaction, so "create index if not exists <name>" would silently skip
+  the new table. The index gets PostgreSQL's generated name.
+-#}
+{% macro core_index(columns, unique=false) -%}
+do $core_index$
+begin
+    if not exists (
+        select 1 from pg_indexes
+        where schemaname = '{{ this.schema }}' and tablename = '{{ this.identifier }}'
+          and indexdef like '%({{ columns }})'
+    ) then
+        create {{ 'unique ' if unique else '' }}index on {{ this }} ({{ columns }});
+    end if;
+end
+$core_index$
+{%- endmacro %}

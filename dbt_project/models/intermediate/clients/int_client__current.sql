@@ -1,4 +1,4 @@
-{{ config(pre_hook=[core_analyze_stale('raw_mis')] + core_session_settings(), post_hook=["create unique index if not exists {{ this.name }}_pk on {{ this }} (client_id)"]) }}
+{{ config(pre_hook=[core_analyze_stale('raw_mis')] + core_session_settings(), post_hook=["{{ core_index('client_id', unique=true) }}"]) }}
 -- Clients the warehouse may know at the as-of date (created_on_utc and
 -- submittedon_date by then), with the attributes KPIs slice by, as current in
 -- the source (the contract restates history with current values).

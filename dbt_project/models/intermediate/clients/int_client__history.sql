@@ -55,35 +55,36 @@ with known as (
     -- branch
     select v.client_id, b.base_date as effective_date, v.version_seq * 10 as ord,
         case when v.office_joining_date > coalesce(v.activation_date, v.submitted_on_date) then -1 else v.office_id end as branch_id,
-        null::bigint as loan_officer_id, null::bigint as classification_cv_id, null::text as status, null::text as poverty_band
+        null::bigint as loan_officer_id, null::bigint as classification_cv_id, null::text as status, null::text as poverty_band,
+        1 as attr_ord
     from versions v join base b on b.client_id = v.client_id
     where v.version_seq = 1
     union all
-    select v.client_id, v.office_joining_date, v.version_seq * 10 + 1, v.office_id, null, null, null, null
+    select v.client_id, v.office_joining_date, v.version_seq * 10 + 1, v.office_id, null, null, null, null, 1
     from versions v
     where v.version_seq = 1 and v.office_joining_date > coalesce(v.activation_date, v.submitted_on_date)
     union all
     select v.client_id,
         case when v.office_joining_date is distinct from v.prev_office_joining_date and v.office_joining_date is not null
              then v.office_joining_date else v.observed_date end,
-        v.version_seq * 10, v.office_id, null, null, null, null
+        v.version_seq * 10, v.office_id, null, null, null, null, 1
     from versions v
     where v.version_seq > 1 and v.office_id is distinct from v.prev_office_id
     -- loan officer
     union all
     select v.client_id, case when v.version_seq = 1 then b.base_date else v.observed_date end, v.version_seq * 10,
-        null, coalesce(v.staff_id, -1), null, null, null
+        null, coalesce(v.staff_id, -1), null, null, null, 2
     from versions v join base b on b.client_id = v.client_id
     where v.version_seq = 1 or v.staff_id is distinct from v.prev_staff_id
     -- classification
     union all
     select v.client_id, case when v.version_seq = 1 then b.base_date else v.observed_date end, v.version_seq * 10,
-        null, null, coalesce(v.client_classification_cv_id, -1), null, null
+        null, null, coalesce(v.client_classification_cv_id, -1), null, null, 3
     from versions v join base b on b.client_id = v.client_id
     where v.version_seq = 1 or v.client_classification_cv_id is distinct from v.prev_classification_cv_id
     -- status, from lifecycle dates (first version that shows each date wins its place)
     union all
-    select client_id, effective_date, min(version_seq) * 10 + priority, null, null, null, status, null
+    select client_id, effective_date, min(version_seq) * 10 + priority, null, null, null, status, null, 4
     from (
         select v.client_id, v.version_seq, x.effective_date, x.status, x.priority
         from versions v
@@ -103,7 +104,7 @@ with known as (
     union all
     select a.client_id, a.interview_date,
         1000000 + row_number() over (partition by a.client_id, a.interview_date order by a.submission_time nulls first, a.kobo_id),
-        null, null, null, null, coalesce(pb.band_code, 'unknown')
+        null, null, null, null, coalesce(pb.band_code, 'unknown'), 5
     from {{ ref('int_client__ppi_assessments') }} a
     join known k on k.client_id = a.client_id
     left join {{ ref('poverty_likelihood_bands') }} pb
@@ -119,24 +120,24 @@ with known as (
         count(poverty_band) over w         as g_band
     from events e
     where e.effective_date <= {{ core_as_of_date() }}
-    window w as (partition by e.client_id order by e.effective_date, e.ord rows between unbounded preceding and current row)
+    window w as (partition by e.client_id order by e.effective_date, e.ord, e.attr_ord rows between unbounded preceding and current row)
 )
 
 , filled as (
-    select client_id, effective_date, ord,
-        first_value(branch_id) over (partition by client_id, g_branch order by effective_date, ord)             as branch_id,
-        first_value(loan_officer_id) over (partition by client_id, g_officer order by effective_date, ord)      as loan_officer_id,
-        first_value(classification_cv_id) over (partition by client_id, g_class order by effective_date, ord)   as classification_cv_id,
-        first_value(status) over (partition by client_id, g_status order by effective_date, ord)                as status,
-        coalesce(first_value(poverty_band) over (partition by client_id, g_band order by effective_date, ord), 'unknown') as poverty_band
+    select client_id, effective_date, ord, attr_ord,
+        first_value(branch_id) over (partition by client_id, g_branch order by effective_date, ord, attr_ord)             as branch_id,
+        first_value(loan_officer_id) over (partition by client_id, g_officer order by effective_date, ord, attr_ord)      as loan_officer_id,
+        first_value(classification_cv_id) over (partition by client_id, g_class order by effective_date, ord, attr_ord)   as classification_cv_id,
+        first_value(status) over (partition by client_id, g_status order by effective_date, ord, attr_ord)                as status,
+        coalesce(first_value(poverty_band) over (partition by client_id, g_band order by effective_date, ord, attr_ord), 'unknown') as poverty_band
     from grouped
 )
 
 , end_of_day as (
-    -- the state at the end of each day with an event
+    -- the state at the end of each day with an event (its last event in the window order)
     select distinct on (client_id, effective_date) *
     from filled
-    order by client_id, effective_date, ord desc
+    order by client_id, effective_date, ord desc, attr_ord desc
 )
 
 , changes as (

@@ -7,8 +7,8 @@
     pre_hook=core_session_settings(),
     post_hook=[
       "delete from {{ this }} where not in_life",
-      "create unique index if not exists {{ this.name }}_pk on {{ this }} (loan_id, period_month)",
-      "create index if not exists {{ this.name }}_month on {{ this }} (period_month)",
+      "{{ core_index('loan_id, period_month', unique=true) }}",
+      "{{ core_index('period_month') }}",
       "analyze {{ this }}"
     ]
   )
@@ -52,10 +52,12 @@
     {%- set prev_wm = "'" ~ (state['watermark'] or '-infinity') ~ "'::timestamptz" -%}
     {%- set cutoff = core_knowledge_cutoff() -%}
     {%- set scope_sql -%}
-        -- months from the previous as-of month on, for loans alive then
+        -- months from the previous as-of month on, for loans still outstanding then, or whose
+        -- row of that month ended on a mid-month as-of date (its period_end moves on)
         select loan_id, date_trunc('month', {{ prev_as_of }})::date as from_month
         from {{ this }}
         where period_month >= date_trunc('month', {{ prev_as_of }})::date
+          and (outstanding_principal > 0 or period_end <> {{ core_period_end('period_month') }})
         group by loan_id
 
         union all

@@ -1,4 +1,4 @@
-{{ config(post_hook=["create unique index if not exists {{ this.name }}_pk on {{ this }} (loan_id)"]) }}
+{{ config(post_hook=["{{ core_index('loan_id', unique=true) }}"]) }}
 -- Loans the warehouse may know at the as-of date: created (created_on_utc) and
 -- submitted (submittedon_date) by then. Dates after as_of_date are blanked so that
 -- a backfill never sees a later event. Attribution follows the contract: the

@@ -1,4 +1,4 @@
-{{ config(pre_hook=core_session_settings(), post_hook=["create unique index if not exists {{ this.name }}_pk on {{ this }} (loan_id)"]) }}
+{{ config(pre_hook=core_session_settings(), post_hook=["{{ core_index('loan_id', unique=true) }}"]) }}
 -- One row per known loan: what happened to it up to as_of_date, from its
 -- (non-reversed, known) transactions and its dated source fields.
 --   loan_cycle: rank of the loan among the client's disbursed loans (first

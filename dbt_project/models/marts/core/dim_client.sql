@@ -1,4 +1,4 @@
-{{ config(pre_hook=core_session_settings(), post_hook=["create index if not exists {{ this.name }}_client on {{ this }} (client_id, valid_from)"]) }}
+{{ config(pre_hook=core_session_settings(), post_hook=["{{ core_index('client_id, valid_from') }}"]) }}
 -- Clients, type 2: one row per period during which branch, loan officer,
 -- classification, status and poverty band stayed the same. No names, phones,
 -- ids or birth date: the age band (at as_of_date) stands in for the birth date.

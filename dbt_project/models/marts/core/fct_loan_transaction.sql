@@ -1,4 +1,4 @@
-{{ config(pre_hook=core_session_settings(), post_hook=["create index if not exists {{ this.name }}_loan on {{ this }} (loan_id, transaction_date)"]) }}
+{{ config(pre_hook=core_session_settings(), post_hook=["{{ core_index('loan_id, transaction_date') }}"]) }}
 -- One row per loan transaction that exists at as_of_date (reversed ones never
 -- do; entered by the end of as_of_date). Attribution as in the KPI contract
 -- (current branch of the client, m_loan product and officer); -1 when missing.

@@ -1,4 +1,4 @@
-{{ config(pre_hook=core_session_settings(), post_hook=["create index if not exists {{ this.name }}_period on {{ this }} (period_end, branch_id)"]) }}
+{{ config(pre_hook=core_session_settings(), post_hook=["{{ core_index('period_end, branch_id') }}"]) }}
 -- KPI contract table: one row per loan per period in which the loan's
 -- outstanding principal at period_end is > 0. Branch = the client's current
 -- branch, product and officer = m_loan's (officer null if none).
