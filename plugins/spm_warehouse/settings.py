@@ -32,6 +32,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "SPM_EXTRACT_LOOKBACK_MINUTES": ("60", "lookback window of incremental extraction"),
     "SPM_EXTRACT_CHUNK_ROWS": ("50000", "rows per fetch of the server-side cursor"),
     "SPM_SOURCE_STATEMENT_TIMEOUT_S": ("3600", "statement timeout on the source MIS"),
+    "SPM_RECONCILE_EVERY_DAYS": ("7", "days between automatic key reconciliations (hard-delete detection) during the nightly extraction; 0 = only on demand"),
     "SPM_ALERT_WEBHOOK_URL": ("", "chat webhook (Slack/Teams/Mattermost compatible JSON) for failure alerts"),
     "SPM_ALERT_EMAIL": ("", "e-mail address for failure alerts (uses Airflow's SMTP settings)"),
     "SPM_PG_BINDIR": ("", "PostgreSQL server binaries for the embedded cluster (default: auto-detect)"),
