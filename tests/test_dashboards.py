@@ -443,3 +443,13 @@ def test_port_check_sees_a_listener():
         taken = sock.getsockname()[1]
         assert not server.port_free("127.0.0.1", taken)
     assert server.port_free("127.0.0.1", server.free_port())
+
+
+def test_only_assets_of_our_earlier_import_are_pruned(tmp_path):
+    from spm_warehouse.superset import provision
+
+    p = config.SupersetPaths(venv=tmp_path, home=tmp_path)
+    current = {"dashboards": ["d1"], "charts": ["c1", "c2"], "datasets": ["s1"]}
+    assert provision.stale_assets(p, current) == {}  # first import: nothing is ours yet
+    (tmp_path / provision.IMPORTED_FILE).write_text('{"dashboards": ["d1", "d0"], "charts": ["c1", "c9"], "datasets": []}')
+    assert provision.stale_assets(p, current) == {"dashboards": ["d0"], "charts": ["c9"], "datasets": []}

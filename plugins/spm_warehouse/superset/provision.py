@@ -35,6 +35,9 @@ class NewUser:
     roles: list[str] = field(default_factory=list)
     email: str = ""
 
+    def spec(self) -> dict:
+        return {"username": self.username, "password": self.password, "roles": self.roles, "email": self.email}
+
 
 def check_branch_roles(roles: list[access.BranchRole]) -> str:
     """Compare with meta.branch_access in the warehouse; raise on disagreement, return a status line."""
@@ -78,10 +81,7 @@ def provision(p: config.SupersetPaths, *, do_install: bool = True, access_file: 
         "bundle": str(zip_path),
         "prune": stale_assets(p, current),
         "access": access.access_spec(roles),
-        "users": [
-            {"username": u.username, "password": u.password, "roles": u.roles, "email": u.email}
-            for u in users or []
-        ],
+        "users": [u.spec() for u in users or []],
         "preflight": PREFLIGHT_TABLE,
     }
     try:
@@ -107,6 +107,4 @@ def stale_assets(p: config.SupersetPaths, current: dict[str, list[str]]) -> dict
 
 def add_users(p: config.SupersetPaths, users: list[NewUser]) -> dict:
     """Create or update users only (Gamma + the given roles)."""
-    spec = {"users": [{"username": u.username, "password": u.password, "roles": u.roles, "email": u.email}
-                      for u in users]}
-    return server.apply_setup(p, spec)
+    return server.apply_setup(p, {"users": [u.spec() for u in users]})
