@@ -183,8 +183,8 @@ def apply_select_filter(driver: webdriver.Chrome, base_url: str, check: dict, sh
     options = WebDriverWait(driver, timeout).until(
         lambda d: d.find_elements(By.CSS_SELECTOR, ".ant-select-dropdown:not(.ant-select-dropdown-hidden) "
                                                    ".ant-select-item-option"))
-    texts = [o.text for o in options]
-    chosen = [o for o in options if o.text == check["value"]]
+    texts = [(o.get_attribute("textContent") or "").strip() for o in options]  # .text is "" while fading in
+    chosen = [o for o, text in zip(options, texts) if text == check["value"]]
     if not chosen:
         return {**check, "options": texts, "charts": [], "error": f"value {check['value']!r} not offered"}
     chosen[0].click()
