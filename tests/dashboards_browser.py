@@ -14,7 +14,8 @@ Answer:  {"sessions": {label: {"login_ok", "landing_url",
 
 A filter check opens the dashboard, picks `value` in the native filter named
 `filter` (as a user would: open the select, type, click the option, Apply)
-and reports the charts again.
+and reports the charts again; with `value` null it only lists the options
+the filter offers (the dropdown shows at most a few, enough for branches).
 
 A chart's state is "ok" (rendered, no error element), "error" (Superset shows
 an error in it) or "timeout" (still loading when the time ran out).
@@ -179,11 +180,15 @@ def apply_select_filter(driver: webdriver.Chrome, base_url: str, check: dict, sh
         return {**check, "options": None, "charts": [], "error": f"no native filter named {check['filter']!r}"}
     select.click()
     search = select.find_element(By.CSS_SELECTOR, "input")
-    search.send_keys(check["value"])
+    if check["value"]:
+        search.send_keys(check["value"])
     options = WebDriverWait(driver, timeout).until(
         lambda d: d.find_elements(By.CSS_SELECTOR, ".ant-select-dropdown:not(.ant-select-dropdown-hidden) "
                                                    ".ant-select-item-option"))
     texts = [(o.get_attribute("textContent") or "").strip() for o in options]  # .text is "" while fading in
+    if check["value"] is None:  # only list what the filter offers
+        search.send_keys(Keys.ESCAPE)
+        return {**check, "options": texts, "charts": [], "error": None}
     chosen = [o for o, text in zip(options, texts) if text == check["value"]]
     if not chosen:
         return {**check, "options": texts, "charts": [], "error": f"value {check['value']!r} not offered"}

@@ -15,7 +15,8 @@ contract fixture of tests/dashboards_fake_warehouse.py):
 - numbers shown equal the same KPIs queried from analytics;
 - the native Branch and Loan officer filters, picked in the filter bar, narrow
   the charts to that branch / officer;
-- a branch manager sees only their branch; a wrong password does not log in;
+- a branch manager sees only their branch (numbers, tables, the Branch
+  filter's options); a wrong password does not log in;
 - screenshots are saved under <reports>/dashboards_e2e/<warehouse>/.
 """
 
@@ -216,7 +217,8 @@ def dashboards_end_to_end(warehouse_url: str, label: str, tmp_path: Path, monkey
                      {"dashboard": "spm-outreach", "filter": "Branch", "value": branch_name},
                      {"dashboard": "spm-portfolio-quality", "filter": "Loan officer", "value": officer},
                  ]},
-                {"label": "branch_manager", "username": "bm_e2e", "password": bm_pw, "dashboards": SLUGS},
+                {"label": "branch_manager", "username": "bm_e2e", "password": bm_pw, "dashboards": SLUGS,
+                 "filter_checks": [{"dashboard": "spm-outreach", "filter": "Branch", "value": None}]},
                 {"label": "wrong_password", "username": "bm_e2e", "password": bm_pw + "x", "dashboards": []},
             ],
         })
@@ -248,6 +250,8 @@ def dashboards_end_to_end(warehouse_url: str, label: str, tmp_path: Path, monkey
     assert branch_name in table_text
     leaked = [name for name in other_branches if name in table_text]
     assert not leaked, f"branch manager of {branch_name} sees {leaked}"
+    (bm_branch_filter,) = sessions["branch_manager"]["filter_checks"]
+    assert bm_branch_filter["options"] == [branch_name], bm_branch_filter
     bm_officers = chart(sessions["branch_manager"]["dashboards"]["spm-portfolio-quality"], "Loan officers, latest period")
     assert not [name for name in other_branches if name in bm_officers["text"]]
 
