@@ -176,7 +176,7 @@ def slowest(nodes: list[dict], n: int = 5, kinds: tuple[str, ...] = ("model", "t
 
 
 def explain_slowest_model(wh_url: str, nodes: list[dict], build_schema: str, published_schema: str,
-                          max_lines: int = 80) -> dict | None:
+                          max_lines: int = 400) -> dict | None:
     """EXPLAIN (ANALYZE, BUFFERS) of the slowest model's compiled SELECT, run again after the night.
 
     The build schema no longer exists after publication (it was swapped into
@@ -274,6 +274,8 @@ def raw_copy_limit(mis_url: str, wh_url: str) -> dict:
             rows = _pipe_psql(psql, mis_url, wh_url, out_sql, in_sql) if psql else _pipe_psycopg(mis, wh, out_sql, in_sql)
             seconds = time.monotonic() - started
             tables.append({"table": table, "rows": rows, "seconds": round(seconds, 3), "columns": len(cols)})
+            # dropped at once: the disk then holds one extra copy of the largest table, not of all
+            wh.execute(sql.SQL("DROP TABLE {}.{}").format(sql.Identifier(RAW_COPY_SCHEMA), sql.Identifier(table)))
         wh.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(RAW_COPY_SCHEMA)))
     rows = sum(t["rows"] for t in tables)
     seconds = sum(t["seconds"] for t in tables)

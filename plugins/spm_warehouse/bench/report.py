@@ -239,6 +239,9 @@ def render_section(result: dict) -> str:
             procs = ", ".join(f"{k} {v:.0f} MB" for k, v in list(mem.get("by_process", {}).items())[:4])
             lines.append(f"- Python memory, {key} run: largest single process (VmHWM) {mem.get('max_process_mb', 0):.0f} MB, "
                          f"largest sampled sum over the process tree {mem.get('max_concurrent_mb', 0):.0f} MB ({procs}).")
+    if result.get("orchestrator_max_rss_mb"):
+        lines.append(f"- Not judged: the benchmark's own process (generation, raw COPY, profiling) peaked at "
+                     f"{result['orchestrator_max_rss_mb']:.0f} MB.")
     lines.append("")
 
     # per-table extract vs raw
@@ -331,7 +334,7 @@ def closing_note(result: dict) -> str:
             notes.append(
                 f"{text} missed ({t['measured']}): the time goes to " + ", ".join(parts)
                 + f"; Airflow overhead {overhead:.0f} s."
-                + (" Slowest dbt nodes: " + ", ".join(f"{n['unique_id'].split('.')[-1]} {n['seconds']:.0f} s" for n in slow[:3]) + "."
+                + (" Slowest dbt nodes: " + ", ".join(f"{n.get('name') or n['unique_id']} {n['seconds']:.0f} s" for n in slow[:3]) + "."
                    if slow else ""))
         elif text.startswith("extract+load"):
             tables = sorted((x for x in (result.get("extract_vs_raw") or {}).get("tables", []) if x.get("ratio") is not None),

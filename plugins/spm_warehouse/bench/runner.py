@@ -62,6 +62,7 @@ class BenchConfig:
     drop_after: bool = False
     profile: str = "auto"  # auto | always | never
     timeout_s: float | None = None
+    force: bool = False
     poll_s: float = 0.25
 
 
@@ -277,7 +278,11 @@ class Bench:
             "publish": (published[1] if published[0] else None, "rows published"),
         }
         stages = []
-        for stage in measure.STAGES:
+        extra = []  # tasks the DAG has gained since this tool was written still get a row
+        for t in sorted(run.get("tasks", []), key=lambda t: t["start"] or 0):
+            if t["stage"] not in measure.STAGES and t["stage"] not in extra:
+                extra.append(t["stage"])
+        for stage in measure.STAGES + extra:
             tis = [t for t in run.get("tasks", []) if t["stage"] == stage]
             states = sorted({t["state"] or "none" for t in tis})
             seconds = sum(t["seconds"] or 0.0 for t in tis) if tis else None
