@@ -14,6 +14,8 @@ CLI      := PYTHONPATH=plugins $(PY) -m spm_warehouse.cli
 RUN_DATE ?=
 PYTEST_ARGS ?=
 
+SCALE    ?= 10000
+
 .PHONY: help install demo run backfill test airflow stop rollback status lock clean bench
 
 help:
@@ -25,6 +27,7 @@ help:
 	@echo "make rollback                  restore the previous publication of analytics"
 	@echo "make status                    show what is published"
 	@echo "make stop                      stop the embedded PostgreSQL"
+	@echo "make bench SCALE=100000        benchmark full and nightly runs at that many clients (docs/benchmarks.md)"
 
 # The virtual environment, from the committed lock file (reproducible).
 $(STAMP): requirements.lock
@@ -60,6 +63,9 @@ status: $(STAMP)
 
 stop: $(STAMP)
 	@$(CLI) stop
+
+bench: $(STAMP)
+	@PYTHONPATH=plugins $(PY) -m spm_warehouse.bench --scale $(SCALE) $(BENCH_ARGS)
 
 # Re-resolve the lock file after editing requirements.in.
 lock: $(STAMP)
