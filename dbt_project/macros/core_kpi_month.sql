@@ -94,6 +94,7 @@ with periods as (
 , portfolio as (
     select
         pm.period_month,
+        pm.period_end,
         pm.client_id,
         pm.outstanding_principal,
         pm.is_par30,
@@ -168,18 +169,16 @@ with periods as (
     -- likelihood of their latest assessment interviewed by D
     select {{ keys }}, period_month, count(*) as ppi_assessed_clients, sum(poverty_likelihood) as poverty_likelihood_sum
     from (
-        select distinct on ({% for k in slice_columns %}p.{{ k }}, {% endfor %}p.period_month, p.client_id)
-            {% for k in slice_columns %}p.{{ k }}, {% endfor %}p.period_month, p.client_id, a.poverty_likelihood
+        select distinct {% for k in slice_columns %}p.{{ k }}, {% endfor %}p.period_month, p.client_id, s.poverty_likelihood
         from portfolio p
-        join periods per on per.period_month = p.period_month
         join client_attrs ca on ca.client_id = p.client_id
-        join {{ ref('int_client__ppi_assessments') }} a
-            on a.client_id = p.client_id and a.interview_date <= per.period_end
+        join {{ ref('int_client__ppi_spans') }} s
+            on s.client_id = p.client_id
+           and s.covered_from <= p.period_end
+           and (s.covered_until is null or s.covered_until > p.period_end)
         where ca.can_be_active
-          and ca.activation_date <= per.period_end
-          and (ca.closed_on_date is null or ca.closed_on_date > per.period_end)
-        order by {% for k in slice_columns %}p.{{ k }}, {% endfor %}p.period_month, p.client_id,
-                 a.interview_date desc, a.submission_time desc nulls last, a.kobo_id desc
+          and ca.activation_date <= p.period_end
+          and (ca.closed_on_date is null or ca.closed_on_date > p.period_end)
     ) latest
     group by {{ keys }}, period_month
 )

@@ -29,17 +29,6 @@ with clients as (
     from {{ ref('int_client__current') }}
 )
 
-, assessment_spans as (
-    select
-        a.client_id,
-        a.interview_date                                                     as covered_from,
-        lead(a.interview_date) over w                                        as covered_until,
-        a.poverty_likelihood
-    from {{ ref('int_client__ppi_assessments') }} a
-    join clients c on c.client_id = a.client_id
-    window w as (partition by a.client_id order by a.interview_date, a.submission_time nulls first, a.kobo_id)
-)
-
 , ppi_spans as (
     -- [start, stop): active and covered by this assessment; stop null = still so at as_of_date
     select
@@ -48,7 +37,7 @@ with clients as (
         nullif(least(coalesce(s.covered_until, 'infinity'::date),
                      coalesce(c.closed_on_date, 'infinity'::date)), 'infinity'::date) as span_stop,
         s.poverty_likelihood
-    from assessment_spans s
+    from {{ ref('int_client__ppi_spans') }} s
     join clients c on c.client_id = s.client_id
     where c.can_be_active
 )
