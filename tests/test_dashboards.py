@@ -396,8 +396,9 @@ def test_duplicate_roles_are_refused():
         access.parse_branch_roles({"branch_roles": [{"name": "a", "branch_ids": [1]}, {"name": "a", "branch_ids": [2]}]})
 
 
-def test_committed_branch_access_file_is_valid():
-    assert access.load_branch_roles(config.DEFAULT_BRANCH_ACCESS_FILE)
+def test_committed_branch_access_file_is_valid_and_names_no_deployment_role():
+    """The shipped file parses; roles are per deployment (a demo role would block a real set-up)."""
+    assert access.load_branch_roles(config.DEFAULT_BRANCH_ACCESS_FILE) == []
 
 
 def test_every_dataset_with_a_branch_gets_the_filter():
