@@ -11,12 +11,13 @@ UV       := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 STAMP    := $(VENV)/.installed
 CLI      := PYTHONPATH=plugins $(PY) -m spm_warehouse.cli
+SUPERSET := PYTHONPATH=plugins $(PY) -m spm_warehouse.superset
 RUN_DATE ?=
 PYTEST_ARGS ?=
 
 SCALE    ?= 10000
 
-.PHONY: help install demo run backfill test airflow stop rollback status lock clean bench
+.PHONY: help install demo run backfill test airflow stop rollback status lock clean bench dashboards test-dashboards
 
 help:
 	@echo "make demo                      build the demo warehouse end to end (first run installs everything)"
@@ -27,6 +28,8 @@ help:
 	@echo "make rollback                  restore the previous publication of analytics"
 	@echo "make status                    show what is published"
 	@echo "make stop                      stop the embedded PostgreSQL"
+	@echo "make dashboards                Superset with the management dashboards on http://127.0.0.1:8088"
+	@echo "make test-dashboards           end-to-end test of the dashboards in headless Chromium (slow)"
 	@echo "make bench SCALE=100000        benchmark full and nightly runs at that many clients (docs/benchmarks.md)"
 
 # The virtual environment, from the committed lock file (reproducible).
@@ -63,6 +66,13 @@ status: $(STAMP)
 
 stop: $(STAMP)
 	@$(CLI) stop
+
+dashboards: $(STAMP)
+	@$(SUPERSET) up
+
+test-dashboards: $(STAMP)
+	@$(SUPERSET) install --browser
+	PYTHONPATH=plugins $(PY) -m pytest tests/dashboards_e2e.py $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	@PYTHONPATH=plugins $(PY) -m spm_warehouse.bench --scale $(SCALE) $(BENCH_ARGS)

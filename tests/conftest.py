@@ -108,16 +108,18 @@ class DemoWarehouse:
 
 
 @pytest.fixture(scope="session")
-def demo_warehouse(pg_server_url, tmp_path_factory) -> DemoWarehouse:
+def demo_warehouse(pg_server_url, tmp_path_factory):
     """Tiny demo sources + one real `airflow dags test` run of spm_nightly."""
     from spm_warehouse import environment
     from spm_warehouse.demo import fineract as demo_mis
     from spm_warehouse.demo import surveys as demo_surveys
 
     local = tmp_path_factory.mktemp("spm_local")
-    mis_url = create_database(pg_server_url, "spm_test_e2e_mis")
-    wh_url = create_database(pg_server_url, "spm_test_e2e_wh")
-    airflow_url = create_database(pg_server_url, "spm_test_e2e_airflow")
+    # Unique names: two test runs sharing one server must not drop each other's build.
+    prefix = f"spm_test_e2e_{uuid.uuid4().hex[:6]}"
+    mis_url = create_database(pg_server_url, f"{prefix}_mis")
+    wh_url = create_database(pg_server_url, f"{prefix}_wh")
+    airflow_url = create_database(pg_server_url, f"{prefix}_airflow")
     drop_dir = local / "survey_drop"
     drop_dir.mkdir()
     with psycopg.connect(mis_url) as conn:
@@ -150,4 +152,6 @@ def demo_warehouse(pg_server_url, tmp_path_factory) -> DemoWarehouse:
     demo.returncode = proc.returncode
     demo.log = proc.stdout + proc.stderr
     (local / "first_run.log").write_text(demo.log)
-    return demo
+    yield demo
+    for name in ("mis", "wh", "airflow"):
+        drop_database(pg_server_url, f"{prefix}_{name}")

@@ -38,6 +38,16 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "SPM_PG_BINDIR": ("", "PostgreSQL server binaries for the embedded cluster (default: auto-detect)"),
     "SPM_PG_RUN_AS": ("", "user that runs the embedded cluster when invoked as root (default: postgres)"),
     "SPM_TEST_DATABASE_URL": ("", "server the tests use (default: the embedded cluster)"),
+    # Superset (make dashboards), see plugins/spm_warehouse/superset/README.md
+    "SPM_SUPERSET_VENV": ("", "virtual environment of Superset (default: <project>/.venv-superset)"),
+    "SPM_SUPERSET_HOME": ("", "Superset metadata (SQLite), secret key and logs (default: <SPM_LOCAL_DIR>/superset)"),
+    "SPM_SUPERSET_HOST": ("127.0.0.1", "address Superset listens on"),
+    "SPM_SUPERSET_PORT": ("8088", "port Superset listens on"),
+    "SPM_SUPERSET_SECRET_KEY": ("", "Flask secret key of Superset (default: generated once into <SPM_SUPERSET_HOME>/secret_key)"),
+    "SPM_SUPERSET_ADMIN_USER": ("admin", "Superset admin user name"),
+    "SPM_SUPERSET_ADMIN_PASSWORD": ("", "Superset admin password (default: generated once into <SPM_SUPERSET_HOME>/admin_password)"),
+    "SPM_SUPERSET_BRANCH_ACCESS": ("", "branch-manager roles file (default: plugins/spm_warehouse/superset/branch_access.yaml)"),
+    "SPM_SUPERSET_WORKERS": ("2", "gunicorn worker processes of Superset"),
 }
 
 CONN_IDS = ("warehouse", "mis_fineract", "kobotoolbox")

@@ -39,8 +39,6 @@ SUPERSET_SETTINGS: dict[str, tuple[str, str]] = {
     "SPM_SUPERSET_BRANCH_ACCESS": ("", "branch-manager roles file (default: plugins/spm_warehouse/superset/branch_access.yaml)"),
     "SPM_SUPERSET_WORKERS": ("2", "gunicorn worker processes of Superset"),
 }
-for _name, _value in SUPERSET_SETTINGS.items():
-    settings.SETTINGS.setdefault(_name, _value)
 
 
 @dataclass(frozen=True)

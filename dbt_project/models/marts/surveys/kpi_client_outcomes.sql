@@ -1,12 +1,12 @@
 {#-
     How clients fare between their baseline and their latest follow-up, for
     monthly household income, poverty likelihood and school enrolment,
-    sliced by gender, branch, product and poverty band at entry.
+    sliced by gender, rural/urban area, branch, product and poverty band at entry.
 
     One row per indicator and slice (the full cross of the four). Sums and
     counts are additive: to roll slices up, add them and divide (e.g. mean
     change = sum(change_sum) / sum(clients)); never average the means.
-    Gender and poverty band at entry come from the client's current
+    Gender, area and poverty band at entry come from the client's current
     dim_client row, so these slices are the star schema's own (band of the
     client's first PPI assessment); branch and product from
     int_surveys__clients (current in the MIS). Clients dim_client does not
@@ -28,7 +28,7 @@ clients as (
 
 current_dim as (
 
-    select client_id, gender, poverty_band_at_entry
+    select client_id, gender, area, poverty_band_at_entry
     from {{ ref('dim_client') }}
     where is_current and client_id <> -1
 
@@ -41,6 +41,7 @@ select
     c.branch_id,
     c.branch_name,
     coalesce(d.gender, 'unknown')                                       as gender,
+    coalesce(d.area, 'unknown')                                         as area,
     c.product_id,
     coalesce(c.product_name, 'no loan')                                 as product_name,
     coalesce(d.poverty_band_at_entry, 'unknown')                        as poverty_band_at_entry,
@@ -64,4 +65,4 @@ left join current_dim as d
     on d.client_id = ch.client_id
 inner join {{ ref('dim_indicator') }} as i
     on i.indicator_code = ch.indicator_code
-group by 1, 2, 3, 4, 5, 6, 7, 8, 9
+group by 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
