@@ -20,8 +20,9 @@
 
   First build / --full-refresh: every known loan, whole life.
   Nightly (as_of_date >= state as-of): only
-    * the months from the previous run's as-of month on, for loans alive then
-      (their last period_end moved and their days in arrears grow daily);
+    * the months from the previous run's as-of month on, for loans outstanding
+      then (their last period_end moved and their days in arrears grow daily)
+      or whose row of that month ended on a mid-month as-of date;
     * affected loans, from the month of their earliest affected date:
       - transactions merged since the last run (_extracted_at > watermark,
         reversals and deletions included), entered since the last cutoff
