@@ -3,7 +3,7 @@
     monthly household income, poverty likelihood and school enrolment,
     sliced by gender, rural/urban area, branch, product and poverty band at entry.
 
-    One row per indicator and slice (the full cross of the four). Sums and
+    One row per indicator and slice (the full cross of the five). Sums and
     counts are additive: to roll slices up, add them and divide (e.g. mean
     change = sum(change_sum) / sum(clients)); never average the means.
     Gender, area and poverty band at entry come from the client's current
