@@ -104,7 +104,8 @@ def test_status_command_prints_summary(demo_warehouse):
 def test_blocked_night_fails_the_run_and_leaves_analytics_unchanged(demo_warehouse):
     """Transactions lost in raw while m_loan totals are intact: the gate blocks.
 
-    Then a full refresh re-extracts everything and publishes again.
+    It corrupts the shared build's raw data, so it stays the last test of
+    this module (a full refresh would repair it: see test_extract_mis).
     """
     _ok(demo_warehouse)
     before = analytics_fingerprint(demo_warehouse.warehouse_url)
@@ -124,7 +125,3 @@ def test_blocked_night_fails_the_run_and_leaves_analytics_unchanged(demo_warehou
     assert analytics_fingerprint(demo_warehouse.warehouse_url) == before
     with psycopg.connect(demo_warehouse.warehouse_url) as conn:
         assert conn.execute("SELECT count(*) FROM meta.publications").fetchone()[0] == publications
-
-    proc = demo_warehouse.run_dag(conf='{"full_refresh": true}')
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
-    assert analytics_fingerprint(demo_warehouse.warehouse_url) == before

@@ -247,7 +247,7 @@ def test_hard_delete_is_detected_and_marked(demo_source, warehouse):
 
 
 def test_reconcile_runs_with_the_extraction_when_asked_or_due(demo_source, warehouse):
-    extract(demo_source, warehouse, "run_1")
+    extract(demo_source, warehouse, "run_1", reconcile_every_days=0)  # only on demand
     with psycopg.connect(demo_source) as conn:
         conn.execute("DELETE FROM m_loan_repayment_schedule WHERE id = (SELECT max(id) FROM "
                      "m_loan_repayment_schedule)")
