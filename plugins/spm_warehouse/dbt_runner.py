@@ -79,6 +79,8 @@ def dbt_env(wh: ConnInfo) -> dict[str, str]:
             "SPM_BUILD_SCHEMA": settings.build_schema(),
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
             "DO_NOT_TRACK": "1",
+            # JIT compilation costs seconds per analytic query and gains nothing here.
+            "PGOPTIONS": (env.get("PGOPTIONS", "") + " -c jit=off").strip(),
         }
     )
     return env

@@ -456,6 +456,10 @@ def _extract_table(session: SourceSession, wh_conn: psycopg.Connection, spec: Ta
             rows_merged = load.merge_landing(cur, spec, run_id)
             # a table read whole shows its hard deletes for free
             rows_deleted = load.mark_deleted_from_landing(cur, spec, run_id) if since is None else 0
+        if rows_merged or rows_deleted:
+            # dbt reads these tables minutes later; without fresh statistics the
+            # planner picks nested loops over "empty" tables (autovacuum is too late).
+            cur.execute(f"ANALYZE {load.raw_name(spec)}")
         watermark_to = None
         if spec.cursor:
             seen = session.max_cursor(spec)
