@@ -45,6 +45,8 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
                    help="EXPLAIN ANALYZE the slowest model: auto = when a target is missed or from 100k clients")
     p.add_argument("--timeout", type=float, default=None, help="seconds after which a DAG run is killed")
     p.add_argument("--force", action="store_true", help="run even when the free disk looks too small")
+    p.add_argument("--continue-after-failure", action="store_true",
+                   help="measure the raw COPY limit and the nightly run even when the full run failed")
     a = p.parse_args(argv)
     if a.scale < 1:
         p.error("--scale must be at least 1")
@@ -65,6 +67,7 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
         profile=a.profile,
         timeout_s=a.timeout,
         force=a.force,
+        continue_after_failure=a.continue_after_failure,
     )
 
 
@@ -148,7 +151,7 @@ def run(cfg: BenchConfig) -> int:
     nodes["full"] = full.pop("_nodes", [])
     result["full"] = full
     ok = night_ok(full)
-    if ok:
+    if ok or cfg.continue_after_failure:
         result["raw_copy"] = bench.raw_copy()
         result["extract_vs_raw"] = extract_vs_raw(full, result["raw_copy"])
         day = next_day(cfg.as_of)
@@ -156,7 +159,7 @@ def run(cfg: BenchConfig) -> int:
         nightly = bench.run_night(day, "nightly")
         nodes["nightly"] = nightly.pop("_nodes", [])
         result["nightly"] = nightly
-        ok = night_ok(nightly)
+        ok = ok and night_ok(nightly)
     result["targets"] = report.evaluate(result)
     missed = any(t["verdict"] == "MISSED" for t in result["targets"])
     if cfg.profile == "always" or (cfg.profile == "auto" and (missed or cfg.scale >= 100_000)):

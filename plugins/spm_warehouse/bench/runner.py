@@ -63,6 +63,7 @@ class BenchConfig:
     profile: str = "auto"  # auto | always | never
     timeout_s: float | None = None
     force: bool = False
+    continue_after_failure: bool = False
     poll_s: float = 0.25
 
 
@@ -177,7 +178,10 @@ class Bench:
 
     def generate(self) -> dict:
         """The demo MIS and survey exports at this scale; the MIS ends up in <prefix>_mis, untouched."""
-        if self.cfg.keep:
+        if self.cfg.keep and not self._pristine(self.db["mis_gen"]) and self._pristine(self.db["mis"]):
+            # an earlier run stopped before simulating its day: its MIS is still as generated
+            info = {"reused": True, "reused_in_place": True}
+        elif self.cfg.keep:
             info = {"reused": True}
             if not self._pristine(self.db["mis_gen"]):
                 info = self._generate_into(self.db["mis_gen"])
@@ -198,9 +202,12 @@ class Bench:
 
     def _source_counts(self) -> dict[str, int]:
         with psycopg.connect(self.url["mis"], autocommit=True) as conn:
-            return {name: int(n) for name, n in conn.execute(
-                """SELECT relname, n_live_tup FROM pg_stat_user_tables
-                   WHERE schemaname = 'public' AND relname <> %s ORDER BY relname""", (MARKER_TABLE,))}
+            names = [r[0] for r in conn.execute(
+                """SELECT table_name FROM information_schema.tables
+                   WHERE table_schema = 'public' AND table_type = 'BASE TABLE' AND table_name <> %s
+                   ORDER BY 1""", (MARKER_TABLE,))]
+            return {name: conn.execute(sql.SQL("SELECT count(*) FROM public.{}").format(sql.Identifier(name))).fetchone()[0]
+                    for name in names}
 
     # ------------------------------------------------------------------ the nights (timed)
 
@@ -328,6 +335,10 @@ class Bench:
             raise BenchError("the demo generator has no simulate_days(conn, start, days, seed): cannot simulate a day")
         t0 = time.monotonic()
         with psycopg.connect(self.url["mis"]) as conn:
+            # from now on this MIS is no longer as generated: --keep must not reuse it
+            conn.execute(f"UPDATE public.{MARKER_TABLE} SET info = info || %s::jsonb",
+                         (json.dumps({"simulated": day.isoformat()}),))
+            conn.commit()
             result = demo_mis.simulate_days(conn, start=day, days=1, seed=self.cfg.seed)
             conn.commit()
         seconds = time.monotonic() - t0
