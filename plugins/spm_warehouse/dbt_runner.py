@@ -77,6 +77,7 @@ def dbt_env(wh: ConnInfo) -> dict[str, str]:
             "SPM_DBT_DBNAME": wh.schema,
             "SPM_DBT_SCHEMA": "build",
             "SPM_BUILD_SCHEMA": settings.build_schema(),
+            "SPM_DBT_THREADS": settings.get("SPM_DBT_THREADS"),
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
             "DO_NOT_TRACK": "1",
             # JIT compilation costs seconds per analytic query and gains nothing here.

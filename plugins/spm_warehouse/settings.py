@@ -29,6 +29,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "SPM_BUILD_SCHEMA": ("analytics_build", "schema dbt builds the marts into before the gate"),
     "SPM_BI_READER_PASSWORD": ("", "password of the bi_reader role (empty: leave the role's password as it is; a new role gets none)"),
     "SPM_BRANCH_RLS": ("false", "PostgreSQL row-level security for branch-manager roles listed in meta.branch_access (true/false)"),
+    "SPM_DBT_THREADS": ("4", "dbt threads (models built at once); 4 keeps 2 cores busy while dbt waits on PostgreSQL"),
     "SPM_EXTRACT_LOOKBACK_MINUTES": ("60", "lookback window of incremental extraction"),
     "SPM_EXTRACT_CHUNK_ROWS": ("50000", "rows per fetch of the server-side cursor"),
     "SPM_SOURCE_STATEMENT_TIMEOUT_S": ("3600", "statement timeout on the source MIS"),
