@@ -25,20 +25,7 @@ DEFAULT_BRANCH_ACCESS_FILE = PACKAGE_DIR / "branch_access.yaml"
 # The warehouse role Superset reads as (created by the publish step).
 BI_ROLE = "bi_reader"
 
-# Settings this feature adds. They belong in settings.SETTINGS (the lead merges
-# them there); until then they are registered here so settings.get() knows them.
-# setdefault: once settings.py carries them, these lines change nothing.
-SUPERSET_SETTINGS: dict[str, tuple[str, str]] = {
-    "SPM_SUPERSET_VENV": ("", "virtual environment of Superset (default: <project>/.venv-superset)"),
-    "SPM_SUPERSET_HOME": ("", "Superset metadata (SQLite), secret key and logs (default: <SPM_LOCAL_DIR>/superset)"),
-    "SPM_SUPERSET_HOST": ("127.0.0.1", "address Superset listens on"),
-    "SPM_SUPERSET_PORT": ("8088", "port Superset listens on"),
-    "SPM_SUPERSET_SECRET_KEY": ("", "Flask secret key of Superset (default: generated once into <SPM_SUPERSET_HOME>/secret_key)"),
-    "SPM_SUPERSET_ADMIN_USER": ("admin", "Superset admin user name"),
-    "SPM_SUPERSET_ADMIN_PASSWORD": ("", "Superset admin password (default: generated once into <SPM_SUPERSET_HOME>/admin_password)"),
-    "SPM_SUPERSET_BRANCH_ACCESS": ("", "branch-manager roles file (default: plugins/spm_warehouse/superset/branch_access.yaml)"),
-    "SPM_SUPERSET_WORKERS": ("2", "gunicorn worker processes of Superset"),
-}
+# The SPM_SUPERSET_* settings and their defaults are declared in spm_warehouse/settings.py.
 
 
 @dataclass(frozen=True)
