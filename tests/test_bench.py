@@ -122,8 +122,10 @@ def test_report_keeps_other_scales_and_judges_targets(tmp_path):
     assert verdicts["full run <= 10 min"] == "MISSED"
     assert verdicts["nightly run <= 2 min end to end"] == "ok"
     assert verdicts["extract+load >= 0.7 x raw COPY throughput"] == "MISSED"
-    assert all(v.startswith("n/a") or v == "ok" for k, v in
-               ((t["target"], t["verdict"]) for t in _fake_result(1_000_000, 5000.0, 300.0)["targets"]))
+    at_1m = {t["target"]: t["verdict"] for t in _fake_result(1_000_000, 5000.0, 300.0)["targets"]}
+    assert at_1m["full run <= 10 min"].startswith("n/a")  # the time targets are set for 100k
+    assert at_1m["extract+load >= 0.7 x raw COPY throughput"] == "MISSED"  # the ratio holds at any large scale
+    assert at_1m["Python peak memory < 1024 MB"] == "ok"
     assert "full run <= 10 min missed" in report.closing_note(_fake_result(100_000, 700.0, 60.0))
 
 

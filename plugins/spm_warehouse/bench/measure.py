@@ -111,9 +111,28 @@ def load_manifest(conn: psycopg.Connection, run_id: str) -> list[dict]:
     return out
 
 
+def is_mis_entry(item: dict) -> bool:
+    """The manifest also holds the survey loader's files (raw_kobo.*, source file:/api:): not MIS tables."""
+    source = str(item.get("source") or "")
+    table = str(item.get("table_name") or "")
+    return not source.startswith(("file:", "api:")) and not table.startswith("raw_kobo")
+
+
+def mis_manifest(manifest: list[dict]) -> list[dict]:
+    return [m for m in manifest if is_mis_entry(m)]
+
+
 def manifest_table(item: dict) -> str:
     name = str(item.get("table_name") or item.get("source_table") or item.get("table") or "?")
     return name.split(".")[-1]
+
+
+def reconciliations(conn: psycopg.Connection, run_id: str) -> list[dict]:
+    """meta.reconciliations rows of one run: key comparisons run inside the extraction task."""
+    if not _columns(conn, "meta", "reconciliations"):
+        return []
+    return [{"table": t, "source_keys": int(k or 0), "seconds": float(sec or 0)} for t, k, sec in conn.execute(
+        "SELECT table_name, source_keys, seconds FROM meta.reconciliations WHERE run_id = %s ORDER BY 1", (run_id,))]
 
 
 def count_checks(conn: psycopg.Connection, run_id: str) -> dict[str, int]:

@@ -27,7 +27,10 @@ MB_LIMIT = 1024.0
 FULL_LIMIT_S = 600.0
 NIGHTLY_LIMIT_S = 120.0
 RATIO_MIN = 0.7
-TIMED_SCALES = (100_000, 1_000_000)  # time and throughput targets apply from 100k up to (not incl.) 1M
+# The issue sets the time targets for 100k clients: judged from 100k up to (not incl.) 200k;
+# the throughput ratio is scale-free once fixed costs fade: judged from 100k up.
+TIMED_SCALES = (100_000, 200_000)
+RATIO_FROM = 100_000
 
 METHOD_BEGIN, METHOD_END = "<!-- bench:method:begin -->", "<!-- bench:method:end -->"
 SUMMARY_BEGIN, SUMMARY_END = "<!-- bench:summary:begin -->", "<!-- bench:summary:end -->"
@@ -135,7 +138,7 @@ def evaluate(result: dict) -> list[dict]:
     ]
     out = []
     for text, scope, measured, passed in items:
-        applies = scope == "all" or timed
+        applies = scope == "all" or timed or (text.startswith("extract+load") and scale >= RATIO_FROM)
         out.append({"target": text, "measured": measured,
                     "verdict": ("ok" if passed else "MISSED") if applies else ("n/a (" + ("ok" if passed else "over") + ")")})
     return out
@@ -228,7 +231,13 @@ def render_section(result: dict) -> str:
     lines.append(f"- Raw COPY limit ({raw.get('tool', '?')}): {_num(raw.get('rows'))} rows in {_secs(raw.get('seconds'))} "
                  f"= {_num(raw.get('rows_per_s'))} rows/s. Our extract+load (task extract_mis, full run): "
                  f"{_num(ratio.get('rows'))} rows in {_secs(ratio.get('seconds'))} = {_num(ratio.get('rows_per_s'))} rows/s. "
-                 f"**Ratio {ratio.get('ratio') if ratio.get('ratio') is None else format(ratio['ratio'], '.2f')}** of the raw limit.")
+                 f"**Ratio {ratio.get('ratio') if ratio.get('ratio') is None else format(ratio['ratio'], '.2f')}** of the raw limit."
+                 + (f" Of the task's {ratio['seconds']:.0f} s, {ratio.get('per_table_seconds', 0):.0f} s are the per-table loads, "
+                    f"{ratio.get('reconcile_seconds', 0):.0f} s key reconciliation (hard-delete detection, due on the first load "
+                    f"and then every SPM_RECONCILE_EVERY_DAYS) and {ratio.get('other_seconds') or 0:.0f} s the rest"
+                    + (f"; without the reconciliation the ratio is {ratio['ratio_without_reconcile']:.2f}."
+                       if ratio.get("ratio_without_reconcile") else ".")
+                    if ratio.get("seconds") and ratio.get("per_table_seconds") is not None else ""))
     day = result.get("day") or {}
     lines.append(f"- Simulated day {day.get('day', '?')}: {_num(day.get('changed_total'))} source rows changed ("
                  + ", ".join(f"{k} {v:,}" for k, v in (day.get("changed_rows") or {}).items() if v) + "); "
@@ -339,9 +348,16 @@ def closing_note(result: dict) -> str:
         elif text.startswith("extract+load"):
             tables = sorted((x for x in (result.get("extract_vs_raw") or {}).get("tables", []) if x.get("ratio") is not None),
                             key=lambda x: -(x.get("ours_seconds") or 0))
-            notes.append(f"{text} missed ({t['measured']}): largest tables " + ", ".join(
-                f"{x['table']} {x['ratio']:.2f} of raw ({x.get('ours_seconds', 0):.0f} s vs {x.get('raw_seconds', 0):.0f} s)"
-                for x in tables[:3]) + ".")
+            evr = result.get("extract_vs_raw") or {}
+            if evr.get("reconcile_seconds"):
+                notes.append(f"{text} missed ({t['measured']}): {evr['reconcile_seconds']:.0f} s of the extract_mis task "
+                             f"are key reconciliation, which the first load runs although it has just read every key"
+                             + (f" (without it: {evr['ratio_without_reconcile']:.2f})" if evr.get("ratio_without_reconcile") else "")
+                             + ".")
+            lead = "Per table" if evr.get("reconcile_seconds") else f"{text} missed ({t['measured']}): largest tables"
+            per_table = ", ".join(f"{x['table']} {x['ratio']:.2f} of raw ({x.get('ours_seconds') or 0:.0f} s vs "
+                                  f"{x.get('raw_seconds') or 0:.0f} s)" for x in tables[:3])
+            notes.append(f"{lead}: {per_table}.")
         elif text.startswith("Python peak"):
             procs = {}
             for night in (full, nightly):
@@ -358,6 +374,14 @@ def closing_note(result: dict) -> str:
     return " ".join(notes)
 
 
+def _short(target: str) -> str:
+    for prefix, short in (("both runs", "completion"), ("Python peak", "memory"), ("full run", "full time"),
+                          ("nightly run", "nightly time"), ("extract+load", "throughput")):
+        if target.startswith(prefix):
+            return short
+    return target
+
+
 def render_summary(results: list[dict]) -> str:
     lines = ["| clients | measured | full run | nightly run | day's source changes | nightly rows extracted | "
              "nightly / full | extract+load / raw COPY | Python peak MB | targets |",
@@ -365,7 +389,7 @@ def render_summary(results: list[dict]) -> str:
     for r in sorted(results, key=lambda r: r["scale"]):
         full, nightly = r.get("full") or {}, r.get("nightly") or {}
         ratio = (r.get("extract_vs_raw") or {}).get("ratio")
-        missed = [t["target"].split(" ")[0] + " " + t["target"].split(" ")[1] for t in r.get("targets", []) if t["verdict"] == "MISSED"]
+        missed = [_short(t["target"]) for t in r.get("targets", []) if t["verdict"] == "MISSED"]
         lines.append(
             f"| {r['scale']:,} | {r['machine']['date'][:10]} | {_secs(full.get('wall_seconds'))} | {_secs(nightly.get('wall_seconds'))} | "
             f"{_num((r.get('day') or {}).get('changed_total'))} | {_num(_stage(nightly, 'extract_mis').get('rows'))} | "

@@ -64,6 +64,7 @@ class BenchConfig:
     timeout_s: float | None = None
     force: bool = False
     continue_after_failure: bool = False
+    rerender: bool = False
     poll_s: float = 0.25
 
 
@@ -256,12 +257,14 @@ class Bench:
 
         run_id = run["run_id"]
         manifest: list[dict] = []
+        reconciled: list[dict] = []
         checks: dict[str, int] = {}
         published = (0, 0)
         surveys = None
         if run_id:
             with psycopg.connect(self.url["wh"], autocommit=True) as conn:
                 manifest = measure.load_manifest(conn, run_id)
+                reconciled = measure.reconciliations(conn, run_id)
                 checks = measure.count_checks(conn, run_id)
                 published = measure.published_rows(conn, settings.analytics_schema())
                 surveys = measure.survey_rows(conn, run_id)
@@ -275,8 +278,8 @@ class Bench:
             return {}
 
         rows: dict[str, tuple[int | None, str]] = {
-            "extract_mis": (sum(int(m.get("rows_read") or 0) for m in manifest) if manifest
-                            else xcom_of("extract_mis").get("rows_read"), "rows read"),
+            "extract_mis": (sum(int(m.get("rows_read") or 0) for m in measure.mis_manifest(manifest))
+                            if measure.mis_manifest(manifest) else xcom_of("extract_mis").get("rows_read"), "rows read"),
             "extract_surveys": (surveys if surveys is not None else _first_int(xcom_of("extract_surveys")),
                                 "submissions"),
             "build": (sum(int(n["rows"]) for n in nodes if n["kind"] in ("model", "seed") and isinstance(n["rows"], int))
@@ -310,6 +313,7 @@ class Bench:
             "stages": stages,
             "task_seconds": round(task_total, 2),
             "manifest": manifest,
+            "reconciliations": reconciled,
             "checks": checks,
             "published_tables": published[0],
             "dbt": {"nodes": len(nodes), "models": sum(1 for n in nodes if n["kind"] == "model"),
