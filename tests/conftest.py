@@ -155,3 +155,18 @@ def demo_warehouse(pg_server_url, tmp_path_factory):
     yield demo
     for name in ("mis", "wh", "airflow"):
         drop_database(pg_server_url, f"{prefix}_{name}")
+
+
+@pytest.fixture(scope="session")
+def star_world(pg_server_url, tmp_path_factory):
+    """The hand-made two-night world of test_star_schema_harness.py, built once per session.
+
+    Defined here, not in the harness module: a fixture imported into several
+    test modules is a separate fixture in each, and was built once per module.
+    Read-only for tests; clone it (clone_world) to change it.
+    """
+    from test_star_schema_harness import build_world, drop_database as drop_world_database
+
+    world = build_world(pg_server_url, tmp_path_factory.mktemp("star_world"))
+    yield world
+    drop_world_database(pg_server_url, world.name)

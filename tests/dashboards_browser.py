@@ -169,6 +169,39 @@ return box ? box.querySelector('.ant-select-selector') : null;
 """
 
 
+OPEN_OPTIONS = ".ant-select-dropdown:not(.ant-select-dropdown-hidden) .ant-select-item-option"
+
+
+def click_option(driver: webdriver.Chrome, value: str, timeout: float) -> None:
+    """Click the dropdown option showing `value`, once it can take a click.
+
+    The dropdown fades in and re-renders while the search narrows it, so an
+    option found a moment ago may be stale or not yet interactable (CI saw
+    "element not interactable"). Look it up again and retry until it takes
+    the click or the time runs out.
+    """
+    attempts = 0
+
+    def clicked(d: webdriver.Chrome) -> bool:
+        nonlocal attempts
+        for option in d.find_elements(By.CSS_SELECTOR, OPEN_OPTIONS):
+            try:
+                if (option.get_attribute("textContent") or "").strip() != value or not option.is_displayed():
+                    continue
+                attempts += 1
+                if attempts <= 12:
+                    option.click()
+                else:  # after 3 s of refusals, send the click event the option listens to
+                    d.execute_script("arguments[0].click();", option)
+                return True
+            except WebDriverException:  # stale or still animating: look again
+                return False
+        return False
+
+    WebDriverWait(driver, timeout, poll_frequency=0.25).until(
+        clicked, message=f"dropdown option {value!r} never became clickable")
+
+
 def apply_select_filter(driver: webdriver.Chrome, base_url: str, check: dict, shot: Path, timeout: float) -> dict:
     driver.get(f"{base_url}/superset/dashboard/{check['dashboard']}/")
     WebDriverWait(driver, timeout).until(
@@ -183,18 +216,17 @@ def apply_select_filter(driver: webdriver.Chrome, base_url: str, check: dict, sh
     if check["value"]:
         search.send_keys(check["value"])
     options = WebDriverWait(driver, timeout).until(
-        lambda d: d.find_elements(By.CSS_SELECTOR, ".ant-select-dropdown:not(.ant-select-dropdown-hidden) "
-                                                   ".ant-select-item-option"))
+        lambda d: d.find_elements(By.CSS_SELECTOR, OPEN_OPTIONS))
     texts = [(o.get_attribute("textContent") or "").strip() for o in options]  # .text is "" while fading in
     if check["value"] is None:  # only list what the filter offers
         search.send_keys(Keys.ESCAPE)
         return {**check, "options": texts, "charts": [], "error": None}
-    chosen = [o for o, text in zip(options, texts) if text == check["value"]]
-    if not chosen:
+    if check["value"] not in texts:
         return {**check, "options": texts, "charts": [], "error": f"value {check['value']!r} not offered"}
-    chosen[0].click()
+    click_option(driver, check["value"], timeout)
     search.send_keys(Keys.ESCAPE)
-    driver.find_element(By.CSS_SELECTOR, '[data-test="filter-bar__apply-button"]').click()
+    WebDriverWait(driver, timeout).until(  # enabled only once the pick registered
+        ec.element_to_be_clickable((By.CSS_SELECTOR, '[data-test="filter-bar__apply-button"]'))).click()
     try:  # the charts reload: wait for that to start, then for every chart to settle
         WebDriverWait(driver, 5).until(
             lambda d: d.find_elements(By.CSS_SELECTOR, '[data-test="loading-indicator"]'))

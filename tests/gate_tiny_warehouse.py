@@ -50,6 +50,7 @@ CREATE TABLE raw_mis.m_loan_transaction (
 
 MART_DDL = """
 CREATE SCHEMA IF NOT EXISTS {build};
+DROP TABLE IF EXISTS {build}.fct_portfolio_month, {build}.kpi_branch_month, {build}.dim_product;
 CREATE TABLE {build}.fct_portfolio_month (
     loan_id bigint, period_end date, branch_id bigint, product_id bigint, loan_officer_id bigint,
     outstanding_principal numeric(18,2), days_in_arrears integer, is_par30 boolean);

@@ -54,7 +54,14 @@ def test_nightly_run_publishes(demo_warehouse):
         pub = conn.execute(
             "SELECT as_of_date FROM meta.publications ORDER BY published_at DESC LIMIT 1").fetchone()
         assert pub is not None and pub[0] == demo_warehouse.as_of
-        assert conn.execute("SELECT to_regnamespace('analytics_build')").fetchone()[0] is None
+        # the first publication prepared tomorrow's build schema (and a spare for the night after),
+        # holding copies of the incremental facts, stamped so that they cannot be published as they are
+        for schema in ("analytics_build", "analytics_build_spare"):
+            stamp = conn.execute("SELECT obj_description(to_regnamespace(%s)::oid, 'pg_namespace')",
+                                 (schema,)).fetchone()[0]
+            assert stamp is not None and "recycled_from_build_id" in stamp, (schema, stamp)
+            assert conn.execute(f"SELECT count(*) FROM {schema}.fct_loan_transaction").fetchone()[0] == \
+                conn.execute("SELECT count(*) FROM analytics.fct_loan_transaction").fetchone()[0]
 
 
 def test_raw_matches_source_counts(demo_warehouse):
@@ -90,6 +97,45 @@ def test_rerun_same_day_changes_nothing(demo_warehouse):
             """SELECT coalesce(sum(rows_merged), 0) FROM meta.load_manifest
                WHERE run_id = (SELECT run_id FROM meta.load_manifest ORDER BY started_at DESC LIMIT 1)""").fetchone()[0]
     assert merged == 0, "a rerun merged rows although the source did not change"
+
+
+def test_the_next_nights_catch_the_incremental_facts_up(demo_warehouse):
+    """A simulated next day: the facts are seeded from the publication, caught up, and stay consistent.
+
+    There is no publication before last to recycle yet, so the night starts its
+    build schema with copies of the published incremental facts. The published
+    facts must hold rows kept from the earlier night and rows rewritten
+    tonight, and add up to the night's KPI mart; afterwards the publication
+    before last is tomorrow's build schema (the blocked night below builds into
+    it).
+    """
+    from datetime import timedelta
+
+    from spm_warehouse.demo import fineract as demo_mis
+
+    _ok(demo_warehouse)
+    for offset in (1,):
+        day = demo_warehouse.as_of + timedelta(days=offset)
+        with psycopg.connect(demo_warehouse.mis_url) as conn:
+            demo_mis.simulate_days(conn, start=day, days=1, seed=7 + offset)
+            conn.commit()
+        proc = demo_warehouse.run_dag(as_of=day)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+        with psycopg.connect(demo_warehouse.warehouse_url) as conn:
+            written = dict(conn.execute(
+                "SELECT _as_of_date = %s, count(*) FROM analytics.fct_loan_transaction GROUP BY 1", (day,)).fetchall())
+            assert written.get(True, 0) > 0 and written.get(False, 0) > 0, written
+            assert conn.execute("SELECT max(_as_of_date) FROM analytics.fct_portfolio_month").fetchone()[0] == day
+            glp = conn.execute("""SELECT (SELECT sum(outstanding_principal) FROM analytics.fct_portfolio_month
+                                          WHERE period_end = %(d)s),
+                                         (SELECT sum(gross_loan_portfolio) FROM analytics.kpi_branch_month
+                                          WHERE period_end = %(d)s)""", {"d": day}).fetchone()
+            assert glp[0] is not None and glp[0] == glp[1], glp
+            stamp = conn.execute("SELECT obj_description(to_regnamespace('analytics_build')::oid, 'pg_namespace')"
+                                 ).fetchone()[0]
+            # the publication before last is tomorrow's build schema, stamped so it cannot be published as it is
+            assert stamp is not None and "recycled_from_build_id" in stamp, stamp
+    demo_warehouse.as_of = day  # the later tests rerun the newest night
 
 
 def test_status_command_prints_summary(demo_warehouse):

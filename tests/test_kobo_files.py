@@ -156,3 +156,52 @@ def test_nul_characters_do_not_fail_the_load(wh, drop):
     counts = kobo.load_drop_dir(wh, drop, "run-1")
     assert counts["files_loaded"] == 1
     assert rows(wh)[0][5]["note"] == "bad\ufffdbyte"
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 4096])
+def test_json_exports_stream_across_chunk_boundaries(wh, drop, monkeypatch, chunk):
+    # strings full of JSON punctuation so that a split chunk cannot be mistaken for a separator
+    subs = [dict(api_submission(n), note='"],[{' * n) for n in range(1, 40)]
+    monkeypatch.setattr(kobo, "_JSON_CHUNK", chunk)
+    (drop / "export.json").write_text(json.dumps(subs, indent=1))
+    counts = kobo.load_drop_dir(wh, drop, "run-1")
+    assert counts["files_loaded"] == 1 and counts["file_rows_new"] == 39
+    assert [r[5] for r in rows(wh)] == subs
+
+
+def test_a_broken_element_late_in_a_json_export_rejects_the_whole_file(wh, drop, monkeypatch):
+    monkeypatch.setattr(kobo, "_JSON_CHUNK", 64)  # the first elements are loaded before the error is seen
+    good = ",\n".join(json.dumps(api_submission(n)) for n in range(1, 30))
+    (drop / "late.json").write_text("[" + good + ',\n{"_id": 99, "x": tru}]')
+    counts = kobo.load_drop_dir(wh, drop, "run-1")
+    assert counts["files_rejected"] == 1 and "not valid JSON" in counts["rejected"][0]["reason"]
+    assert "line 30" in counts["rejected"][0]["reason"]
+    assert rows(wh) == []
+    assert (drop / "rejected" / "late.json").exists()
+
+
+def test_json_lines_exports_load(wh, drop):
+    (drop / "export.jsonl").write_text("\n".join(json.dumps(api_submission(n)) for n in (1, 2)) + "\n\n")
+    counts = kobo.load_drop_dir(wh, drop, "run-1")
+    assert counts["files_loaded"] == 1 and [r[2] for r in rows(wh)] == [1, 2]
+
+
+def test_reading_a_large_json_export_keeps_memory_bounded(tmp_path):
+    """A 40 MB export is read with a few MB of Python memory, not the file's size (issue 7: 1M clients)."""
+    import tracemalloc
+
+    path = tmp_path / "big.json"
+    with open(path, "w") as fh:
+        fh.write("[")
+        for n in range(1, 40_001):
+            fh.write(("," if n > 1 else "") + json.dumps(dict(api_submission(n), pad="x" * 900)))
+        fh.write("]")
+    assert path.stat().st_size > 40_000_000
+    tracemalloc.start()
+    try:
+        count = sum(1 for _ in kobo.read_export_file(path))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert count == 40_000
+    assert peak < 12_000_000, f"peak {peak / 1e6:.1f} MB while reading a {path.stat().st_size / 1e6:.0f} MB file"

@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import pytest
 
-from test_star_schema_harness import NIGHT2, SURVEY_LEVELS, likelihood_of, star_world  # noqa: F401
+from test_star_schema_harness import NIGHT2, SURVEY_LEVELS, likelihood_of
 
 pytestmark = pytest.mark.usefixtures("star_world")
 

@@ -10,12 +10,14 @@ its date without disturbing the state of the nightly runs.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timezone
+
+import psycopg
 
 import pytest
 
 from test_star_schema_harness import (MARTS, NIGHT1, NIGHT2, clone_world, dbt, drop_database, fingerprint, query,
-                                      star_world)  # noqa: F401
+                                      txn, upsert_raw)
 
 pytestmark = pytest.mark.usefixtures("star_world")
 
@@ -100,3 +102,27 @@ def test_rerun_and_backfill(star_world, clone):
     # the next night is the same as if the backfill had never run
     dbt(url, NIGHT2, tmp, ["run"])
     assert fingerprint(url, "analytics_build") == before
+
+
+
+def test_a_quiet_night_rewrites_only_the_changed_loan_and_the_moving_month(star_world, clone):
+    """Night 3 brings one repayment of loan 1: the facts rewrite loan 1 and the rows from June (night 2's month) on."""
+    url, tmp = clone
+    night3 = D("2024-07-02")
+    with psycopg.connect(url) as conn:
+        upsert_raw(conn, {"m_loan_transaction": [txn(9001, 1, 2, "2024-07-01", 50)]},
+                   datetime(2024, 7, 3, 2, 0, tzinfo=timezone.utc))
+    dbt(url, night3, tmp, ["run"])
+    june = D("2024-06-01")
+    for table, date_column in (("fct_loan_transaction", "transaction_date"), ("fct_portfolio_month", "period_month")):
+        rows = query(url, f"SELECT loan_id, {date_column} AS d, _as_of_date FROM analytics_build.{table}")
+        got = {(r["loan_id"], r["d"]): r["_as_of_date"] for r in rows}
+        expected = {key: night3 if (key[0] == 1 or key[1] >= june) else NIGHT2 for key in got}
+        assert got == expected, table
+        assert NIGHT2 in got.values() and night3 in got.values(), table
+    assert query(url, "SELECT count(*) AS n FROM analytics_build.fct_loan_transaction WHERE transaction_id = 9001"
+                 )[0]["n"] == 1
+    nightly = fingerprint(url, "analytics_build")
+    dbt(url, night3, tmp, ["run", "--full-refresh"])
+    after = fingerprint(url, "analytics_build")
+    assert after == nightly, [name for name in MARTS if after[name] != nightly[name]]

@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from test_star_schema_harness import SURVEY_LEVELS, band_of, likelihood_of, star_world  # noqa: F401
+from test_star_schema_harness import SURVEY_LEVELS, band_of, likelihood_of
 
 pytestmark = pytest.mark.usefixtures("star_world")
 

@@ -150,6 +150,7 @@ def test_a_reader_during_publishes_never_sees_an_empty_or_half_schema(fresh_data
     rows_per_table = 50
 
     def make_build(conn, i: int) -> None:
+        conn.execute("DROP SCHEMA IF EXISTS analytics_build CASCADE")  # publish recycles the one before last
         conn.execute("CREATE SCHEMA analytics_build")
         for t in ("t_a", "t_b"):
             conn.execute(sql.SQL("CREATE TABLE analytics_build.{} AS SELECT %s::text AS build, g AS n "
@@ -253,3 +254,36 @@ def test_data_health_views_show_every_run(wh):
     assert rows["run-blocked"] == ("blocked", 0, 1, 0, 0, False)
     assert rows["run-ok"] == ("published", 1, 0, 0, 2, True)
     assert rows[RUN_ID][0] == "incomplete"  # extracted (meta.load_manifest) but never judged
+
+
+def test_the_publication_before_last_becomes_the_next_build_and_cannot_be_published_as_it_is(wh):
+    for marker, run in (("first", "run-1"), ("second", "run-2"), ("third", "run-3")):
+        new_build(wh, marker)
+        result = publish.publish(wh, run, AS_OF, PASSED)
+    assert live_marker(wh) == "third"
+    assert wh.execute("SELECT product_name FROM analytics_prev.dim_product").fetchone()[0] == "second"
+    # the first publication is the next build schema: its tables are there for incremental models...
+    assert wh.execute("SELECT product_name FROM analytics_build.dim_product").fetchone()[0] == "first"
+    assert result["recycled_build_id"] is not None
+    # ... BI cannot read it ...
+    assert not wh.execute("SELECT has_schema_privilege('bi_reader', 'analytics_build', 'USAGE')").fetchone()[0]
+    # ... and publishing it without a new build is refused, analytics unchanged
+    before = analytics_fingerprint(wh)
+    with pytest.raises(publish.PublishError, match="recycled publication"):
+        publish.publish(wh, "run-4", AS_OF, PASSED)
+    assert analytics_fingerprint(wh) == before
+    # a build of run-4 stamps the schema; a publish for another run is refused, run-4's is not
+    new_build(wh, "fourth")
+    publish.stamp_build(wh, "run-4", AS_OF)
+    with pytest.raises(publish.PublishError, match="last built by run run-4"):
+        publish.publish(wh, "run-5", AS_OF, PASSED)
+    publish.publish(wh, "run-4", AS_OF, PASSED)
+    assert live_marker(wh) == "fourth"
+
+
+def test_recycling_can_be_turned_off(wh, monkeypatch):
+    monkeypatch.setenv("SPM_RECYCLE_BUILD", "0")
+    for marker, run in (("first", "run-1"), ("second", "run-2"), ("third", "run-3")):
+        new_build(wh, marker)
+        publish.publish(wh, run, AS_OF, PASSED)
+    assert wh.execute("SELECT to_regnamespace('analytics_build')").fetchone()[0] is None

@@ -6,11 +6,15 @@ and transactions, checked against values worked out by hand from the rows.
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
+import psycopg
 import pytest
 
-from test_star_schema_harness import SURVEY_LEVELS, band_of, likelihood_of, star_world  # noqa: F401
+from spm_warehouse.dbt_runner import run_dbt
+from spm_warehouse.settings import parse_conn_uri
+from test_star_schema_harness import NIGHT2, SURVEY_LEVELS, band_of, clone_world, drop_database, likelihood_of
 
 pytestmark = pytest.mark.usefixtures("star_world")
 
@@ -34,6 +38,38 @@ def test_every_dbt_test_of_the_core_models_passed(star_world):
                 "core__no_future_dated_facts"} <= names
         assert any(n.startswith("relationships_fct_loan_client_sk") for n in names)
         assert [r["unique_id"] for r in tests if r["status"] != "pass"] == []
+
+
+def test_big_staging_keys_are_held_by_the_raw_primary_keys(star_world, tmp_path):
+    """Transaction and schedule ids are not GROUPed BY every night: their test reads the raw primary key.
+
+    Without that key (and with a duplicate row it no longer prevents) exactly
+    that test fails; the other staging tests still pass.
+    """
+    name, url = clone_world(star_world, "star_nopk")
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            (pkey,) = conn.execute("""SELECT conname FROM pg_constraint
+                                      WHERE conrelid = 'raw_mis.m_loan_transaction'::regclass AND contype = 'p'""").fetchone()
+            conn.execute(f'ALTER TABLE raw_mis.m_loan_transaction DROP CONSTRAINT "{pkey}"')
+            conn.execute("INSERT INTO raw_mis.m_loan_transaction SELECT * FROM raw_mis.m_loan_transaction LIMIT 1")
+        result = run_dbt(["test", "--select", "stg_fineract__m_loan_transaction", "stg_fineract__m_loan_repayment_schedule"],
+                         parse_conn_uri("warehouse", url), dbt_vars={"as_of_date": NIGHT2.isoformat()},
+                         target_path=tmp_path / "target", log_path=tmp_path / "logs")
+        nodes = json.loads((tmp_path / "target" / "manifest.json").read_text())["nodes"]
+
+        def label(uid: str) -> tuple[str, str]:  # (test, model): long test names are hashed by dbt
+            node = nodes[uid]
+            return node["test_metadata"]["name"], node["attached_node"].rsplit(".", 1)[1]
+
+        status = {label(r["unique_id"]): r["status"] for r in result.results}
+        assert not result.success
+        assert [t for t, s in status.items() if s != "pass"] == [
+            ("core_primary_key_in_source", "stg_fineract__m_loan_transaction")], status
+        assert status[("core_primary_key_in_source", "stg_fineract__m_loan_repayment_schedule")] == "pass"
+        assert status[("not_null", "stg_fineract__m_loan_transaction")] == "pass"
+    finally:
+        drop_database(star_world.server_url, name)
 
 
 def test_client_closed_and_reactivated_keeps_its_closure_in_history(star_world):

@@ -1,15 +1,30 @@
 {#-
   The run's logical date and what the warehouse may know at it.
 
-  as_of_date comes from the dbt var (the Airflow logical date). The knowledge
+  as_of_date is the Airflow logical date (see core_as_of_string). The knowledge
   cutoff is the end of that local day in the MIS's time zone (var mis_timezone,
   default UTC): a source row whose created_on_utc is at or after it was entered
   after the as-of date and is ignored, so a backfill does not see the future
   and a rerun for the same date sees the same rows.
 -#}
 
+{#-
+  The as-of date as 'YYYY-MM-DD'. The runner passes it in the environment
+  (SPM_AS_OF_DATE), read only while executing: a date in --vars would change
+  dbt's vars hash every night and force a full re-parse of the project, and an
+  env_var() read while parsing would be recorded for partial parsing. Run by
+  hand, `--vars '{as_of_date: ...}'` works as before (the environment wins
+  when both are set, which only the runner does).
+-#}
+{% macro core_as_of_string() -%}
+    {%- if execute -%}
+        {{ return(env_var('SPM_AS_OF_DATE', var('as_of_date') | string) | string) }}
+    {%- endif -%}
+    {{ return(var('as_of_date') | string) }}
+{%- endmacro %}
+
 {% macro core_as_of_date() -%}
-    {%- set raw = var('as_of_date') | string -%}
+    {%- set raw = core_as_of_string() -%}
     {%- if not modules.re.match('^\d{4}-\d{2}-\d{2}$', raw) -%}
         {{ exceptions.raise_compiler_error("var as_of_date must be YYYY-MM-DD, got '" ~ raw ~ "'") }}
     {%- endif -%}

@@ -8,11 +8,17 @@
   nothing leaves an older state, which only makes the next run look at more
   changes than needed (never fewer).
 -#}
-{% macro core_incremental_state(relation) %}
+{#- The relation as it exists in the database, or none (also outside execution, when nothing may be queried). -#}
+{% macro core_existing_relation(relation) %}
     {%- if not execute -%}
         {{ return(none) }}
     {%- endif -%}
-    {%- set existing = adapter.get_relation(database=relation.database, schema=relation.schema, identifier=relation.identifier) -%}
+    {{ return(adapter.get_relation(database=relation.database, schema=relation.schema, identifier=relation.identifier)) }}
+{% endmacro %}
+
+
+{% macro core_incremental_state(relation) %}
+    {%- set existing = core_existing_relation(relation) -%}
     {%- if existing is none -%}
         {{ return(none) }}
     {%- endif -%}
@@ -29,7 +35,7 @@
     {%- if state is none or state['as_of'] is none -%}
         {{ return(false) }}
     {%- endif -%}
-    {{ return((var('as_of_date') | string) < state['as_of']) }}
+    {{ return(core_as_of_string() < state['as_of']) }}
 {% endmacro %}
 
 

@@ -146,7 +146,9 @@ with periods as (
 , disbursements as (
     select {% for k in slice_columns %}lo.{{ k }}, {% endfor %}{{ core_period_month('t.transaction_date') }} as period_month,
            sum(t.amount) as disbursed_amount, count(distinct t.loan_id) as loans_disbursed
-    from {{ ref('int_loan__known_transactions') }} t
+    -- fct_loan_transaction holds exactly the known transactions of known loans, already
+    -- materialized: scanning it beats re-evaluating the raw view in every mart
+    from {{ ref('fct_loan_transaction') }} t
     join loans lo on lo.loan_id = t.loan_id
     where t.transaction_type_code = 1
     group by {% for k in slice_columns %}lo.{{ k }}, {% endfor %}{{ core_period_month('t.transaction_date') }}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,23 @@ from spm_warehouse.settings import ConnInfo
 log = logging.getLogger(__name__)
 
 DBT_PROJECT_DIR = settings.PROJECT_ROOT / "dbt_project"
+
+# Vars that change on every run (the as-of date) go to dbt through the environment (read by the
+# project's macros only while executing, see macros/core_as_of.sql): in --vars
+# they would change dbt's vars hash, and dbt re-parses the whole project when
+# that hash changes (several seconds a run, more on a busy machine).
+RUN_VARS_IN_ENV = {"as_of_date": "SPM_AS_OF_DATE"}
+PARSE_CACHE = "partial_parse.msgpack"
+
+
+def parse_cache_path() -> Path:
+    """The last parse of the project, shared by the runs of this checkout.
+
+    Every run has its own target folder, which would start with no parse at
+    all; it starts from a copy of this one instead. dbt checks the copy (dbt
+    version, project files, vars, profile) and re-parses whatever changed.
+    """
+    return settings.local_dir() / "dbt" / PARSE_CACHE
 
 
 @dataclass
@@ -134,13 +152,40 @@ def run_dbt(
         "--target-path", str(target_path),
         "--log-path", str(log_path),
     ]
-    if dbt_vars:
-        command += ["--vars", json.dumps(dbt_vars, default=str)]
+    env = dbt_env(wh)
+    stable_vars = {}
+    for name, value in (dbt_vars or {}).items():
+        if name in RUN_VARS_IN_ENV:
+            env[RUN_VARS_IN_ENV[name]] = str(value)
+        else:
+            stable_vars[name] = value
+    if stable_vars:
+        command += ["--vars", json.dumps(stable_vars, default=str, sort_keys=True)]
+    restore_parse_cache(target_path)
     log.info("running: %s", " ".join(command[:2] + command[2:3]))
-    proc = subprocess.run(command, env=dbt_env(wh), capture_output=True, text=True, cwd=DBT_PROJECT_DIR)
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, cwd=DBT_PROJECT_DIR)
+    save_parse_cache(target_path)
     tail = (proc.stdout[-6000:] + ("\n" + proc.stderr[-3000:] if proc.stderr.strip() else "")).strip()
     for line in tail.splitlines()[-40:]:
         log.info("dbt | %s", line)
     results, elapsed = parse_run_results(target_path) if args and args[0] in ("build", "run", "test", "seed") else ([], 0.0)
     return DbtResult(command=command, returncode=proc.returncode, target_path=target_path,
                      results=results, elapsed_s=elapsed, log_tail=tail)
+
+
+def restore_parse_cache(target_path: Path) -> None:
+    cache, mine = parse_cache_path(), target_path / PARSE_CACHE
+    if cache.exists() and not mine.exists():
+        shutil.copy2(cache, mine)
+
+
+def save_parse_cache(target_path: Path) -> None:
+    """Keep this run's parse for the next run (replaced atomically: runs may overlap)."""
+    mine = target_path / PARSE_CACHE
+    if not mine.exists():
+        return
+    cache = parse_cache_path()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+    shutil.copy2(mine, tmp)
+    os.replace(tmp, cache)

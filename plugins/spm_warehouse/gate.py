@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -220,9 +221,13 @@ def run_gate(
     for kind, fn in CHECKS:
         if only is not None and kind not in only:
             continue
+        t0 = time.monotonic()
         results = _run_one(kind, fn, ctx)
+        seconds = round(time.monotonic() - t0, 2)
+        ctx.facts.setdefault("seconds", {})[kind] = seconds
         for r in results:
             log.info("gate %-5s %s: %s", r.status.upper(), r.name, r.message)
+        log.info("gate checks of kind %s took %.1fs", kind, seconds)
         checks.extend(results)
     verdict = GateVerdict(passed=not any(c.blocks for c in checks), checks=checks, run_id=run_id, as_of=as_of,
                           started_at=started, finished_at=datetime.now(timezone.utc), facts=ctx.facts)

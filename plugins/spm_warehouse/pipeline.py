@@ -10,6 +10,8 @@ the night must stop.
 from __future__ import annotations
 
 import logging
+import re
+import shutil
 import time
 from contextlib import contextmanager
 from datetime import date
@@ -81,6 +83,21 @@ def extract_surveys(run_id: str, as_of: date, full_refresh: bool = False) -> dic
                                     full_refresh=full_refresh)
 
 
+def code_fingerprint() -> str:
+    """sha256 over the dbt project's files: incremental models that cache derived data rebuild when it changes."""
+    import hashlib
+
+    from spm_warehouse.dbt_runner import DBT_PROJECT_DIR
+
+    digest = hashlib.sha256()
+    files = [DBT_PROJECT_DIR / "dbt_project.yml"]
+    for folder in ("models", "macros", "seeds"):
+        files += sorted(p for p in (DBT_PROJECT_DIR / folder).rglob("*") if p.is_file())
+    for path in files:
+        digest.update(str(path.relative_to(DBT_PROJECT_DIR)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def dbt_target_dir(run_id: str) -> Path:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
     return settings.local_dir() / "dbt" / safe
@@ -92,15 +109,33 @@ def build(run_id: str, as_of: date, full_refresh: bool = False) -> dict:
 
     wh = settings.connection("warehouse")
     target = dbt_target_dir(run_id)
-    dbt_vars = {"as_of_date": as_of.isoformat(), "run_id": run_id}
-    with warehouse() as conn:  # a failed night may have left a half build schema
-        conn.execute(f'DROP SCHEMA IF EXISTS "{settings.build_schema()}" CASCADE')
-        conn.commit()
+    dbt_vars = {"as_of_date": as_of.isoformat(), "code_fingerprint": code_fingerprint()}
+    # The build schema is not dropped: it is the recycled publication before last (or a
+    # blocked night's build), whose incremental facts catch up from their own state;
+    # table models are replaced, and relations no model builds any more are pruned below.
+    if not full_refresh:
+        with warehouse() as conn:
+            seeded = seed_build_schema(conn)
+            conn.commit()
+        if seeded:
+            log.info("build schema seeded with the published incremental marts: %s", ", ".join(seeded))
     args = ["build"] + (["--full-refresh"] if full_refresh else [])
     result = run_dbt(args, wh, dbt_vars=dbt_vars, target_path=target / "target", log_path=target / "logs")
+    with warehouse() as conn:
+        from spm_warehouse import publish as publisher
+
+        pruned = prune_build_schema(conn, target / "target" / "manifest.json")
+        publisher.stamp_build(conn, run_id, as_of)
+        conn.commit()
+    if pruned:
+        log.info("dropped from the build schema (no model builds them any more): %s", ", ".join(pruned))
     # Docs while the build schema exists, so the catalog describes the marts
     # that are about to be published; the run report links them.
-    docs = run_dbt(["docs", "generate"], wh, dbt_vars=dbt_vars, target_path=target / "docs", log_path=target / "logs")
+    # The docs run starts from the build's parse (dbt_runner's parse cache).
+    # --no-compile: the build has just compiled every node (and the models' compile-time
+    # queries need not run twice); the docs show the models' SQL as written.
+    docs = run_dbt(["docs", "generate", "--no-compile"], wh, dbt_vars=dbt_vars, target_path=target / "docs",
+                   log_path=target / "logs")
     if not docs.success:
         log.warning("dbt docs generate failed; the run report will have no dbt docs:\n%s", docs.log_tail[-1500:])
     summary = result.summary()
@@ -108,6 +143,86 @@ def build(run_id: str, as_of: date, full_refresh: bool = False) -> dict:
     if not result.results:
         raise StageFailed("dbt did not run (no run_results.json):\n" + result.log_tail[-3000:])
     return summary
+
+
+_INDEX_DEF = re.compile(r"^CREATE (UNIQUE )?INDEX \S+ ON \S+ (USING .+)$")
+STATE_COLUMNS = ("_as_of_date", "_cutoff_ts", "_watermark", "_backfill")
+
+
+def seed_build_schema(conn: psycopg.Connection, target: str | None = None) -> list[str]:
+    """Start a missing build schema with copies of the published incremental marts.
+
+    Publish recycles the publication before last as the next build schema; on
+    the first night after the first publication there is none yet, and every
+    incremental mart would be rebuilt from the whole history. Copying the
+    published ones (gate-passed, with their bookkeeping columns) is a plain
+    COPY-speed scan, after which they catch up like a recycled schema.
+    """
+    from spm_warehouse import publish as publisher
+
+    build, analytics = target or settings.build_schema(), settings.analytics_schema()
+    if settings.get("SPM_RECYCLE_BUILD") != "1":
+        return []
+    exists = conn.execute("SELECT to_regnamespace(%s) IS NOT NULL, to_regnamespace(%s) IS NOT NULL",
+                          (build, analytics)).fetchone()
+    if exists[0] or not exists[1]:
+        return []
+    tables = [r[0] for r in conn.execute(
+        """SELECT c.table_name FROM information_schema.columns c
+           JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+           WHERE c.table_schema = %s AND t.table_type = 'BASE TABLE' AND c.column_name = ANY(%s)
+           GROUP BY c.table_name HAVING count(*) = %s ORDER BY 1""",
+        (analytics, list(STATE_COLUMNS), len(STATE_COLUMNS))).fetchall()]
+    if not tables:
+        return []
+    conn.execute(f'CREATE SCHEMA "{build}"')
+    for table in tables:
+        conn.execute(f'CREATE TABLE "{build}"."{table}" AS SELECT * FROM "{analytics}"."{table}"')
+        # the same indexes, built once on the full copy (the models' post-hooks would find them missing)
+        for (definition,) in conn.execute(
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND tablename = %s ORDER BY indexname",
+                (analytics, table)).fetchall():
+            match = _INDEX_DEF.match(definition)
+            if match:
+                conn.execute(f'CREATE {match.group(1) or ""}INDEX ON "{build}"."{table}" {match.group(2)}')
+        conn.execute(f'ANALYZE "{build}"."{table}"')
+    live = publisher.schema_stamp(conn, analytics).get("build_id") or "unknown"
+    publisher.mark_recycled(conn, build, live)
+    return tables
+
+
+KEPT_IN_BUILD = ("publication_info", "data_health_runs")  # publish's health views, recreated at every publish
+
+
+def prune_build_schema(conn: psycopg.Connection, manifest_path: Path) -> list[str]:
+    """Drop tables and views of the build schema that no dbt model of this project builds.
+
+    A recycled build schema still holds every relation of an older build; a
+    model removed or renamed since would otherwise be published forever.
+    Without a readable manifest nothing is dropped.
+    """
+    import json
+
+    schema = settings.build_schema()
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError):
+        return []
+    wanted = {(node.get("alias") or node.get("name")) for node in manifest.get("nodes", {}).values()
+              if node.get("resource_type") in ("model", "seed", "snapshot") and node.get("schema") == schema}
+    if not wanted:
+        return []
+    rows = conn.execute(
+        """SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm') ORDER BY 1""", (schema,)).fetchall()
+    dropped = []
+    for name, kind in rows:
+        if name in wanted or name in KEPT_IN_BUILD:
+            continue
+        what = {"v": "VIEW", "m": "MATERIALIZED VIEW"}.get(kind, "TABLE")
+        conn.execute(f'DROP {what} IF EXISTS "{schema}"."{name}" CASCADE')
+        dropped.append(name)
+    return dropped
 
 
 def gate(run_id: str, as_of: date, dbt_summary: dict) -> dict:
@@ -134,6 +249,20 @@ def publish(run_id: str, as_of: date) -> dict:
     with warehouse() as conn:
         roles.ensure_bi_roles(conn)
         result = publisher.publish(conn, run_id=run_id, as_of=as_of)
+        # After the first publication there is no publication before last to recycle: prepare
+        # tomorrow's build schema now, while tonight's window still has room (a full run is long
+        # anyway), so that the next night is incremental from the start.
+        started = time.monotonic()
+        seeded = seed_build_schema(conn)
+        if seeded and result.get("replaced_build_id") is None:
+            # the first publication: night 2 will have no publication before last either, so it
+            # gets a spare copy to recycle (publish renames it to the build schema)
+            seed_build_schema(conn, publisher.spare_schema())
+        conn.commit()
+    if seeded:
+        result["seeded_next_build"] = seeded
+        log.info("tomorrow's build schema prepared from the publication in %.1fs: %s",
+                 time.monotonic() - started, ", ".join(seeded))
     return result
 
 
@@ -169,7 +298,6 @@ def refresh_published_docs() -> dict:
 
     Analysts bookmark one address; it follows publications and rollbacks.
     """
-    import shutil
 
     from spm_warehouse import report as run_report
 

@@ -5,9 +5,10 @@ module publishes them. In ONE transaction:
 
     advisory lock (one publisher at a time)
     stamp the build (schema comment) and add the data-health views to it
-    lock the previous publication's tables, DROP SCHEMA analytics_prev CASCADE
+    lock the previous publication's tables, ALTER SCHEMA analytics_prev RENAME TO analytics_build_recycling
     lock the live tables (NOWAIT), ALTER SCHEMA analytics RENAME TO analytics_prev
     ALTER SCHEMA analytics_build RENAME TO analytics
+    ALTER SCHEMA analytics_build_recycling RENAME TO analytics_build (stamped "recycled")
     grants to bi_reader (and branch RLS policies), nothing on analytics_prev
     INSERT INTO meta.publications
     COMMIT
@@ -28,6 +29,15 @@ needs cannot deadlock with a reader; NOWAIT never waits; and the queued wait
 makes new readers of that table line up behind publish, so a busy dashboard
 cannot starve the publication. A failed attempt rolls back (analytics
 untouched) and is retried up to LOCK_ATTEMPTS times.
+
+Why recycle the publication before last instead of dropping it: the next
+night's dbt build runs into it, so its incremental facts (fct_loan_transaction,
+fct_portfolio_month) only catch up the two nights since that build instead of
+being rebuilt from the whole history (the nightly time then grows with the
+day's changes, not with the size of the loan book). Table models are replaced
+as usual. A recycled schema is stamped in its comment and publish refuses it
+until a build of the run being published has replaced the stamp
+(SPM_RECYCLE_BUILD=0 drops it instead, as before).
 
 Views or other objects outside these schemas that depend on the published
 tables would follow them into analytics_prev and be dropped with it: publish
@@ -174,15 +184,43 @@ def outside_dependents(conn: psycopg.Connection, schemas: list[str]) -> list[str
     return [r[0] for r in rows]
 
 
-def schema_stamp(conn: psycopg.Connection, schema: str) -> dict:
-    """The build identity publish wrote into the schema comment ({} when none)."""
+RECYCLING_SUFFIX = "_recycling"
+
+
+def spare_schema() -> str:
+    """Where the first publication leaves a copy of its incremental marts for the second night to recycle."""
+    return settings.build_schema() + "_spare"
+RECYCLED_KEY = "recycled_from_build_id"
+
+
+def mark_recycled(conn: psycopg.Connection, schema: str, build_id: str) -> None:
+    """Stamp a schema as the recycled copy of an old publication: publish refuses it until a build replaces the stamp."""
+    conn.execute(sql.SQL("COMMENT ON SCHEMA {} IS {}").format(
+        sql.Identifier(schema), sql.Literal(json.dumps({RECYCLED_KEY: build_id}))))
+
+
+def stamp_build(conn: psycopg.Connection, run_id: str, as_of: date) -> None:
+    """Record in the build schema's comment which run built it (publish checks it is the run it publishes)."""
+    schema = settings.build_schema()
+    if _schema_exists(conn, schema):
+        conn.execute(sql.SQL("COMMENT ON SCHEMA {} IS {}").format(
+            sql.Identifier(schema), sql.Literal(json.dumps({"built_by_run_id": run_id, "as_of_date": as_of.isoformat()}))))
+
+
+def _raw_stamp(conn: psycopg.Connection, schema: str) -> dict:
     row = conn.execute(
         "SELECT obj_description(to_regnamespace(%s)::oid, 'pg_namespace')", (schema,)).fetchone()
     try:
         data = json.loads(row[0]) if row and row[0] else {}
     except json.JSONDecodeError:
         return {}
-    return data if isinstance(data, dict) and "build_id" in data else {}
+    return data if isinstance(data, dict) else {}
+
+
+def schema_stamp(conn: psycopg.Connection, schema: str) -> dict:
+    """The build identity publish wrote into the schema comment ({} when none)."""
+    data = _raw_stamp(conn, schema)
+    return data if "build_id" in data else {}
 
 
 def row_counts(conn: psycopg.Connection, schema: str) -> dict[str, int]:
@@ -324,6 +362,15 @@ def publish(wh_conn: psycopg.Connection, run_id: str, as_of: date, verdict: Gate
                                    f"or was this build published already?)")
             if not _relations(wh_conn, build, ("r", "p", "m", "v")):
                 raise PublishError(f"nothing to publish: schema {build} is empty")
+            stamp_now = _raw_stamp(wh_conn, build)
+            if RECYCLED_KEY in stamp_now:
+                raise PublishError(f"nothing to publish: schema {build} holds the recycled publication "
+                                   f"{stamp_now[RECYCLED_KEY]}, not a build of run {run_id} (was this build "
+                                   f"published already?)")
+            built_by = stamp_now.get("built_by_run_id")
+            if built_by is not None and built_by != run_id:
+                raise PublishError(f"nothing to publish for run {run_id}: schema {build} was last built by run "
+                                   f"{built_by}")
             dependents = outside_dependents(wh_conn, [analytics, prev, build])
             if dependents:
                 raise PublishError(
@@ -338,9 +385,17 @@ def publish(wh_conn: psycopg.Connection, run_id: str, as_of: date, verdict: Gate
             counts = row_counts(wh_conn, build)
             live = _schema_exists(wh_conn, analytics)
             replaced = schema_stamp(wh_conn, analytics).get("build_id") if live else None
+            recycled = None
             if live and _schema_exists(wh_conn, prev):
                 _lock_live(wh_conn, [prev], hint)
-                wh_conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(prev)))
+                if settings.get("SPM_RECYCLE_BUILD") == "1":
+                    # The publication before last becomes the next build schema: its incremental
+                    # facts then only catch up two nights of changes instead of being rebuilt.
+                    recycled = schema_stamp(wh_conn, prev).get("build_id") or "unknown"
+                    wh_conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
+                        sql.Identifier(prev), sql.Identifier(build + RECYCLING_SUFFIX)))
+                else:
+                    wh_conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(prev)))
             # The swap itself: lock the live tables, rename, grant - then commit makes it visible at once.
             if live:
                 _lock_live(wh_conn, [analytics], hint)
@@ -348,6 +403,17 @@ def publish(wh_conn: psycopg.Connection, run_id: str, as_of: date, verdict: Gate
                     sql.Identifier(analytics), sql.Identifier(prev)))
             wh_conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
                 sql.Identifier(build), sql.Identifier(analytics)))
+            if recycled is not None:
+                wh_conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
+                    sql.Identifier(build + RECYCLING_SUFFIX), sql.Identifier(build)))
+                mark_recycled(wh_conn, build, recycled)
+            elif _schema_exists(wh_conn, spare_schema()):
+                # no publication before last yet: the spare copy the first publication left is
+                # tomorrow's build schema (it holds the incremental marts only, never published)
+                recycled = "spare"
+                wh_conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
+                    sql.Identifier(spare_schema()), sql.Identifier(build)))
+                mark_recycled(wh_conn, build, recycled)
             access = roles.apply_published_access(wh_conn, analytics, prev_schema=prev)
             published_at = wh_conn.execute(
                 """INSERT INTO meta.publications (build_id, action, run_id, as_of_date, row_counts, check_summary,
@@ -361,6 +427,7 @@ def publish(wh_conn: psycopg.Connection, run_id: str, as_of: date, verdict: Gate
         return {"build_id": build_id, "run_id": run_id, "as_of_date": as_of.isoformat(),
                 "published_at": published_at.isoformat(), "row_counts": counts, "check_summary": summary,
                 "replaced_build_id": replaced, "schema": analytics, "previous_schema": prev,
+                "recycled_build_id": recycled,
                 "bi_reader_granted": access["bi_reader"], "branch_rls_tables": access["rls_tables"]}
 
     result = _with_lock_retries(swap, f"publish {build_id}")

@@ -33,6 +33,8 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "SPM_EXTRACT_LOOKBACK_MINUTES": ("60", "lookback window of incremental extraction"),
     "SPM_EXTRACT_CHUNK_ROWS": ("50000", "rows per fetch of the server-side cursor"),
     "SPM_SOURCE_STATEMENT_TIMEOUT_S": ("3600", "statement timeout on the source MIS"),
+    "SPM_RECYCLE_BUILD": ("1", "1 = publish turns the publication before last into the next build schema, so incremental "
+                          "marts catch up instead of being rebuilt every night; 0 = drop it (every night rebuilds all marts)"),
     "SPM_RECONCILE_EVERY_DAYS": ("7", "days between automatic key reconciliations (hard-delete detection) during the nightly extraction; 0 = only on demand"),
     "SPM_ALERT_WEBHOOK_URL": ("", "chat webhook (Slack/Teams/Mattermost compatible JSON) for failure alerts"),
     "SPM_ALERT_EMAIL": ("", "e-mail address for failure alerts (uses Airflow's SMTP settings)"),

@@ -419,7 +419,18 @@ def extract_mis(source: ConnInfo, wh_conn: psycopg.Connection, run_id: str, as_o
         for spec in present:
             manifest.append(_extract_table(session, wh_conn, spec, run_id, as_of, label, full_refresh, lookback))
         if reconcile or (reconcile_every_days and load.reconcile_due(wh_conn, reconcile_every_days, label)):
-            _reconcile(session, wh_conn, [s for s in present if s.cursor], run_id, label)
+            # A table this run read whole (first load, full refresh) has just had every key
+            # compared: its deletes are marked already. Only the incrementally read ones need
+            # the key scan; the others are recorded as reconciled so the N-day clock restarts.
+            read_whole = {m["table_name"]: m for m in manifest if m["mode"] in ("initial", "full")}
+            _reconcile(session, wh_conn, [s for s in present if s.cursor and s.name not in read_whole], run_id, label)
+            with wh_conn.cursor() as cur:
+                for spec in present:
+                    if spec.cursor and spec.name in read_whole:
+                        rows = read_whole[spec.name]["rows_read"]
+                        load.write_reconciliation(cur, run_id, label, spec.name, rows, rows,
+                                                  read_whole[spec.name]["rows_deleted"], 0.0)
+            wh_conn.commit()
     finally:
         session.close()
     total_rows = sum(m["rows_read"] for m in manifest)

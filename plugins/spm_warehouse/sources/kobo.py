@@ -76,6 +76,7 @@ COMMENT ON COLUMN raw_kobo.submissions.submission_time IS 'Kobo _submission_time
 COMMENT ON COLUMN raw_kobo.submissions.content_hash IS 'sha256 of the canonical JSON of payload: the unique key that makes reloads no-ops';
 CREATE INDEX IF NOT EXISTS submissions_instance_id_idx ON raw_kobo.submissions (instance_id);
 CREATE INDEX IF NOT EXISTS submissions_asset_time_idx ON raw_kobo.submissions (asset_uid, submission_time);
+CREATE INDEX IF NOT EXISTS submissions_loaded_at_idx ON raw_kobo.submissions (loaded_at);
 
 CREATE TABLE IF NOT EXISTS raw_kobo.loaded_files (
     content_hash text PRIMARY KEY,
@@ -427,33 +428,153 @@ def file_sha256(path: Path) -> str:
 
 
 def read_export_file(path: Path) -> Iterator[dict]:
-    """Submissions of a Kobo export file; raises BadExportFile with the reason when unreadable."""
+    """Submissions of a Kobo export file, streamed; raises BadExportFile with the reason when unreadable.
+
+    Streamed because an MFI's full export can hold millions of submissions: a
+    file is never read into memory whole. An error found half-way through
+    raises from the iterator, and the caller's transaction discards what the
+    file had loaded so far.
+    """
     suffix = path.suffix.lower()
     if suffix == ".json":
-        return iter(_read_json_export(path))
+        return _read_json_export(path)
+    if suffix in (".jsonl", ".ndjson"):
+        return _read_json_lines(path)
     if suffix == ".csv":
         return _read_csv_export(path)
-    raise BadExportFile(f"unsupported file type {suffix or '(none)'}: drop Kobo JSON (.json) or CSV (.csv) exports")
+    raise BadExportFile(f"unsupported file type {suffix or '(none)'}: drop Kobo JSON (.json, .jsonl) "
+                        "or CSV (.csv) exports")
 
 
-def _read_json_export(path: Path) -> list[dict]:
+_JSON_CHUNK = 1 << 20
+_JSON_WS = " \t\r\n"
+_JSON_MAX_ELEMENT = 64 << 20  # no real submission comes near; a broken file must not fill memory
+
+
+def _json_error(exc: json.JSONDecodeError, text: str, consumed_lines: int) -> BadExportFile:
+    line = consumed_lines + text.count("\n", 0, exc.pos) + 1
+    return BadExportFile(f"not valid JSON: {exc.msg} at line {line}")
+
+
+def _read_json_export(path: Path) -> Iterator[dict]:
+    """Elements of a top-level JSON array, decoded one at a time from 1 MB chunks.
+
+    A top-level object is accepted when it is an API page (`results` list);
+    pages are bounded by the API's page size, so that form is decoded whole.
+    """
+    decoder = json.JSONDecoder()
+    seen_id = False
+    index = 0
     try:
         with open(path, encoding="utf-8-sig") as fh:
-            data = json.load(fh)
+            buf = ""
+            while not buf:
+                chunk = fh.read(_JSON_CHUNK)
+                if not chunk:
+                    break
+                buf = chunk.lstrip(_JSON_WS)
+            if buf.startswith("{"):
+                rest = buf + fh.read()
+                try:
+                    data = json.loads(rest)
+                except json.JSONDecodeError as exc:
+                    raise _json_error(exc, rest, 0) from None
+                if not isinstance(data.get("results"), list):
+                    raise BadExportFile("JSON is neither a list of submissions nor an API page with a `results` list")
+                items: Iterable[Any] = data["results"]
+                for item in items:
+                    index += 1
+                    if not isinstance(item, dict):
+                        raise BadExportFile(f"JSON element {index} is not a submission object")
+                    seen_id = seen_id or instance_id_of(item) is not None
+                    yield item
+            elif not buf.startswith("["):
+                if not buf:
+                    raise BadExportFile("empty file")
+                raise BadExportFile("JSON is neither a list of submissions nor an API page with a `results` list")
+            else:
+                lines = 0  # newlines in the text already dropped from buf (for error positions)
+                pos = 1
+                expect_value = True  # after '[' or ','
+                eof = False
+                while True:
+                    # skip white space and at most one separator, refilling as needed
+                    while True:
+                        while pos < len(buf) and buf[pos] in _JSON_WS:
+                            pos += 1
+                        if pos < len(buf) or eof:
+                            break
+                        more = fh.read(_JSON_CHUNK)
+                        eof = not more
+                        lines += buf.count("\n")
+                        buf, pos = more, 0
+                    if pos >= len(buf):
+                        raise BadExportFile(f"not valid JSON: the list is not closed (after element {index})")
+                    ch = buf[pos]
+                    if ch == "]" and (index == 0 or not expect_value):
+                        tail = (buf[pos + 1:] + fh.read(_JSON_CHUNK)).strip(_JSON_WS)
+                        if tail:
+                            raise BadExportFile("not valid JSON: extra data after the list")
+                        break
+                    if ch == "," and not expect_value:
+                        pos += 1
+                        expect_value = True
+                        continue
+                    if not expect_value:
+                        raise BadExportFile(f"not valid JSON: expected ',' or ']' after element {index}, "
+                                            f"at line {lines + buf.count(chr(10), 0, pos) + 1}")
+                    while True:
+                        try:
+                            item, end = decoder.raw_decode(buf, pos)
+                            break
+                        except json.JSONDecodeError as exc:
+                            if eof:
+                                raise _json_error(exc, buf, lines) from None
+                            if len(buf) - pos > _JSON_MAX_ELEMENT:
+                                raise BadExportFile(f"JSON element {index + 1} is not valid or larger than "
+                                                    f"{_JSON_MAX_ELEMENT >> 20} MB") from None
+                            more = fh.read(_JSON_CHUNK)
+                            eof = not more
+                            lines += buf.count("\n", 0, pos)
+                            buf, pos = buf[pos:] + more, 0
+                    index += 1
+                    if not isinstance(item, dict):
+                        raise BadExportFile(f"JSON element {index} is not a submission object")
+                    seen_id = seen_id or instance_id_of(item) is not None
+                    yield item
+                    pos = end
+                    expect_value = False
+                    if pos > _JSON_CHUNK:  # drop what is decoded so the buffer stays about one chunk
+                        lines += buf.count("\n", 0, pos)
+                        buf, pos = buf[pos:], 0
     except UnicodeDecodeError as exc:
         raise BadExportFile(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except json.JSONDecodeError as exc:
-        raise BadExportFile(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    if isinstance(data, dict) and isinstance(data.get("results"), list):
-        data = data["results"]
-    if not isinstance(data, list):
-        raise BadExportFile("JSON is neither a list of submissions nor an API page with a `results` list")
-    for index, item in enumerate(data, start=1):
-        if not isinstance(item, dict):
-            raise BadExportFile(f"JSON element {index} is not a submission object")
-    if data and not any(instance_id_of(item) for item in data):
+    if index and not seen_id:
         raise BadExportFile("no submission has meta/instanceID or _uuid: not a Kobo/ODK export")
-    return data
+
+
+def _read_json_lines(path: Path) -> Iterator[dict]:
+    """One submission object per line (JSON Lines); blank lines are skipped."""
+    seen_id = False
+    count = 0
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            for number, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    item = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise BadExportFile(f"not valid JSON at line {number}: {exc.msg}") from None
+                if not isinstance(item, dict):
+                    raise BadExportFile(f"line {number} is not a submission object")
+                count += 1
+                seen_id = seen_id or instance_id_of(item) is not None
+                yield item
+    except UnicodeDecodeError as exc:
+        raise BadExportFile(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if count and not seen_id:
+        raise BadExportFile("no submission has meta/instanceID or _uuid: not a Kobo/ODK export")
 
 
 def _read_csv_export(path: Path) -> Iterator[dict]:

@@ -6,7 +6,7 @@
     baseline        = the client's first accepted baseline survey (by
                       interview date, submission time, lower _id)
     latest follow-up = the client's last accepted follow-up interviewed after
-                      the baseline and on or before var as_of_date (by
+                      the baseline and on or before the as-of date (by
                       interview date, submission time, higher _id - the
                       contract's tie rule)
     A client counts for an indicator only when both surveys carry a value
@@ -18,7 +18,7 @@
 with accepted as (
 
     select * from {{ ref('int_surveys__accepted') }}
-    where interview_date <= '{{ var("as_of_date") }}'::date
+    where interview_date <= {{ core_as_of_date() }}
 
 ),
 

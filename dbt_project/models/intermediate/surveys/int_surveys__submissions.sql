@@ -12,34 +12,82 @@
       written (in its own offset, never converted to UTC).
     Submissions without an instanceID cannot be matched; each is kept (by
     content) and quarantined downstream.
--#}
 
-with staged as (
+    Incremental (macros/surveys/surveys_incremental.sql): a night recomputes
+    only the submission keys that raw rows loaded since the last build touch
+    (their own key, and the key each one replaces); a change of the field map
+    seed, the default scorecard or the project's code rebuilds the table.
+-#}
+{{
+  config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook=["{{ surveys_submissions_prepare() }}"],
+    post_hook=[
+      "{{ core_index('submission_key', unique=true) }}",
+      "{{ core_index('_loaded_until') }}",
+      "analyze {{ this }}"
+    ]
+  )
+}}
+-- depends_on: {{ ref('survey_field_map') }}
+{%- set state = surveys_state(this) if is_incremental() else none %}
+{%- set nightly = surveys_mode(state) == 'nightly' %}
+
+{#- The staging view is read by each part on its own (never through one shared CTE,
+    which PostgreSQL would compute whole): the filters then reach raw_kobo's indexes. #}
+with
+{%- if nightly %}
+
+affected as (
+
+    {{ surveys_affected_keys(state) }}
+
+),
+
+scoped as (
+
+    select s.*
+    from {{ ref('stg_kobo__spm_client_monitoring') }} s
+    where s.instance_id in (select submission_key from affected)
+       or (s.instance_id is null
+           and s.content_hash in (select substr(submission_key, 9) from affected
+                                  where submission_key like 'content:%'))
+
+),
+{%- else %}
+
+scoped as (
 
     select * from {{ ref('stg_kobo__spm_client_monitoring') }}
 
 ),
+{%- endif %}
 
 replaced as (
 
-    select distinct deprecated_id as instance_id
-    from staged
-    where deprecated_id is not null
-      and deprecated_id is distinct from instance_id
+    select distinct s.deprecated_id as instance_id
+    from {{ ref('stg_kobo__spm_client_monitoring') }} s
+    where s.deprecated_id is not null
+      and s.deprecated_id is distinct from s.instance_id
+      {%- if nightly %}
+      and s.deprecated_id in (select submission_key from affected)
+      {%- endif %}
 
 ),
 
 ranked as (
 
     select
-        staged.*,
+        scoped.*,
         coalesce(instance_id, 'content:' || content_hash) as submission_key,
         row_number() over (
             partition by coalesce(instance_id, 'content:' || content_hash)
             order by loaded_at desc, kobo_id desc nulls last, content_hash
         ) as copy_rank,
         count(*) over (partition by coalesce(instance_id, 'content:' || content_hash)) as copies_seen
-    from staged
+    from scoped
 
 )
 
@@ -69,7 +117,8 @@ select
     monthly_hh_income,
     loan_main_purpose,
     nps,
-    exit_reason
+    exit_reason,
+    {{ surveys_state_columns() }}
 from ranked
 where copy_rank = 1
   and not exists (

@@ -30,7 +30,11 @@ fields as (
         s.submission_time,
         s.payload ->> '_xform_id_string' as xform_id
     from submissions as s
-    cross join lateral jsonb_each(s.payload) as kv
+    -- our own fields (the map's targets) are taken off before the explode: most of
+    -- every payload, so only system keys and unknown fields are looked at one by one
+    cross join lateral jsonb_each(
+        s.payload - coalesce((select array_agg(distinct m.target_field) from field_map as m), '{}'::text[])
+    ) as kv
     where kv.value not in ('null'::jsonb, '""'::jsonb, '[]'::jsonb, '{}'::jsonb)
       and left(kv.key, 1) <> '_'
       and kv.key not like 'meta/%'
@@ -46,8 +50,7 @@ select
     min(f.submission_time)    as first_submission_time,
     max(f.submission_time)    as last_submission_time
 from fields as f
-where not exists (select 1 from field_map as m where m.target_field = f.field_name)
-  and not exists (
+where not exists (
       select 1 from field_map as m
       where m.source_field = f.field_name
         and m.form_id in (f.asset_uid, f.xform_id)

@@ -1,7 +1,26 @@
-{{ config(pre_hook=core_session_settings(), post_hook=["{{ core_index('loan_id, transaction_date') }}"]) }}
+{{
+  config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook=core_session_settings() + ["{{ core_mart_prepare('transaction_date') }}"],
+    post_hook=[
+      "{{ core_index('transaction_id', unique=true) }}",
+      "{{ core_index('loan_id, transaction_date') }}",
+      "{{ core_index('transaction_date') }}",
+      "{{ core_index('_as_of_date, _cutoff_ts, _watermark') }}",
+      "analyze {{ this }}"
+    ]
+  )
+}}
 -- One row per loan transaction that exists at as_of_date (reversed ones never
 -- do; entered by the end of as_of_date). Attribution as in the KPI contract
 -- (current branch of the client, m_loan product and officer); -1 when missing.
+-- Incremental (macros/core_incremental_marts.sql): a night rewrites the
+-- transactions of changed loans and those dated from the month of the last
+-- as-of date on (their period_end moves with the as-of date).
+{%- set state = core_mart_state(this) if is_incremental() else none %}
+{%- set mode = core_mart_mode(state) %}
 select
     t.transaction_id,
     t.loan_id,
@@ -20,6 +39,11 @@ select
     t.fee_charges_portion,
     t.penalty_charges_portion,
     t.overpayment_portion,
-    t.submitted_on_date
+    t.submitted_on_date,
+    {{ core_mart_state_columns(state, ['m_loan', 'm_loan_transaction', 'm_client', 'm_group']) }}
 from {{ ref('int_loan__known_transactions') }} t
 join {{ ref('int_loan__known_loans') }} l on l.loan_id = t.loan_id
+{%- if mode == 'nightly' %}
+where t.transaction_date >= {{ core_mart_moving_month(state) }}
+   or t.loan_id in ({{ core_mart_changed_loans(state) }})
+{%- endif %}

@@ -1,8 +1,26 @@
-{{ config(pre_hook=core_session_settings(), post_hook=["{{ core_index('period_end, branch_id') }}"]) }}
+{{
+  config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook=core_session_settings() + ["{{ core_mart_prepare('period_month', with_schedule=true) }}"],
+    post_hook=[
+      "{{ core_index('period_end, branch_id') }}",
+      "{{ core_index('loan_id, period_month', unique=true) }}",
+      "{{ core_index('period_month') }}",
+      "{{ core_index('_as_of_date, _cutoff_ts, _watermark') }}",
+      "analyze {{ this }}"
+    ]
+  )
+}}
 -- KPI contract table: one row per loan per period in which the loan's
 -- outstanding principal at period_end is > 0. Branch = the client's current
 -- branch, product and officer = m_loan's (officer null if none).
 -- Extra columns: client_id, period_month and period_end_date_key.
+-- Incremental (macros/core_incremental_marts.sql): a night rewrites the rows
+-- of changed loans and the rows from the month of the last as-of date on.
+{%- set state = core_mart_state(this) if is_incremental() else none %}
+{%- set mode = core_mart_mode(state) %}
 select
     b.loan_id,
     b.period_end,
@@ -14,7 +32,12 @@ select
     b.days_in_arrears > 30                                          as is_par30,
     l.client_id,
     b.period_month,
-    {{ core_date_key('b.period_end') }}                            as period_end_date_key
+    {{ core_date_key('b.period_end') }}                            as period_end_date_key,
+    {{ core_mart_state_columns(state, ['m_loan', 'm_loan_transaction', 'm_loan_repayment_schedule', 'm_client', 'm_group']) }}
 from {{ ref('int_loan__balances_as_of') }} b
 join {{ ref('int_loan__known_loans') }} l on l.loan_id = b.loan_id
 where b.outstanding_principal > 0
+{%- if mode == 'nightly' %}
+  and (b.period_month >= {{ core_mart_moving_month(state) }}
+       or b.loan_id in ({{ core_mart_changed_loans(state, with_schedule=true) }}))
+{%- endif %}

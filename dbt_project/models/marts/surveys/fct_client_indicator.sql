@@ -1,6 +1,6 @@
 {#-
     One row per client, indicator and accepted survey interviewed on or
-    before var as_of_date: the value an indicator took in that interview.
+    before the as-of date: the value an indicator took in that interview.
 
     Numeric indicators carry value_numeric; categorical ones (loan main
     purpose, exit reason) value_text. Indicators a survey has no value for
@@ -13,7 +13,7 @@
 with accepted as (
 
     select * from {{ ref('int_surveys__accepted') }}
-    where interview_date <= '{{ var("as_of_date") }}'::date
+    where interview_date <= {{ core_as_of_date() }}
 
 ),
 

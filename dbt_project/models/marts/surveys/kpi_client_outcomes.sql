@@ -35,7 +35,7 @@ current_dim as (
 )
 
 select
-    '{{ var("as_of_date") }}'::date                                     as as_of_date,
+    {{ core_as_of_date() }}                                     as as_of_date,
     ch.indicator_code,
     i.better_direction,
     c.branch_id,

@@ -2,7 +2,7 @@
     Why clients leave, by branch and month: accepted exit interviews by the
     exit reason given, per branch (the client's branch current in the MIS)
     and period (one per calendar month, period_end = last day of the month,
-    or var as_of_date for the as-of month; exits are counted in the period
+    or the as-of date for the as-of month; exits are counted in the period
     of their interview date). A client interviewed twice at exit in one
     period counts once, with the reason of the latest interview.
     Only branch-months with exit interviews have rows.
@@ -19,7 +19,7 @@ with exits as (
         date_trunc('month', a.interview_date)::date                          as period_start
     from {{ ref('int_surveys__accepted') }} as a
     where a.survey_type = 'exit'
-      and a.interview_date <= '{{ var("as_of_date") }}'::date
+      and a.interview_date <= {{ core_as_of_date() }}
 
 ),
 
@@ -38,7 +38,7 @@ counted as (
         c.branch_name,
         e.period_start,
         least((e.period_start + interval '1 month - 1 day')::date,
-              '{{ var("as_of_date") }}'::date)                               as period_end,
+              {{ core_as_of_date() }})                               as period_end,
         e.exit_reason,
         count(*)                                                             as exit_interviews
     from latest_per_client_period as e

@@ -9,39 +9,11 @@
     intermediate/surveys' business.
 -#}
 
-with submissions as (
-
-    select * from {{ source('raw_kobo', 'submissions') }}
-
-),
-
-field_map as (
-
-    select form_id, source_field, target_field
-    from {{ ref('survey_field_map') }}
-    where source_field <> target_field
-
-),
-
-renamed as (
-
-    select
-        s.content_hash,
-        coalesce(
-            jsonb_object_agg(coalesce(m.target_field, kv.key), kv.value
-                             order by (m.target_field is null), kv.key)
-                filter (where kv.key is not null),
-            '{}'::jsonb
-        ) as fields
-    from submissions as s
-    left join lateral jsonb_each(s.payload) as kv on true
-    left join field_map as m
-        on m.source_field = kv.key
-       and m.form_id in (s.asset_uid, s.payload ->> '_xform_id_string')
-    group by s.content_hash
-
-)
-
+{#- No CTEs on purpose: a view without WITH is flattened into the query that reads it,
+    so its callers' filters (loaded_at, instance_id) reach raw_kobo's indexes instead
+    of every payload being flattened first. Only submissions of a mapped form are
+    taken apart key by key; the rest (our own form, nearly every row) keep their
+    payload as it is. #}
 select
     s.content_hash,
     s.source                                                    as load_source,
@@ -71,6 +43,24 @@ select
     lower({{ kobo_text('r.fields', 'loan_use/main_purpose') }}) as loan_main_purpose,
     {{ kobo_int('r.fields', 'satisfaction/nps') }}              as nps,
     lower({{ kobo_text('r.fields', 'exit/reason') }})           as exit_reason
-from submissions as s
-inner join renamed as r
-    on r.content_hash = s.content_hash
+from {{ source('raw_kobo', 'submissions') }} as s
+cross join lateral (
+    select case
+        when s.asset_uid in (select m.form_id from {{ ref('survey_field_map') }} m where m.source_field <> m.target_field)
+          or (s.payload ->> '_xform_id_string') in (
+              select m.form_id from {{ ref('survey_field_map') }} m where m.source_field <> m.target_field)
+        then (
+            select coalesce(
+                jsonb_object_agg(coalesce(m.target_field, kv.key), kv.value
+                                 order by (m.target_field is null), kv.key),
+                '{}'::jsonb
+            )
+            from jsonb_each(s.payload) as kv
+            left join {{ ref('survey_field_map') }} as m
+                on m.source_field = kv.key
+               and m.source_field <> m.target_field
+               and m.form_id in (s.asset_uid, s.payload ->> '_xform_id_string')
+        )
+        else coalesce(s.payload, '{}'::jsonb)
+    end as fields
+) as r
