@@ -7,7 +7,7 @@ on stdin and reads one `SPM_BROWSER {json}` line back.
 Request: {"base_url", "screenshots_dir", "timeout_s",
           "sessions": [{"label", "username", "password", "dashboards": [slug, ...],
                         "filter_checks": [{"dashboard", "filter", "value"}]}]}
-Answer:  {"sessions": {label: {"login_ok", "landing_url",
+Answer:  {"sessions": {label: {"login_ok", "landing_url", "login_message",
            "dashboards": {slug: {"title", "charts": [{"name", "viz", "state", "error", "text"}],
                                  "http_errors": [{"url", "status"}], "filters": [name, ...], "screenshot"}},
            "filter_checks": [{"dashboard", "filter", "value", "options", "charts": [...], "screenshot"}]}}}
@@ -74,18 +74,52 @@ def new_driver() -> webdriver.Chrome:
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
-def log_in(driver: webdriver.Chrome, base_url: str, username: str, password: str, timeout: float) -> str:
-    """Fill and submit the real login form; return the URL landed on."""
+def type_into(driver: webdriver.Chrome, element_id: str, text: str, timeout: float) -> None:
+    """Type `text` into the input, and check that the input holds exactly that.
+
+    Why: the login page is a React app. Keys sent while it is still mounting
+    can be lost or land in an input that React then replaces, so on a slow
+    machine the form could be sent with half a password (seen in CI).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            field = WebDriverWait(driver, max(deadline - time.monotonic(), 1.0)).until(
+                ec.element_to_be_clickable((By.ID, element_id)))
+            field.send_keys(Keys.CONTROL, "a")
+            field.send_keys(Keys.DELETE)
+            field.send_keys(text)
+            if field.get_attribute("value") == text:
+                return
+        except WebDriverException:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"could not type into #{element_id} of the login form")
+        time.sleep(0.5)
+
+
+def log_in(driver: webdriver.Chrome, base_url: str, username: str, password: str, timeout: float) -> tuple[str, str]:
+    """Fill and submit the real login form; return the URL landed on and, on failure, the page's message."""
     driver.get(base_url + "/login/")
-    wait = WebDriverWait(driver, timeout)
-    wait.until(ec.presence_of_element_located((By.ID, "username"))).send_keys(username)
-    driver.find_element(By.ID, "password").send_keys(password)
-    driver.find_element(By.CSS_SELECTOR, '[data-test="login-button"]').click()
+    type_into(driver, "username", username, timeout)
+    type_into(driver, "password", password, timeout)
+    # React may have re-rendered the form while we typed the password: check the user name again.
+    if driver.find_element(By.ID, "username").get_attribute("value") != username:
+        type_into(driver, "username", username, timeout)
+    WebDriverWait(driver, timeout).until(
+        ec.element_to_be_clickable((By.CSS_SELECTOR, '[data-test="login-button"]'))).click()
     try:  # a failed login stays on /login/ and shows a message: give it a bounded time
-        WebDriverWait(driver, min(timeout, 20)).until(lambda d: "/login" not in d.current_url)
+        WebDriverWait(driver, min(timeout, 30)).until(lambda d: "/login" not in d.current_url)
     except WebDriverException:
         pass
-    return driver.current_url
+    landing = driver.current_url
+    message = ""
+    if "/login" in landing:
+        try:
+            message = driver.find_element(By.TAG_NAME, "body").text[:500]
+        except WebDriverException:
+            message = "(page text not readable)"
+    return landing, message
 
 
 def http_errors(driver: webdriver.Chrome, base_url: str) -> list[dict]:
@@ -246,8 +280,9 @@ def run(request: dict) -> dict:
         label = session["label"]
         driver = new_driver()
         try:
-            landing = log_in(driver, base_url, session["username"], session["password"], timeout)
-            out = {"login_ok": "/login" not in landing, "landing_url": landing, "dashboards": {}}
+            landing, message = log_in(driver, base_url, session["username"], session["password"], timeout)
+            out = {"login_ok": "/login" not in landing, "landing_url": landing, "login_message": message,
+                   "dashboards": {}}
             if out["login_ok"]:
                 for slug in session["dashboards"]:
                     out["dashboards"][slug] = open_dashboard(driver, base_url, slug, shots / f"{label}-{slug}.png", timeout)

@@ -147,7 +147,9 @@ def failed_chart_queries(dashboard: dict) -> list[dict]:
 
 def assert_all_rendered(session: dict, who: str) -> None:
     expected = expected_dashboards()
-    assert session["login_ok"], f"{who} could not log in (landed on {session['landing_url']})"
+    assert session["login_ok"], (
+        f"{who} could not log in (landed on {session['landing_url']}; the page said: "
+        f"{session.get('login_message')!r})")
     assert sorted(session["dashboards"]) == SLUGS
     for slug, dash in session["dashboards"].items():
         want = expected[slug]
