@@ -28,6 +28,8 @@ import shutil
 import sqlite3
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from decimal import Decimal
 from pathlib import Path
 
@@ -125,6 +127,31 @@ def pick_officer(conn: psycopg.Connection) -> tuple[str, list[str]]:
     return rows[0][0], [r[0] for r in rows[1:] if r[0] != rows[0][0]]
 
 
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def anonymous_log_beacon(base_url: str) -> tuple[int, list[str]]:
+    """POST /superset/log/ as the login page does while it unloads: status and Set-Cookie headers.
+
+    Why: without our FLASK_APP_MUTATOR, Superset answers 302 with a new anonymous
+    session cookie, which can overwrite the cookie of a login that just succeeded.
+    """
+    opener = urllib.request.build_opener(NoRedirect)
+    with opener.open(base_url + "/login/", timeout=30) as page:
+        cookie = "; ".join(h.split(";", 1)[0] for h in page.headers.get_all("Set-Cookie") or [])
+    assert cookie.startswith("session="), f"the login page set no session cookie: {cookie!r}"
+    beacon = urllib.request.Request(base_url + "/superset/log/?explode=events", method="POST",
+                                    data=b'{"events": []}', headers={"Cookie": cookie,
+                                                                     "Content-Type": "text/plain"})
+    try:
+        with opener.open(beacon, timeout=30) as resp:
+            return resp.status, resp.headers.get_all("Set-Cookie") or []
+    except urllib.error.HTTPError as err:  # 3xx/4xx land here with NoRedirect
+        return err.code, err.headers.get_all("Set-Cookie") or []
+
+
 def run_browser(p: config.SupersetPaths, request: dict) -> dict:
     proc = subprocess.run([str(p.python), str(BROWSER_SCRIPT)], input=json.dumps(request), capture_output=True,
                           text=True, timeout=1800, env=server.process_env(p))
@@ -149,7 +176,7 @@ def assert_all_rendered(session: dict, who: str) -> None:
     expected = expected_dashboards()
     assert session["login_ok"], (
         f"{who} could not log in (landed on {session['landing_url']}; the page said: "
-        f"{session.get('login_message')!r})")
+        f"{session.get('login_message')!r}; server log with requests: <reports>/dashboards_e2e/*/gunicorn.log)")
     assert sorted(session["dashboards"]) == SLUGS
     for slug, dash in session["dashboards"].items():
         want = expected[slug]
@@ -211,6 +238,7 @@ def dashboards_end_to_end(warehouse_url: str, label: str, tmp_path: Path, monkey
     assert metadata_snapshot(p.metadata_db) == before, "re-importing the dashboards changed Superset's metadata"
 
     with server.running(p, log_path=tmp_path / "gunicorn.log") as url:
+        beacon_status, beacon_cookies = anonymous_log_beacon(url)
         result = run_browser(p, {
             "base_url": url, "screenshots_dir": str(artifacts), "timeout_s": 120,
             "sessions": [
@@ -225,6 +253,10 @@ def dashboards_end_to_end(warehouse_url: str, label: str, tmp_path: Path, monkey
             ],
         })
     clock.lap("server + browser")
+    artifacts.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(tmp_path / "gunicorn.log", artifacts / "gunicorn.log")  # with the access log, for diagnosis
+    assert (beacon_status, beacon_cookies) == (204, []), (
+        "an anonymous event-log beacon must not set a session cookie (it can undo a login)")
     (artifacts / "browser_result.json").write_text(json.dumps(result, indent=2))
     sessions = result["sessions"]
 

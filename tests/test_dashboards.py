@@ -364,6 +364,7 @@ def test_gunicorn_listens_where_asked(tmp_path, monkeypatch):
     assert argv[argv.index("--bind") + 1] == "127.0.0.1:18123"
     assert argv[argv.index("--workers") + 1] == "3"
     assert argv[-1] == "superset.app:create_app()"
+    assert argv[argv.index("--access-logfile") + 1] == "-"
 
 
 # ---------------------------------------------------------------- branch access

@@ -100,6 +100,7 @@ def gunicorn_argv(p: SupersetPaths, host: str, port: int, workers: int | None = 
         str(p.gunicorn), "--bind", f"{host}:{port}", "--workers", str(workers),
         "--worker-class", "gthread", "--threads", "4", "--timeout", "120",
         "--limit-request-line", "0", "--limit-request-field_size", "0",
+        "--access-logfile", "-",  # one line per request, next to Superset's own log
         "superset.app:create_app()",
     ]
 
