@@ -78,8 +78,8 @@ def type_into(driver: webdriver.Chrome, element_id: str, text: str, timeout: flo
     """Type `text` into the input, and check that the input holds exactly that.
 
     Why: the login page is a React app. Keys sent while it is still mounting
-    can be lost or land in an input that React then replaces, so on a slow
-    machine the form could be sent with half a password (seen in CI).
+    can be lost or land in an input that React then replaces; checking the
+    value means a failed login is never a typing accident of the test.
     """
     deadline = time.monotonic() + timeout
     while True:
