@@ -74,38 +74,37 @@ def new_driver() -> webdriver.Chrome:
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
-def type_into(driver: webdriver.Chrome, element_id: str, text: str, timeout: float) -> None:
-    """Type `text` into the input, and check that the input holds exactly that.
+def fill_form(driver: webdriver.Chrome, values: dict[str, str], timeout: float) -> None:
+    """Type each value into the input of that id, until every input holds exactly its text.
 
     Why: the login page is a React app. Keys sent while it is still mounting
-    can be lost or land in an input that React then replaces; checking the
-    value means a failed login is never a typing accident of the test.
+    can be lost or land in an input that React then replaces (also one typed
+    earlier); checking every value means a failed login is never a typing
+    accident of the test.
     """
     deadline = time.monotonic() + timeout
     while True:
         try:
-            field = WebDriverWait(driver, max(deadline - time.monotonic(), 1.0)).until(
-                ec.element_to_be_clickable((By.ID, element_id)))
-            field.send_keys(Keys.CONTROL, "a")
-            field.send_keys(Keys.DELETE)
-            field.send_keys(text)
-            if field.get_attribute("value") == text:
+            for element_id, text in values.items():
+                field = WebDriverWait(driver, max(deadline - time.monotonic(), 1.0)).until(
+                    ec.element_to_be_clickable((By.ID, element_id)))
+                if field.get_attribute("value") != text:
+                    field.send_keys(Keys.CONTROL, "a")
+                    field.send_keys(Keys.DELETE)
+                    field.send_keys(text)
+            if all(driver.find_element(By.ID, i).get_attribute("value") == t for i, t in values.items()):
                 return
         except WebDriverException:
             pass
         if time.monotonic() > deadline:
-            raise TimeoutError(f"could not type into #{element_id} of the login form")
+            raise TimeoutError(f"could not fill {sorted(values)} of the login form")
         time.sleep(0.5)
 
 
 def log_in(driver: webdriver.Chrome, base_url: str, username: str, password: str, timeout: float) -> tuple[str, str]:
     """Fill and submit the real login form; return the URL landed on and, on failure, the page's message."""
     driver.get(base_url + "/login/")
-    type_into(driver, "username", username, timeout)
-    type_into(driver, "password", password, timeout)
-    # React may have re-rendered the form while we typed the password: check the user name again.
-    if driver.find_element(By.ID, "username").get_attribute("value") != username:
-        type_into(driver, "username", username, timeout)
+    fill_form(driver, {"username": username, "password": password}, timeout)
     WebDriverWait(driver, timeout).until(
         ec.element_to_be_clickable((By.CSS_SELECTOR, '[data-test="login-button"]'))).click()
     try:  # a failed login stays on /login/ and shows a message: give it a bounded time

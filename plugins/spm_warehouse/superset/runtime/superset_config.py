@@ -88,12 +88,12 @@ def FLASK_APP_MUTATOR(app):  # noqa: N802 (Superset's name)
 
     inner = app.wsgi_app
     cookie_name = app.config["SESSION_COOKIE_NAME"]
+    serializer = app.session_interface.get_signing_serializer(app)  # once: the secret key is set by now
 
     def logged_in(environ) -> bool:
         value = parse_cookie(environ.get("HTTP_COOKIE", "")).get(cookie_name)
-        if not value:
+        if not value or serializer is None:
             return False
-        serializer = app.session_interface.get_signing_serializer(app)
         try:
             return "_user_id" in serializer.loads(value)
         except BadSignature:
