@@ -24,7 +24,7 @@ help:
 	@echo "make test                      run the test suite against a real PostgreSQL"
 	@echo "make run RUN_DATE=YYYY-MM-DD   run the nightly DAG once for that as-of date (FULL_REFRESH=1 to rebuild)"
 	@echo "make backfill START=.. END=..  run the nightly DAG for each as-of date of a range"
-	@echo "make airflow                   start the Airflow UI on http://127.0.0.1:8080"
+	@echo "make airflow                   Airflow UI, scheduler and workers on http://127.0.0.1:8080 (EXECUTOR=celery for Celery)"
 	@echo "make rollback                  restore the previous publication of analytics"
 	@echo "make status                    show what is published"
 	@echo "make stop                      stop the embedded PostgreSQL"
@@ -56,7 +56,7 @@ test: $(STAMP)
 	PYTHONPATH=plugins $(PY) -m pytest $(PYTEST_ARGS)
 
 airflow: $(STAMP)
-	@$(CLI) airflow
+	@$(CLI) airflow $(if $(EXECUTOR),--executor $(EXECUTOR))
 
 rollback: $(STAMP)
 	@$(CLI) rollback

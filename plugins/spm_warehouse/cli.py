@@ -143,7 +143,7 @@ def print_summary(as_of: date) -> None:
     print(f"  tables:   psql '{wh.libpq_url()}' -c 'select * from {settings.analytics_schema()}.kpi_branch_month limit 5'")
     print(f"  reports:  {settings.reports_dir()}/latest/index.html (run report, dbt docs, GX Data Docs)")
     print(f"  logs:     {settings.local_dir() / 'logs'}")
-    print("  Airflow:  make airflow   (UI on http://127.0.0.1:8080)")
+    print(f"  Airflow:  make airflow   (UI on http://{settings.get('SPM_AIRFLOW_HOST')}:{settings.get('SPM_AIRFLOW_PORT')})")
     print("  rerun:    make run RUN_DATE=YYYY-MM-DD     stop: make stop     rollback: make rollback")
 
 
@@ -285,11 +285,31 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_airflow(args: argparse.Namespace) -> int:
+    """The deployed Airflow in the foreground: UI/API, scheduler, dag-processor, triggerer (+ Celery worker)."""
+    from spm_warehouse import airflow_stack
+
     environment.configure()
+    try:
+        stack = airflow_stack.stack_settings(args.executor)
+        airflow_stack.check_metadata_database()
+        if stack.executor == "celery":
+            airflow_stack.check_broker(stack.broker_url)
+    except airflow_stack.StackError as exc:
+        raise UserError(str(exc)) from None
     environment.migrate_airflow_db()
-    print("Airflow UI: http://127.0.0.1:8080 (user and password are printed by `airflow standalone` below)", flush=True)
-    os.execv(environment.venv_bin("airflow"), [environment.venv_bin("airflow"), "standalone"])
-    return 0
+    return airflow_stack.run_stack(stack)
+
+
+def cmd_airflow_component(args: argparse.Namespace) -> int:
+    """One Airflow component, as docker-compose's services and `make airflow` start it."""
+    from spm_warehouse import airflow_stack
+
+    environment.configure()
+    try:
+        airflow_stack.exec_component(args.component)
+    except airflow_stack.StackError as exc:
+        raise UserError(str(exc)) from None
+    return 0  # not reached: exec_component becomes the airflow command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -317,7 +337,12 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("rollback", help="restore the previous publication").set_defaults(func=cmd_rollback)
     sub.add_parser("stop", help="stop the embedded PostgreSQL").set_defaults(func=cmd_stop)
     sub.add_parser("status", help="what is published now").set_defaults(func=cmd_status)
-    sub.add_parser("airflow", help="start the Airflow UI (standalone)").set_defaults(func=cmd_airflow)
+    p = sub.add_parser("airflow", help="run the deployed Airflow in the foreground (Ctrl-C stops it)")
+    p.add_argument("--executor", choices=("local", "celery"), help="default: SPM_AIRFLOW_EXECUTOR (local)")
+    p.set_defaults(func=cmd_airflow)
+    p = sub.add_parser("airflow-component", help="one Airflow component (what each docker-compose service runs)")
+    p.add_argument("component", help="api-server, scheduler, dag-processor, triggerer or celery-worker")
+    p.set_defaults(func=cmd_airflow_component)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import subprocess
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,7 @@ DBT_PROJECT_DIR = settings.PROJECT_ROOT / "dbt_project"
 # that hash changes (several seconds a run, more on a busy machine).
 RUN_VARS_IN_ENV = {"as_of_date": "SPM_AS_OF_DATE"}
 PARSE_CACHE = "partial_parse.msgpack"
+TAIL_LINES = 200  # lines of dbt output kept for error messages
 
 
 def parse_cache_path() -> Path:
@@ -163,14 +165,47 @@ def run_dbt(
         command += ["--vars", json.dumps(stable_vars, default=str, sort_keys=True)]
     restore_parse_cache(target_path)
     log.info("running: %s", " ".join(command[:2] + command[2:3]))
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, cwd=DBT_PROJECT_DIR)
+    returncode, tail = _stream(command, env)
     save_parse_cache(target_path)
-    tail = (proc.stdout[-6000:] + ("\n" + proc.stderr[-3000:] if proc.stderr.strip() else "")).strip()
-    for line in tail.splitlines()[-40:]:
-        log.info("dbt | %s", line)
     results, elapsed = parse_run_results(target_path) if args and args[0] in ("build", "run", "test", "seed") else ([], 0.0)
-    return DbtResult(command=command, returncode=proc.returncode, target_path=target_path,
-                     results=results, elapsed_s=elapsed, log_tail=tail)
+    result = DbtResult(command=command, returncode=returncode, target_path=target_path,
+                       results=results, elapsed_s=elapsed, log_tail=tail)
+    for line in failure_summary(result):
+        log.info("%s", line)
+    return result
+
+
+def _stream(command: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run dbt, logging each line as it comes; return its exit code and the last lines.
+
+    Why stream: a night's build runs for many minutes, and the operator
+    watching the Airflow task log must see which model dbt is on now, not the
+    last 40 lines once dbt has exited. Only a bounded tail is kept in memory.
+    """
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    with subprocess.Popen(command, env=env, cwd=DBT_PROJECT_DIR, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            tail.append(line)
+            log.info("dbt | %s", line)
+    return proc.returncode, "\n".join(tail)
+
+
+def failure_summary(result: DbtResult) -> list[str]:
+    """Closing lines of the build log: which models and tests failed or warned, by name."""
+    if not result.results:
+        return []
+    lines = [f"dbt summary: {result.counts()} (exit code {result.returncode})"]
+    for label, rows in (("failed", result.failures()), ("warned", result.warnings())):
+        for r in rows:
+            what = r["unique_id"].split(".", 1)[0]
+            name = r["unique_id"].rsplit(".", 1)[-1] if what == "model" else r["unique_id"].split(".", 2)[-1]
+            message = (r.get("message") or "").strip().splitlines()
+            detail = f"{r['failures']} failing rows" if r.get("failures") else (message[0] if message else r["status"])
+            lines.append(f"  {label}: {what} {name}: {detail}")
+    return lines
 
 
 def restore_parse_cache(target_path: Path) -> None:

@@ -63,8 +63,9 @@ def local_secrets() -> dict[str, str]:
     if "AIRFLOW__CORE__FERNET_KEY" not in values:
         values["AIRFLOW__CORE__FERNET_KEY"] = base64.urlsafe_b64encode(os.urandom(32)).decode()
         changed = True
-    if "AIRFLOW__API_AUTH__JWT_SECRET" not in values:
-        values["AIRFLOW__API_AUTH__JWT_SECRET"] = secrets.token_urlsafe(32)
+    # HMAC-SHA512 wants a key of at least 64 bytes (a shorter one from an older version is replaced).
+    if len(values.get("AIRFLOW__API_AUTH__JWT_SECRET", "")) < 64:
+        values["AIRFLOW__API_AUTH__JWT_SECRET"] = secrets.token_urlsafe(64)
         changed = True
     if changed:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,13 +111,10 @@ def configure(start_embedded: bool = True) -> dict[str, str]:
             "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(root / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "4",
             "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "2",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "60",
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": "8080",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             "GX_ANALYTICS_ENABLED": "False",
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",

@@ -41,6 +41,14 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "SPM_PG_BINDIR": ("", "PostgreSQL server binaries for the embedded cluster (default: auto-detect)"),
     "SPM_PG_RUN_AS": ("", "user that runs the embedded cluster when invoked as root (default: postgres)"),
     "SPM_TEST_DATABASE_URL": ("", "server the tests use (default: the embedded cluster)"),
+    # The deployed Airflow (make airflow; docker-compose runs the same commands), see airflow_stack.py
+    "SPM_AIRFLOW_EXECUTOR": ("local", "executor of `make airflow`: local (LocalExecutor) or celery (CeleryExecutor + one worker)"),
+    "SPM_AIRFLOW_HOST": ("127.0.0.1", "address the Airflow API server and UI listen on"),
+    "SPM_AIRFLOW_PORT": ("8080", "port of the Airflow API server and UI"),
+    "SPM_AIRFLOW_ADMIN_USER": ("admin", "Airflow admin user name"),
+    "SPM_AIRFLOW_ADMIN_PASSWORD": ("", "Airflow admin password (default: generated once into <SPM_LOCAL_DIR>/airflow_admin_password)"),
+    "SPM_CELERY_BROKER_URL": ("redis://127.0.0.1:6379/0", "Celery broker of EXECUTOR=celery"),
+    "SPM_CELERY_WORKER_CONCURRENCY": ("2", "task slots of each Celery worker (one night runs at most 2 tasks at once)"),
     # Superset (make dashboards), see plugins/spm_warehouse/superset/README.md
     "SPM_SUPERSET_VENV": ("", "virtual environment of Superset (default: <project>/.venv-superset)"),
     "SPM_SUPERSET_HOME": ("", "Superset metadata (SQLite), secret key and logs (default: <SPM_LOCAL_DIR>/superset)"),
