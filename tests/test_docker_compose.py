@@ -28,16 +28,40 @@ def test_services_present():
 
 def test_celery_with_redis_and_explicit_secrets():
     env = COMPOSE["services"]["airflow-scheduler"]["environment"]
-    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
-    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:")
+    assert env["SPM_AIRFLOW_EXECUTOR"] == "celery"
+    assert env["SPM_CELERY_BROKER_URL"].startswith("redis://redis:")
     assert "${AIRFLOW__CORE__FERNET_KEY}" in env["AIRFLOW__CORE__FERNET_KEY"]
     assert "${AIRFLOW__API_AUTH__JWT_SECRET}" in env["AIRFLOW__API_AUTH__JWT_SECRET"]
+    assert env["SPM_AIRFLOW_ADMIN_PASSWORD"] == "${AIRFLOW_ADMIN_PASSWORD}"
+
+
+def test_every_change_me_of_env_example_is_used():
+    """A value the user is told to set must reach a service."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    to_set = [line.split("=", 1)[0] for line in (ROOT / ".env.example").read_text().splitlines()
+              if not line.lstrip().startswith("#") and "change-me" in line]
+    assert len(to_set) >= 8, to_set
+    unused = [key for key in to_set if not re.search(r"\$\{" + key + r"(:-[^}]*)?\}", text)]
+    assert not unused, f"set in .env.example but used by no service: {unused}"
+
+
+def test_the_airflow_services_run_the_commands_of_make_airflow():
+    from spm_warehouse import airflow_stack
+
+    commands = {name: svc["command"] for name, svc in COMPOSE["services"].items()
+                if name.startswith("airflow-") and name != "airflow-init"}
+    components = {cmd[-1] for cmd in commands.values()}
+    assert components == set(airflow_stack.COMPONENTS) | {airflow_stack.CELERY_WORKER}, commands
+    for name, cmd in commands.items():
+        assert cmd == ["python", *airflow_stack.component_argv(cmd[-1])[1:]], (name, cmd)
 
 
 def test_no_literal_secrets_and_every_reference_documented():
     text = (ROOT / "docker-compose.yml").read_text()
     refs = set(re.findall(r"\$\{([A-Z0-9_]+)(?::-[^}]*)?\}", text))
-    missing = refs - ENV_EXAMPLE
+    # optional ones are documented as commented examples ("# KEY=...")
+    documented = ENV_EXAMPLE | set(re.findall(r"^#\s*([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    missing = refs - documented
     assert not missing, f"variables used but not in .env.example: {missing}"
     assert not re.search(r"PASSWORD:\s*[^$\s{]", text), "a literal password in docker-compose.yml"
 
@@ -75,6 +99,9 @@ def test_commands_exist_in_the_project():
     Each distinct command's `--help` runs once, two at a time (each one pays
     Airflow's start-up, which dominates this test).
     """
+    from spm_warehouse import airflow_stack
+
+    stack = airflow_stack.StackSettings("celery", "0.0.0.0", 8080, "redis://redis:6379/0", 2)
     bindir = Path(sys.executable).parent
     env = {**os.environ, "PYTHONPATH": str(ROOT / "plugins")}
     probes: dict[tuple[str, ...], str] = {}  # the --help command line -> the first service that runs it
@@ -82,6 +109,11 @@ def test_commands_exist_in_the_project():
         if words[0] == "airflow":
             sub = [w for w in words[1:] if not w.startswith("-")]
             probes.setdefault((str(bindir / "airflow"), *sub, "--help"), name)
+        elif words[:4] == ["python", "-m", "spm_warehouse.cli", "airflow-component"]:
+            # what the component becomes: the airflow command itself
+            argv = airflow_stack.airflow_argv(words[4], stack)
+            probes.setdefault((*argv[:1], *[w for w in argv[1:] if not w.startswith("-") and not w.isdigit()],
+                               "--help"), name)
         elif words[:3] == ["python", "-m", "spm_warehouse.cli"]:
             probes.setdefault((sys.executable, "-m", "spm_warehouse.cli", words[3], "--help"), name)
         elif words[0] not in ("superset", "gunicorn", "bash"):
