@@ -22,6 +22,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
@@ -223,24 +224,16 @@ def run_and_check(stack: Stack, as_of) -> None:
     assert "stopped: api-server, scheduler, dag-processor, triggerer" in stack.output.read_text()
 
 
-def test_make_airflow_local_executor_runs_a_triggered_night(demo_warehouse, pg_server_url, tmp_path):
-    assert demo_warehouse.returncode == 0, demo_warehouse.log[-3000:]
-    stack = Stack(demo_warehouse, pg_server_url, tmp_path, "local")
-    try:
-        run_and_check(stack, demo_warehouse.as_of)
-    finally:
-        stack.cleanup()
-
-
 @pytest.fixture
 def redis_url(tmp_path):
-    """The machine's Redis on 6379, else a throwaway redis-server; skip (visibly) when neither exists."""
+    """The machine's Redis on 6379, else a throwaway redis-server, else None."""
     if redis_answers(6379):
         yield "redis://127.0.0.1:6379/0"
         return
     binary = shutil.which("redis-server")
     if not binary:
-        pytest.skip("no Redis on 127.0.0.1:6379 and no redis-server binary to start one")
+        yield None
+        return
     port = free_port()
     proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                              "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -255,17 +248,31 @@ def redis_url(tmp_path):
         proc.wait(timeout=10)
 
 
-def test_make_airflow_celery_executor_runs_a_triggered_night(demo_warehouse, pg_server_url, tmp_path, redis_url):
+def test_make_airflow_runs_a_triggered_night_on_the_local_and_the_celery_executor(
+        demo_warehouse, pg_server_url, tmp_path, redis_url):
+    """Both stacks at once, each on its own copies: most of a deployed night is waiting, so they share the time."""
     assert demo_warehouse.returncode == 0, demo_warehouse.log[-3000:]
-    # A queue of its own: another test run on the same Redis must not take this run's tasks.
-    queue = f"spm_test_{uuid.uuid4().hex[:8]}"
-    stack = Stack(demo_warehouse, pg_server_url, tmp_path, "celery",
-                  {"SPM_CELERY_BROKER_URL": redis_url, "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue})
+    stacks = []
     try:
-        run_and_check(stack, demo_warehouse.as_of)
-        assert "celery-worker" in stack.output.read_text()
+        (tmp_path / "local_stack").mkdir()
+        stacks.append(Stack(demo_warehouse, pg_server_url, tmp_path / "local_stack", "local"))
+        if redis_url:
+            (tmp_path / "celery_stack").mkdir()
+            # A queue of its own: another test run on the same Redis must not take this run's tasks.
+            queue = f"spm_test_{uuid.uuid4().hex[:8]}"
+            stacks.append(Stack(demo_warehouse, pg_server_url, tmp_path / "celery_stack", "celery",
+                                {"SPM_CELERY_BROKER_URL": redis_url, "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue}))
+        with ThreadPoolExecutor(max_workers=len(stacks)) as pool:
+            for future in [pool.submit(run_and_check, stack, demo_warehouse.as_of) for stack in stacks]:
+                future.result()
+        if redis_url:
+            assert "celery-worker (pid" in stacks[1].output.read_text()
     finally:
-        stack.cleanup()
+        for stack in stacks:
+            stack.cleanup()
+    if not redis_url:
+        pytest.skip("LocalExecutor passed; CeleryExecutor not tried: no Redis on 127.0.0.1:6379 "
+                    "and no redis-server binary to start one")
 
 
 def test_celery_without_a_broker_says_so_and_starts_nothing(demo_warehouse, tmp_path):
