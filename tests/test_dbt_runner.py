@@ -7,6 +7,8 @@ environment instead, and the project reads it only while executing.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from spm_warehouse.dbt_runner import run_dbt
@@ -59,3 +61,54 @@ def test_only_the_as_of_macros_read_the_as_of_var():
     offenders = [str(p.relative_to(DBT_PROJECT_DIR)) for p in DBT_PROJECT_DIR.rglob("*.sql")
                  if p.name != "core_as_of.sql" and "target" not in p.parts and pattern.search(p.read_text())]
     assert offenders == [], f"use core_as_of_date() / core_as_of_string() instead of var('as_of_date') in {offenders}"
+
+
+def test_dbt_output_reaches_the_log_while_dbt_runs(tmp_path):
+    """The child writes one line, then waits until the log has shown it: captured output would deadlock here."""
+    import logging
+    import sys
+
+    from spm_warehouse import dbt_runner
+
+    seen = tmp_path / "seen"
+    child = ("import os, sys, time\n"
+             "print('1 of 3 START sql table model analytics_build.dim_client', flush=True)\n"
+             f"deadline = time.time() + 20\n"
+             f"while not os.path.exists({str(seen)!r}) and time.time() < deadline: time.sleep(0.05)\n"
+             f"print('streamed' if os.path.exists({str(seen)!r}) else 'buffered', flush=True)\n")
+
+    class Marker(logging.Handler):
+        def emit(self, record):
+            if "START sql table model" in record.getMessage():
+                seen.touch()
+
+    handler = Marker()
+    dbt_runner.log.addHandler(handler)
+    old_level = dbt_runner.log.level
+    dbt_runner.log.setLevel(logging.INFO)
+    try:
+        returncode, tail = dbt_runner._stream([sys.executable, "-c", child], dict(os.environ))
+    finally:
+        dbt_runner.log.removeHandler(handler)
+        dbt_runner.log.setLevel(old_level)
+    assert returncode == 0
+    assert tail.splitlines()[-1] == "streamed", tail
+
+
+def test_the_build_log_ends_with_what_failed_by_name(tmp_path):
+    from spm_warehouse.dbt_runner import DbtResult, failure_summary
+
+    result = DbtResult(command=["dbt", "build"], returncode=1, target_path=tmp_path, results=[
+        {"unique_id": "model.spm_warehouse.fct_loan", "status": "success", "failures": None, "message": "SELECT 9"},
+        {"unique_id": "model.spm_warehouse.kpi_branch_month", "status": "error", "failures": None,
+         "message": "Database Error in model kpi_branch_month\n  division by zero"},
+        {"unique_id": "test.spm_warehouse.not_null_dim_client_client_id.3a1", "status": "fail", "failures": 4,
+         "message": "Got 4 results"},
+        {"unique_id": "test.spm_warehouse.accepted_values_x.9", "status": "warn", "failures": 2, "message": "Got 2"},
+    ])
+    lines = failure_summary(result)
+    assert lines[0].startswith("dbt summary: {'success': 1, 'error': 1, 'fail': 1, 'warn': 1}")
+    assert "  failed: model kpi_branch_month: Database Error in model kpi_branch_month" in lines
+    assert "  failed: test not_null_dim_client_client_id.3a1: 4 failing rows" in lines
+    assert "  warned: test accepted_values_x.9: 2 failing rows" in lines
+    assert not any("fct_loan" in line for line in lines)

@@ -170,8 +170,6 @@ def run_dbt(
     results, elapsed = parse_run_results(target_path) if args and args[0] in ("build", "run", "test", "seed") else ([], 0.0)
     result = DbtResult(command=command, returncode=returncode, target_path=target_path,
                        results=results, elapsed_s=elapsed, log_tail=tail)
-    for line in failure_summary(result):
-        log.info("%s", line)
     return result
 
 

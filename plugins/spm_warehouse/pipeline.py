@@ -105,7 +105,7 @@ def dbt_target_dir(run_id: str) -> Path:
 
 def build(run_id: str, as_of: date, full_refresh: bool = False) -> dict:
     """dbt seed + build into the build schema; failures are judged by the gate."""
-    from spm_warehouse.dbt_runner import run_dbt
+    from spm_warehouse.dbt_runner import failure_summary, run_dbt
 
     wh = settings.connection("warehouse")
     target = dbt_target_dir(run_id)
@@ -139,7 +139,10 @@ def build(run_id: str, as_of: date, full_refresh: bool = False) -> dict:
     if not docs.success:
         log.warning("dbt docs generate failed; the run report will have no dbt docs:\n%s", docs.log_tail[-1500:])
     summary = result.summary()
+    # Last in the task log, where an operator looks first: what failed or warned, by name.
     log.info("dbt build: %s in %.1fs", summary["counts"], result.elapsed_s)
+    for line in failure_summary(result)[1:]:
+        log.info("%s", line)
     if not result.results:
         raise StageFailed("dbt did not run (no run_results.json):\n" + result.log_tail[-3000:])
     return summary
