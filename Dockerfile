@@ -8,7 +8,7 @@ WORKDIR /opt/spm
 COPY requirements.lock ./
 RUN pip install --no-cache-dir uv==0.13.9 && uv pip sync --system requirements.lock
 COPY --chown=airflow:airflow . .
-ENV PYTHONPATH=/opt/spm/plugins \
+ENV PYTHONPATH=/opt/spm/plugins:/opt/spm \
     AIRFLOW_HOME=/opt/airflow \
     AIRFLOW__CORE__DAGS_FOLDER=/opt/spm/dags \
     AIRFLOW__CORE__PLUGINS_FOLDER=/opt/spm/plugins \

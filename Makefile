@@ -10,8 +10,8 @@ PY       := $(VENV)/bin/python
 UV       := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 STAMP    := $(VENV)/.installed
-CLI      := PYTHONPATH=plugins $(PY) -m spm_warehouse.cli
-SUPERSET := PYTHONPATH=plugins $(PY) -m spm_warehouse.superset
+CLI      := PYTHONPATH=plugins:. $(PY) -m spm_warehouse.cli
+SUPERSET := PYTHONPATH=plugins:. $(PY) -m dashboards
 RUN_DATE ?=
 PYTEST_ARGS ?=
 
@@ -44,7 +44,7 @@ $(STAMP): requirements.lock
 install: $(STAMP)
 
 demo: $(STAMP)
-	@$(CLI) demo
+	@PYTHONPATH=plugins:. $(PY) -m tools.demo demo
 
 run: $(STAMP)
 	@$(CLI) run --date "$(RUN_DATE)" $(if $(FULL_REFRESH),--full-refresh) $(if $(RECONCILE),--reconcile-keys)
@@ -53,7 +53,7 @@ backfill: $(STAMP)
 	@$(CLI) backfill --start "$(START)" --end "$(END)"
 
 test: $(STAMP)
-	PYTHONPATH=plugins $(PY) -m pytest $(PYTEST_ARGS)
+	PYTHONPATH=plugins:. $(PY) -m pytest $(PYTEST_ARGS)
 
 airflow: $(STAMP)
 	@$(CLI) airflow $(if $(EXECUTOR),--executor $(EXECUTOR))
@@ -72,10 +72,10 @@ dashboards: $(STAMP)
 
 test-dashboards: $(STAMP)
 	@$(SUPERSET) install --browser
-	PYTHONPATH=plugins $(PY) -m pytest tests/dashboards_e2e.py $(PYTEST_ARGS)
+	PYTHONPATH=plugins:. $(PY) -m pytest tests/dashboards_e2e.py $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	@PYTHONPATH=plugins $(PY) -m spm_warehouse.bench --scale $(SCALE) $(BENCH_ARGS)
+	@PYTHONPATH=plugins:. $(PY) -m tools.bench --scale $(SCALE) $(BENCH_ARGS)
 
 # Re-resolve the lock file after editing requirements.in.
 lock: $(STAMP)

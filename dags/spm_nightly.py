@@ -81,7 +81,7 @@ def spm_nightly():
     def publish(verdict):
         @task(retries=0, outlets=[ANALYTICS])
         def publish_analytics(verdict: dict, **context) -> dict:
-            return pipeline.publish(context["run_id"], as_of_date(context))
+            return pipeline.publish(context["run_id"], as_of_date(context), verdict)
 
         return publish_analytics(verdict)
 

@@ -52,6 +52,11 @@ def drop_database(server_url: str, dbname: str) -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
 
 
+def pytest_addoption(parser):
+    parser.addoption("--update-fingerprint", action="store_true", default=False,
+                     help="rewrite tests/fixtures/published_fingerprint.json from this run's demo build")
+
+
 @pytest.fixture(scope="session")
 def pg_server_url() -> str:
     """postgresql:// URL of a server where tests may CREATE DATABASE."""
@@ -95,6 +100,8 @@ class DemoWarehouse:
     log: str
     local_dir: Path
     runs: list = field(default_factory=list)
+    # analytics right after the first night, before any test runs another one
+    first_fingerprint: dict = field(default_factory=dict)
 
     def run_dag(self, as_of: date | None = None, conf: str | None = None) -> subprocess.CompletedProcess:
         """Run `airflow dags test spm_nightly` again against the same databases."""
@@ -111,8 +118,8 @@ class DemoWarehouse:
 def demo_warehouse(pg_server_url, tmp_path_factory):
     """Tiny demo sources + one real `airflow dags test` run of spm_nightly."""
     from spm_warehouse import environment
-    from spm_warehouse.demo import fineract as demo_mis
-    from spm_warehouse.demo import surveys as demo_surveys
+    from tools.demo import fineract as demo_mis
+    from tools.demo import surveys as demo_surveys
 
     local = tmp_path_factory.mktemp("spm_local")
     # Unique names: two test runs sharing one server must not drop each other's build.
@@ -152,6 +159,11 @@ def demo_warehouse(pg_server_url, tmp_path_factory):
     demo.returncode = proc.returncode
     demo.log = proc.stdout + proc.stderr
     (local / "first_run.log").write_text(demo.log)
+    if proc.returncode == 0:
+        from published_fingerprint import fingerprint
+
+        with psycopg.connect(wh_url) as conn:
+            demo.first_fingerprint = fingerprint(conn, "analytics")
     yield demo
     for name in ("mis", "wh", "airflow"):
         drop_database(pg_server_url, f"{prefix}_{name}")
@@ -165,7 +177,8 @@ def star_world(pg_server_url, tmp_path_factory):
     test modules is a separate fixture in each, and was built once per module.
     Read-only for tests; clone it (clone_world) to change it.
     """
-    from test_star_schema_harness import build_world, drop_database as drop_world_database
+    from test_star_schema_harness import build_world
+    from test_star_schema_harness import drop_database as drop_world_database
 
     world = build_world(pg_server_url, tmp_path_factory.mktemp("star_world"))
     yield world

@@ -33,14 +33,13 @@ import urllib.request
 from decimal import Decimal
 from pathlib import Path
 
+import dashboards_fake_warehouse as fake  # noqa: E402  (tests/ is on sys.path under pytest)
 import psycopg
 import pytest
 import yaml
 
+from dashboards import config, install, provision, server
 from spm_warehouse import settings
-from spm_warehouse.superset import config, install, provision, server
-
-import dashboards_fake_warehouse as fake  # noqa: E402  (tests/ is on sys.path under pytest)
 
 pytestmark = pytest.mark.e2e
 

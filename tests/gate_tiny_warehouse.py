@@ -18,9 +18,14 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 
 import psycopg
+import yaml
 from psycopg import sql
+
+from spm_warehouse.gate import THRESHOLDS_PATH
+from spm_warehouse.settings import parse_conn_uri
 
 AS_OF = date(2024, 6, 30)
 RUN_ID = "manual__2024-06-30T02:00:00+00:00"
@@ -178,17 +183,11 @@ def build_source(conn: psycopg.Connection, rows: list[dict]) -> None:
 
 def conn_info(url: str):
     """ConnInfo of a postgresql:// URL (as settings would give for mis_fineract)."""
-    from spm_warehouse.settings import parse_conn_uri
-
     return parse_conn_uri("mis_fineract", "postgres://" + url.split("://", 1)[1])
 
 
 def write_thresholds(path, **overrides) -> "Path":
-    """A copy of gate_thresholds.yml with some sections' keys replaced (section -> dict of keys)."""
-    import yaml
-    from pathlib import Path
-
-    from spm_warehouse.gate import THRESHOLDS_PATH
+    """A copy of gate/thresholds.yml with some sections' keys replaced (section -> dict of keys)."""
 
     data = yaml.safe_load(THRESHOLDS_PATH.read_text())
     for section, values in overrides.items():

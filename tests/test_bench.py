@@ -20,9 +20,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from spm_warehouse.bench import report
-from spm_warehouse.bench.measure import STAGES
-from spm_warehouse.bench.memory import TreeMemory
+from tools.bench import report
+from tools.bench.measure import STAGES
+from tools.bench.memory import TreeMemory
 
 ROOT = Path(__file__).resolve().parents[1]
 NUMBER = re.compile(r"^-?[\d,]+(\.\d+)?$")
@@ -44,10 +44,10 @@ def test_bench_small_scale_completes_and_writes_report(pg_server_url, tmp_path):
     prefix = f"spm_test_bench_{uuid.uuid4().hex[:8]}"
     out = tmp_path / "benchmarks.md"
     out.write_text("# Benchmarks\n\nHand-written analysis that the tool must keep.\n")
-    cmd = [sys.executable, "-m", "spm_warehouse.bench", "--scale", "300", "--server-url", pg_server_url,
+    cmd = [sys.executable, "-m", "tools.bench", "--scale", "300", "--server-url", pg_server_url,
            "--db-prefix", prefix, "--work-dir", str(tmp_path / "work"), "--out", str(out),
            "--profile", "always", "--drop-after"]
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "plugins"))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join((str(ROOT / "plugins"), str(ROOT))))
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600, cwd=ROOT)
     finally:

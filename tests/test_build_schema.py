@@ -7,7 +7,7 @@ import json
 import psycopg
 import pytest
 
-from spm_warehouse import pipeline, publish
+from spm_warehouse import publication as publish
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def test_seed_copies_the_published_incremental_marts_with_their_indexes(wh):
     wh.execute("CREATE TABLE analytics.kpi_y AS SELECT 1 AS branch_id")  # a table model: rebuilt, not copied
     wh.execute("COMMENT ON SCHEMA analytics IS %s" % psycopg.sql.quote(json.dumps({"build_id": "b1"})))
 
-    assert pipeline.seed_build_schema(wh) == ["fct_x"]
+    assert publish.seed_build_schema(wh) == ["fct_x"]
     assert wh.execute("SELECT count(*) FROM analytics_build.fct_x").fetchone()[0] == 50
     assert wh.execute("SELECT to_regclass('analytics_build.kpi_y')").fetchone()[0] is None
     indexes = [r[0] for r in wh.execute(
@@ -36,7 +36,7 @@ def test_seed_copies_the_published_incremental_marts_with_their_indexes(wh):
     assert stamp == {publish.RECYCLED_KEY: "b1"}
     # an existing build schema (a blocked night's, or a recycled one) is never overwritten
     wh.execute("DELETE FROM analytics_build.fct_x WHERE id > 10")
-    assert pipeline.seed_build_schema(wh) == []
+    assert publish.seed_build_schema(wh) == []
     assert wh.execute("SELECT count(*) FROM analytics_build.fct_x").fetchone()[0] == 10
 
 
@@ -45,7 +45,7 @@ def test_seed_does_nothing_when_recycling_is_off(wh, monkeypatch):
     wh.execute("CREATE SCHEMA analytics")
     wh.execute("CREATE TABLE analytics.fct_x (id int, _as_of_date date, _cutoff_ts timestamptz, "
                "_watermark timestamptz, _backfill boolean)")
-    assert pipeline.seed_build_schema(wh) == []
+    assert publish.seed_build_schema(wh) == []
     assert wh.execute("SELECT to_regnamespace('analytics_build')").fetchone()[0] is None
 
 
@@ -60,9 +60,9 @@ def test_prune_drops_what_no_model_builds_and_keeps_the_health_views(wh, tmp_pat
                              "schema": "analytics_build"},
         "model.p.stg": {"resource_type": "model", "name": "stg_x", "alias": "stg_x", "schema": "staging"},
     }}))
-    assert pipeline.prune_build_schema(wh, manifest) == ["fct_renamed_since"]
+    assert publish.prune_build_schema(wh, manifest) == ["fct_renamed_since"]
     left = {r[0] for r in wh.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'analytics_build'")}
     assert left == {"fct_kept", "publication_info"}
     # without a readable manifest nothing is dropped
-    assert pipeline.prune_build_schema(wh, tmp_path / "missing.json") == []
+    assert publish.prune_build_schema(wh, tmp_path / "missing.json") == []

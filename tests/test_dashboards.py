@@ -11,17 +11,15 @@ import re
 import stat
 import uuid
 import zipfile
-from pathlib import Path
 
+import dashboards_fake_warehouse as fake  # noqa: E402  (tests/ is on sys.path under pytest)
 import psycopg
 import pytest
 import yaml
 from psycopg import sql
 
+from dashboards import access, bundle, config, install, server
 from spm_warehouse import settings
-from spm_warehouse.superset import access, bundle, config, install, server
-
-import dashboards_fake_warehouse as fake  # noqa: E402  (tests/ is on sys.path under pytest)
 
 ASSETS = config.ASSETS_DIR
 FILTER_NAMES = {"Branch", "Product", "Loan officer", "Gender", "Period"}
@@ -448,7 +446,7 @@ def test_port_check_sees_a_listener():
 
 
 def test_only_assets_of_our_earlier_import_are_pruned(tmp_path):
-    from spm_warehouse.superset import provision
+    from dashboards import provision
 
     p = config.SupersetPaths(venv=tmp_path, home=tmp_path)
     current = {"dashboards": ["d1"], "charts": ["c1", "c2"], "datasets": ["s1"]}

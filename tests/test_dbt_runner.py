@@ -1,4 +1,4 @@
-"""How the runner hands per-run values to dbt (plugins/spm_warehouse/dbt_runner.py).
+"""How the runner hands per-run values to dbt (plugins/spm_warehouse/build.py).
 
 The as-of date changes every night. Passed in --vars it would force dbt to
 re-parse the whole project on every run; the runner passes it in the
@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
-from spm_warehouse.dbt_runner import run_dbt
+from spm_warehouse.build import run_dbt
 from spm_warehouse.settings import parse_conn_uri
-
 
 
 def test_the_second_night_reuses_the_first_nights_parse(star_world):
@@ -55,7 +52,7 @@ def test_only_the_as_of_macros_read_the_as_of_var():
     """A model reading var('as_of_date') would get the project default, not the night's date, under the runner."""
     import re
 
-    from spm_warehouse.dbt_runner import DBT_PROJECT_DIR
+    from spm_warehouse.build import DBT_PROJECT_DIR
 
     pattern = re.compile(r"""var\(\s*['"]as_of_date['"]""")
     offenders = [str(p.relative_to(DBT_PROJECT_DIR)) for p in DBT_PROJECT_DIR.rglob("*.sql")
@@ -68,7 +65,7 @@ def test_dbt_output_reaches_the_log_while_dbt_runs(tmp_path):
     import logging
     import sys
 
-    from spm_warehouse import dbt_runner
+    from spm_warehouse import build as dbt_runner
 
     seen = tmp_path / "seen"
     child = ("import os, sys, time\n"
@@ -96,7 +93,7 @@ def test_dbt_output_reaches_the_log_while_dbt_runs(tmp_path):
 
 
 def test_the_build_log_ends_with_what_failed_by_name(tmp_path):
-    from spm_warehouse.dbt_runner import DbtResult, failure_summary
+    from spm_warehouse.build import DbtResult, failure_summary
 
     result = DbtResult(command=["dbt", "build"], returncode=1, target_path=tmp_path, results=[
         {"unique_id": "model.spm_warehouse.fct_loan", "status": "success", "failures": None, "message": "SELECT 9"},

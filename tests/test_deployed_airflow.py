@@ -28,9 +28,8 @@ from pathlib import Path
 import psutil
 import psycopg
 import pytest
-from psycopg import sql
-
 from conftest import ROOT, conn_uri_for, drop_database, with_database
+from psycopg import sql
 
 pytestmark = pytest.mark.e2e
 

@@ -103,7 +103,7 @@ def test_commands_exist_in_the_project():
 
     stack = airflow_stack.StackSettings("celery", "0.0.0.0", 8080, "redis://redis:6379/0", 2)
     bindir = Path(sys.executable).parent
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "plugins")}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join((str(ROOT / "plugins"), str(ROOT)))}
     probes: dict[tuple[str, ...], str] = {}  # the --help command line -> the first service that runs it
     for name, words in _commands():
         if words[0] == "airflow":
@@ -114,8 +114,8 @@ def test_commands_exist_in_the_project():
             argv = airflow_stack.airflow_argv(words[4], stack)
             probes.setdefault((*argv[:1], *[w for w in argv[1:] if not w.startswith("-") and not w.isdigit()],
                                "--help"), name)
-        elif words[:3] == ["python", "-m", "spm_warehouse.cli"]:
-            probes.setdefault((sys.executable, "-m", "spm_warehouse.cli", words[3], "--help"), name)
+        elif words[:3] in (["python", "-m", "spm_warehouse.cli"], ["python", "-m", "tools.demo"]):
+            probes.setdefault((sys.executable, "-m", words[2], words[3], "--help"), name)
         elif words[0] not in ("superset", "gunicorn", "bash"):
             raise AssertionError(f"{name}: no check for the command {words}")
 

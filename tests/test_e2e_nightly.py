@@ -111,7 +111,7 @@ def test_the_next_nights_catch_the_incremental_facts_up(demo_warehouse):
     """
     from datetime import timedelta
 
-    from spm_warehouse.demo import fineract as demo_mis
+    from tools.demo import fineract as demo_mis
 
     _ok(demo_warehouse)
     for offset in (1,):

@@ -10,10 +10,11 @@ import uuid
 import psycopg
 import pytest
 
-from spm_warehouse.demo import fineract as demo
 from spm_warehouse.settings import ConnInfo, parse_conn_uri
 from spm_warehouse.sources import fineract as mis
+from spm_warehouse.sources import fineract_tables as tables
 from spm_warehouse.sources.fineract import SourceSchemaError
+from tools.demo import fineract as demo
 
 AS_OF = dt.date(2024, 6, 30)
 NEXT_DAY = AS_OF + dt.timedelta(days=1)
@@ -55,25 +56,25 @@ def one(url: str, sql: str, params=None):
 
 def test_first_load_copies_every_table_and_no_personal_data(demo_source, warehouse):
     manifest = extract(demo_source, warehouse, "run_1")
-    assert set(manifest) == {t.name for t in mis.TABLES}
-    for spec in mis.TABLES:
+    assert set(manifest) == {t.name for t in tables.TABLES}
+    for spec in tables.TABLES:
         n_src = one(demo_source, f"SELECT count(*) FROM {spec.name}")
         assert one(warehouse, f"SELECT count(*) FROM raw_mis.{spec.name}") == n_src, spec.name
         assert manifest[spec.name]["rows_read"] == n_src
         assert manifest[spec.name]["rows_merged"] == n_src
     raw_client_cols = {r[0] for r in q(warehouse, "SELECT column_name FROM information_schema.columns "
                                                   "WHERE table_schema = 'raw_mis' AND table_name = 'm_client'")}
-    for column in mis.PII_COLUMNS["m_client"]:
+    for column in tables.PII_COLUMNS["m_client"]:
         assert column not in raw_client_cols
     assert {"_extracted_at", "_run_id", "_deleted"} <= raw_client_cols
     assert one(warehouse, "SELECT count(*) FROM pg_constraint WHERE contype = 'p' AND "
-                          "connamespace = 'raw_mis'::regnamespace") == len(mis.TABLES)
+                          "connamespace = 'raw_mis'::regnamespace") == len(tables.TABLES)
     assert one(warehouse, "SELECT count(DISTINCT _run_id) FROM raw_mis.m_loan") == 1
     assert one(warehouse, "SELECT min(_run_id) FROM raw_mis.m_loan") == "run_1"
     # one manifest row per table, with the promised fields
     rows = q(warehouse, "SELECT table_name, watermark_from, watermark_to, rows_read, rows_merged, seconds, "
                         "started_at FROM meta.load_manifest WHERE run_id = 'run_1'")
-    assert len(rows) == len(mis.TABLES)
+    assert len(rows) == len(tables.TABLES)
     by_table = {r[0]: r for r in rows}
     assert by_table["m_loan"][1] is None and by_table["m_loan"][2] is not None
     assert by_table["m_loan"][2] == one(demo_source, "SELECT max(last_modified_on_utc) FROM m_loan")
@@ -301,7 +302,7 @@ def test_source_session_is_read_only_repeatable_read_with_timeout(demo_source):
 
 
 def _table_digest(url: str, table: str, columns: list[str] | None = None) -> tuple:
-    spec = mis.TABLES_BY_NAME[table.split(".")[-1]]
+    spec = tables.TABLES_BY_NAME[table.split(".")[-1]]
     cols = ", ".join(columns or spec.column_names)
     return tuple(q(url, f"SELECT md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')), count(*) "
                         f"FROM (SELECT {cols} FROM {table}) x")[0])
@@ -343,7 +344,7 @@ def test_postgresql_and_mariadb_sources_give_identical_raw_tables(demo_source, m
     extract(demo_source, wh_pg, "run_pg")
     manifest = extract(info, wh_my, "run_my")
     assert manifest["m_loan"]["source"] == "mis_fineract:mysql"
-    for spec in mis.TABLES:
+    for spec in tables.TABLES:
         cols = spec.column_names + ["_deleted"]
         assert _table_digest(wh_pg, f"raw_mis.{spec.name}", cols) == \
             _table_digest(wh_my, f"raw_mis.{spec.name}", cols), spec.name

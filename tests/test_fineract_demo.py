@@ -7,10 +7,10 @@ import uuid
 
 import psycopg
 import pytest
-
 from conftest import create_database, drop_database
-from spm_warehouse.demo import fineract as demo
-from spm_warehouse.demo import fineract_schema as schema
+
+from tools.demo import fineract as demo
+from tools.demo import fineract_schema as schema
 
 AS_OF = dt.date(2024, 6, 30)
 CLIENTS = 800

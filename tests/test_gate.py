@@ -7,10 +7,10 @@ import socket
 
 import psycopg
 import pytest
-
 from gate_tiny_warehouse import AS_OF, RUN_ID, build_marts, build_raw, build_source, conn_info, passing_dbt
+
 from spm_warehouse import gate
-from spm_warehouse.checks import gx_suites
+from spm_warehouse.gate import gx_suites
 
 PROJECT = gx_suites.DEFAULT_PROJECT_DIR
 
@@ -131,7 +131,7 @@ def test_a_crashing_check_blocks_under_its_own_name(tiny, monkeypatch):
     def broken(ctx):
         raise ZeroDivisionError("division by zero in the volume check")
 
-    monkeypatch.setattr(gate, "CHECKS", [("dbt", gate.dbt_results.run), ("volume", broken), ("pii", gate.pii.run)])
+    monkeypatch.setattr(gate.runner, "CHECKS", [("dbt", gate.dbt_results.run), ("volume", broken), ("pii", gate.pii.run)])
     with psycopg.connect(wh_url) as conn:
         verdict = gate.run_gate(conn, None, RUN_ID, AS_OF, passing_dbt())
     assert not verdict.passed
@@ -144,7 +144,7 @@ def test_a_crashing_check_blocks_under_its_own_name(tiny, monkeypatch):
 def test_thresholds_come_from_the_config_file(tiny, tmp_path):
     from gate_tiny_warehouse import write_thresholds
 
-    from spm_warehouse.publish import ensure_publication_tables
+    from spm_warehouse.publication import ensure_publication_tables
 
     wh_url, _ = tiny
     with psycopg.connect(wh_url) as conn:
@@ -174,7 +174,9 @@ def test_thresholds_file_documents_every_section():
 def test_pipeline_stages_publish_a_good_night_and_block_a_bad_one(tiny, gx_project, tmp_path, monkeypatch):
     """The stage functions the DAG calls: gate -> publish -> report, on a good and then a bad night."""
     from gate_tiny_warehouse import analytics_fingerprint, build_marts, clients
-    from spm_warehouse import pipeline, publish
+
+    from spm_warehouse import pipeline
+    from spm_warehouse import publication as publish
 
     wh_url, mis_url = tiny
     monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", "postgres://" + wh_url.split("://", 1)[1])
@@ -185,7 +187,7 @@ def test_pipeline_stages_publish_a_good_night_and_block_a_bad_one(tiny, gx_proje
 
     verdict = pipeline.gate(RUN_ID, AS_OF, passing_dbt())
     assert verdict["passed"] is True
-    published = pipeline.publish(RUN_ID, AS_OF)
+    published = pipeline.publish(RUN_ID, AS_OF, verdict)  # the DAG hands the gate's verdict over
     assert published["row_counts"]["fct_portfolio_month"] == 16
     pipeline.report(RUN_ID, AS_OF)
     assert "PUBLISHED" in (tmp_path / "reports" / "latest" / "index.html").read_text(encoding="utf-8")

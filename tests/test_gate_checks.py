@@ -7,11 +7,20 @@ from datetime import date, datetime, timedelta
 
 import psycopg
 import pytest
-
 from gate_tiny_warehouse import AS_OF, RUN_ID, build_marts, build_raw, build_source, conn_info, passing_dbt
-from spm_warehouse.checks import CheckContext, dbt_results, freshness, pii, quarantine, reconciliation, volume
-from spm_warehouse.gate import ensure_gate_tables, load_thresholds
-from spm_warehouse.publish import ensure_publication_tables
+
+from spm_warehouse.gate import (
+    CheckContext,
+    dbt_results,
+    ensure_gate_tables,
+    freshness,
+    load_thresholds,
+    pii,
+    quarantine,
+    reconciliation,
+    volume,
+)
+from spm_warehouse.publication import ensure_publication_tables
 
 
 @pytest.fixture

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import psycopg
 import pytest
 
-from spm_warehouse.demo.kobo_replay import KoboReplayServer
 from spm_warehouse.settings import ConnInfo
 from spm_warehouse.sources import kobo
+from tools.demo.kobo_replay import KoboReplayServer
 
 ASSET = "aTestAsset"
 TOKEN = "s3cret-token-value"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import urllib.error
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from spm_warehouse.demo.kobo_replay import KoboReplayServer
+from tools.demo.kobo_replay import KoboReplayServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,8 +78,8 @@ def test_runs_as_a_command(tmp_path):
     api = pages_dir(tmp_path)
     with KoboReplayServer(token="probe") as probe:  # borrow a free port, then release it
         port = probe.port
-    proc = subprocess.Popen([sys.executable, "-m", "spm_warehouse.demo.kobo_replay", "--port", str(port), "--dir",
-                             str(api), "--token", "t"], cwd=ROOT, env={"PYTHONPATH": str(ROOT / "plugins")},
+    proc = subprocess.Popen([sys.executable, "-m", "tools.demo.kobo_replay", "--port", str(port), "--dir",
+                             str(api), "--token", "t"], cwd=ROOT, env={"PYTHONPATH": os.pathsep.join((str(ROOT / "plugins"), str(ROOT)))},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         banner = proc.stdout.readline()

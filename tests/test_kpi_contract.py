@@ -12,7 +12,6 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
-
 from test_star_schema_harness import NIGHT2, SURVEY_LEVELS, likelihood_of
 
 pytestmark = pytest.mark.usefixtures("star_world")
@@ -92,7 +91,7 @@ def test_portfolio_month_rows(star_world):
                            FROM analytics_build.fct_portfolio_month ORDER BY loan_id, period_end""")
     got = [(r["loan_id"], r["period_end"].isoformat(), r["branch_id"], r["loan_officer_id"],
             r["outstanding_principal"], r["days_in_arrears"], r["is_par30"]) for r in rows]
-    assert got == [(l, p, b, o, Decimal(out), dia, par) for l, p, b, o, out, dia, par in PORTFOLIO]
+    assert got == [(loan, p, b, o, Decimal(out), dia, par) for loan, p, b, o, out, dia, par in PORTFOLIO]
     assert {r["product_id"] for r in rows} == {1}
 
 

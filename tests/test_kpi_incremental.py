@@ -13,11 +13,19 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 
 import psycopg
-
 import pytest
-
-from test_star_schema_harness import (MARTS, NIGHT1, NIGHT2, clone_world, dbt, drop_database, fingerprint, query,
-                                      txn, upsert_raw)
+from test_star_schema_harness import (
+    MARTS,
+    NIGHT1,
+    NIGHT2,
+    clone_world,
+    dbt,
+    drop_database,
+    fingerprint,
+    query,
+    txn,
+    upsert_raw,
+)
 
 pytestmark = pytest.mark.usefixtures("star_world")
 

@@ -10,7 +10,6 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
-
 from test_star_schema_harness import SURVEY_LEVELS, band_of, likelihood_of
 
 pytestmark = pytest.mark.usefixtures("star_world")
@@ -64,13 +63,13 @@ def test_segment_month(star_world):
         ("2024-03-31", 3, f"female|rural|{s1}", 1, 0, 0, 1, 1, 800, 0),          # client 1, L1
         ("2024-03-31", 3, "male|urban|unknown", 0, 0, 0, 1, 0, 200, 0),         # client 2 (active again in May), L2
         ("2024-03-31", 3, "unknown|unknown|unknown", 0, 0, 0, 0, 0, 0, 0),      # client 5, pending
-        ("2024-03-31", 4, f"female|rural|unknown", 0, 0, 1, 0, 0, 0, 0),         # client 6 closed 03-15
+        ("2024-03-31", 4, "female|rural|unknown", 0, 0, 1, 0, 0, 0, 0),         # client 6 closed 03-15
         ("2024-03-31", 4, f"female|urban|{c3}", 1, 0, 0, 1, 1, 900, 0),          # client 3, L3
         ("2024-03-31", 4, f"male|rural|{c4}", 1, 0, 0, 1, 0, 650, 0),            # client 4, L4
         ("2024-06-30", 3, f"female|rural|{s1}", 1, 0, 0, 1, 1, 600, 600),
         ("2024-06-30", 3, "male|urban|unknown", 1, 0, 0, 1, 0, 250, 0),
         ("2024-06-30", 3, "unknown|unknown|unknown", 0, 0, 0, 0, 0, 0, 0),
-        ("2024-06-30", 4, f"female|rural|unknown", 0, 0, 0, 0, 0, 0, 0),
+        ("2024-06-30", 4, "female|rural|unknown", 0, 0, 0, 0, 0, 0, 0),
         ("2024-06-30", 4, f"female|urban|{c3}", 1, 0, 0, 0, 0, 0, 0),
         ("2024-06-30", 4, f"male|rural|{c4}", 1, 0, 0, 1, 0, 150, 0),
     ], key=lambda t: (t[0], t[1], t[2]))

@@ -13,7 +13,6 @@ import io
 
 import psycopg
 import pytest
-
 from test_surveys_support import SEEDS, TempDatabase, create_raw_mis, project_copy, run_dbt
 
 GOOD = "DEMO_SYNTH_2024"

@@ -7,12 +7,12 @@ from datetime import date
 
 import psycopg
 import pytest
+from gate_tiny_warehouse import AS_OF, RUN_ID, analytics_fingerprint, build_marts, build_raw
 from psycopg import sql
 
-from gate_tiny_warehouse import AS_OF, RUN_ID, analytics_fingerprint, build_marts, build_raw
-from spm_warehouse import gate, publish, roles
-from spm_warehouse.checks import CheckResult
-from spm_warehouse.gate import GateVerdict
+from spm_warehouse import gate, roles
+from spm_warehouse import publication as publish
+from spm_warehouse.gate import CheckResult, GateVerdict
 
 PASSED = GateVerdict(passed=True, checks=[CheckResult("dbt.tests", "dbt", "pass", True, {}, "ok")])
 
@@ -139,6 +139,7 @@ def test_rollback_restores_the_previous_build_and_records_it(wh):
         wh.execute("SELECT count(*) FROM analytics_prev.fct_portfolio_month")
     wh.rollback()
     wh.execute("RESET ROLE")
+    wh.commit()  # publication and rollback refuse to run inside a caller's open transaction
     # a second rollback rolls forward
     publish.rollback(wh)
     assert live_marker(wh) == "second"
@@ -269,12 +270,14 @@ def test_the_publication_before_last_becomes_the_next_build_and_cannot_be_publis
     assert not wh.execute("SELECT has_schema_privilege('bi_reader', 'analytics_build', 'USAGE')").fetchone()[0]
     # ... and publishing it without a new build is refused, analytics unchanged
     before = analytics_fingerprint(wh)
+    wh.commit()
     with pytest.raises(publish.PublishError, match="recycled publication"):
         publish.publish(wh, "run-4", AS_OF, PASSED)
     assert analytics_fingerprint(wh) == before
     # a build of run-4 stamps the schema; a publish for another run is refused, run-4's is not
     new_build(wh, "fourth")
     publish.stamp_build(wh, "run-4", AS_OF)
+    wh.commit()  # stamp_build leaves the commit to its caller
     with pytest.raises(publish.PublishError, match="last built by run run-4"):
         publish.publish(wh, "run-5", AS_OF, PASSED)
     publish.publish(wh, "run-4", AS_OF, PASSED)
@@ -287,3 +290,26 @@ def test_recycling_can_be_turned_off(wh, monkeypatch):
         new_build(wh, marker)
         publish.publish(wh, run, AS_OF, PASSED)
     assert wh.execute("SELECT to_regnamespace('analytics_build')").fetchone()[0] is None
+
+
+def test_publish_refuses_a_verdict_of_another_run(wh):
+    new_build(wh, "x")
+    other = GateVerdict(passed=True, checks=[CheckResult("dbt.build", "dbt", "pass", True, {}, "ok")],
+                        run_id="run-other", as_of=AS_OF)
+    with pytest.raises(publish.PublishBlocked, match="of run run-other, not of run run-mine"):
+        publish.publish(wh, "run-mine", AS_OF, other)
+    assert wh.execute("SELECT to_regnamespace('analytics')").fetchone()[0] is None
+
+
+def test_the_gate_verdict_survives_the_trip_through_xcom():
+    """The gate task returns as_dict(); publish rebuilds the verdict from it, blocking checks included."""
+    failed = failed_verdict("run-x")
+    failed.facts = {"metrics": {"gross_loan_portfolio": 12600.0}, "watermarks": {"mis": "2024-06-30 00:00:00+00:00"}}
+    back = GateVerdict.from_dict(failed.as_dict())
+    assert (back.passed, back.run_id, back.as_of) == (False, "run-x", failed.as_of)
+    assert [(c.name, c.status, c.blocking, c.numbers) for c in back.checks] == \
+        [(c.name, c.status, c.blocking, c.numbers) for c in failed.checks]
+    assert back.facts["metrics"] == {"gross_loan_portfolio": 12600.0}
+    # a dict that claims to pass while carrying a blocking failure does not pass
+    forged = dict(failed.as_dict(), passed=True)
+    assert GateVerdict.from_dict(forged).passed is False

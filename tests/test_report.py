@@ -6,9 +6,10 @@ import html
 
 import psycopg
 import pytest
-
 from gate_tiny_warehouse import AS_OF, RUN_ID, build_marts, build_raw, passing_dbt
-from spm_warehouse import gate, publish, report
+
+from spm_warehouse import gate, report
+from spm_warehouse import publication as publish
 
 CHEAP = ["dbt", "quarantine", "volume", "pii"]
 
@@ -66,7 +67,7 @@ def test_report_of_a_blocked_run_says_what_to_look_at(wh, tmp_path):
     look = text[text.index("What to look at"):text.index("What was loaded")]
     assert "volume.gross_loan_portfolio" in look
     assert "&quot;relative_change&quot;: 2.0" in look                     # the numbers
-    assert "gate_thresholds.yml" in look                                   # the hint
+    assert "gate/thresholds.yml" in look                                   # the hint
     assert "Nothing was published by this run" in text
     live = wh.execute("SELECT build_id FROM meta.publications").fetchone()[0]
     assert f"BI currently reads build <code>{live}</code>" in text
@@ -79,7 +80,7 @@ def test_report_of_a_run_that_stopped_before_the_gate(wh, tmp_path):
 
 
 def test_report_escapes_and_links_docs_and_moves_latest(wh, tmp_path):
-    from spm_warehouse.pipeline import dbt_target_dir
+    from spm_warehouse.paths import dbt_target_dir
 
     docs = dbt_target_dir("run-a") / "docs"
     docs.mkdir(parents=True)

@@ -13,10 +13,11 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from gate_tiny_warehouse import AS_OF, build_marts, build_raw
 from psycopg import sql
 
-from gate_tiny_warehouse import AS_OF, build_marts, build_raw
-from spm_warehouse import publish, roles, settings
+from spm_warehouse import publication as publish
+from spm_warehouse import roles, settings
 from spm_warehouse.gate import GateVerdict
 
 PASSED = GateVerdict(passed=True, checks=[])

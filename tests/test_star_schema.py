@@ -11,10 +11,10 @@ from datetime import date
 
 import psycopg
 import pytest
-
-from spm_warehouse.dbt_runner import run_dbt
-from spm_warehouse.settings import parse_conn_uri
 from test_star_schema_harness import NIGHT2, SURVEY_LEVELS, band_of, clone_world, drop_database, likelihood_of
+
+from spm_warehouse.build import run_dbt
+from spm_warehouse.settings import parse_conn_uri
 
 pytestmark = pytest.mark.usefixtures("star_world")
 

@@ -7,7 +7,7 @@ transfer, the latest survey) appears once, with numbers small enough to work
 out by hand in the test files. The rows go straight into raw_mis tables
 created exactly as the MIS extraction creates them (sources.fineract specs and
 load.ensure_raw_table), surveys go through the real file-drop loader, and dbt
-runs as a subprocess through spm_warehouse.dbt_runner, like the nightly DAG.
+runs as a subprocess through spm_warehouse.build, like the nightly DAG.
 
 The world is loaded in two nights:
   night 1 (as_of 2024-04-30, loaded 2024-05-01 02:00 UTC): what the MIS held then;
@@ -28,12 +28,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import psycopg
-import pytest
 from psycopg import sql
 from psycopg.rows import dict_row
 
 from spm_warehouse import load
-from spm_warehouse.dbt_runner import DbtResult, run_dbt
+from spm_warehouse.build import DbtResult, run_dbt
 from spm_warehouse.settings import parse_conn_uri
 from spm_warehouse.sources import kobo
 from spm_warehouse.sources.fineract import TABLES_BY_NAME

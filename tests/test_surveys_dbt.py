@@ -15,12 +15,18 @@ from decimal import Decimal
 
 import psycopg
 import pytest
-
-from spm_warehouse.sources import kobo
 from test_surveys_support import (
-    TempDatabase, answer_codes, build_surveys, create_raw_mis, expected_likelihood, expected_score, project_copy,
+    TempDatabase,
+    answer_codes,
+    build_surveys,
+    create_raw_mis,
+    expected_likelihood,
+    expected_score,
+    project_copy,
     read_seed,
 )
+
+from spm_warehouse.sources import kobo
 
 ASSET = "aTestClientMonitoring"
 NEW, OLD = "DEMO_SYNTH_2024", "DEMO_SYNTH_2011"

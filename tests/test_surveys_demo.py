@@ -10,12 +10,12 @@ from datetime import date, datetime
 
 import psycopg
 import pytest
+from test_surveys_support import TempDatabase, build_surveys, project_copy
 
-from spm_warehouse.demo.kobo_replay import KoboReplayServer
-from spm_warehouse.demo.surveys import generate_surveys
 from spm_warehouse.settings import ConnInfo, parse_conn_uri
 from spm_warehouse.sources import kobo
-from test_surveys_support import TempDatabase, build_surveys, project_copy
+from tools.demo.kobo_replay import KoboReplayServer
+from tools.demo.surveys import generate_surveys
 
 AS_OF = date(2024, 6, 30)
 ASSET = "aDemoClientMonitoring"
@@ -116,8 +116,8 @@ def test_generator_refuses_an_mis_without_clients(fresh_database, tmp_path):
 
 def test_demo_end_to_end_matches_the_manifest(pg_server_url, tmp_path):
     """demo MIS -> MIS extraction -> demo surveys via the replay API and drop files -> dbt build."""
-    from spm_warehouse.demo import fineract as demo_mis
     from spm_warehouse.sources import fineract
+    from tools.demo import fineract as demo_mis
 
     mis = TempDatabase(pg_server_url, "demo_e2e_mis")
     wh = TempDatabase(pg_server_url, "demo_e2e_wh")

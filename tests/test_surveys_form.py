@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import csv
 
-from spm_warehouse.forms import build_xlsform as form
 from test_surveys_support import SEEDS
+
+from spm_warehouse.forms import build_xlsform as form
 
 CONTRACT_FIELDS = (
     ["client/account_no", "ppi/scorecard"] + [f"ppi/q{n:02d}" for n in range(1, 11)]

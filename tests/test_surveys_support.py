@@ -23,7 +23,7 @@ import psycopg
 from psycopg import sql
 
 from spm_warehouse import load
-from spm_warehouse.sources.fineract import TABLES_BY_NAME
+from spm_warehouse.sources.fineract_tables import TABLES_BY_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT = ROOT / "dbt_project"

@@ -23,10 +23,12 @@ import logging
 import urllib.error
 import urllib.request
 from typing import Any
+from urllib.parse import urlsplit
 
 from airflow.sdk import BaseNotifier
 
 from spm_warehouse import settings
+from spm_warehouse.paths import run_dir_name
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +38,6 @@ MAX_ERROR_CHARS = 3500
 
 def _redact(url: str) -> str:
     """Webhook URLs carry their secret in the path: show only scheme and host."""
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.hostname or '?'}/..."
 
@@ -56,7 +56,6 @@ def failure_message(context: dict) -> tuple[str, str]:
     error_text = str(error).strip() if error is not None else "(no exception in the callback context)"
     if len(error_text) > MAX_ERROR_CHARS:
         error_text = error_text[:MAX_ERROR_CHARS] + "\n... (truncated; see the task log)"
-    from spm_warehouse.report import run_dir_name
 
     report = settings.reports_dir() / run_dir_name(str(run_id)) / "index.html"
     log_url = getattr(ti, "log_url", None)
@@ -92,7 +91,7 @@ def post_webhook(url: str, text: str) -> None:
 
 def send_alert_email(to: list[str], subject: str, text: str) -> None:
     """Through Airflow's configured e-mail backend (SMTP settings or connection)."""
-    from airflow.utils.email import send_email
+    from airflow.utils.email import send_email  # only when SPM_ALERT_EMAIL is set (loads Airflow's config)
 
     body = "<pre style=\"font-family: monospace\">" + html.escape(text) + "</pre>"
     send_email(to=to, subject=subject, html_content=body)

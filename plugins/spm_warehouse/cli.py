@@ -1,5 +1,7 @@
 """Command line behind the Makefile: `python -m spm_warehouse.cli <command>`.
 
+The demo commands (`make demo`) live in tools/demo: the runtime does not need them.
+
 Why: the README's commands must do all set-up on a fresh machine and give
 clear messages instead of stack traces. Every command first calls
 environment.configure(), so it works with nothing configured (embedded
@@ -9,7 +11,6 @@ PostgreSQL, demo MIS) and with operator-provided AIRFLOW_CONN_* variables.
 from __future__ import annotations
 
 import argparse
-import secrets
 import json
 import logging
 import os
@@ -17,11 +18,11 @@ import shlex
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
-from datetime import date
-from pathlib import Path
+from datetime import date, timedelta
 
-from spm_warehouse import environment, settings
+import psycopg
+
+from spm_warehouse import airflow_stack, environment, publication, settings
 from spm_warehouse.embedded_postgres import EmbeddedPostgresError
 
 log = logging.getLogger("spm_warehouse.cli")
@@ -31,46 +32,8 @@ class UserError(RuntimeError):
     """An error whose message is all the user needs (no traceback)."""
 
 
-def _psycopg_connect(conn_id: str):
-    import psycopg
-
+def _psycopg_connect(conn_id: str) -> psycopg.Connection:
     return psycopg.connect(settings.connection(conn_id).libpq_url(), autocommit=True)
-
-
-# --------------------------------------------------------------------------- demo data
-
-
-def _demo_marker(conn) -> dict | None:
-    row = conn.execute(
-        "SELECT to_regclass('public.spm_demo_info') IS NOT NULL"
-    ).fetchone()
-    if not row or not row[0]:
-        return None
-    got = conn.execute("SELECT info FROM public.spm_demo_info LIMIT 1").fetchone()
-    return got[0] if got else None
-
-
-def ensure_demo_sources(clients: int, seed: int, as_of: date) -> dict:
-    """Build the demo Fineract MIS and survey drops unless they already match."""
-    from spm_warehouse.demo import fineract as demo_mis
-    from spm_warehouse.demo import surveys as demo_surveys
-
-    wanted = {"clients": clients, "seed": seed, "as_of": as_of.isoformat(), "generator": 1}
-    with _psycopg_connect("mis_fineract") as conn:
-        if _demo_marker(conn) == wanted:
-            return {"reused": True, **wanted}
-        conn.autocommit = False
-        started = time.monotonic()
-        counts = demo_mis.build_demo_mis(conn, clients=clients, seed=seed, as_of=as_of)
-        conn.execute("DROP TABLE IF EXISTS public.spm_demo_info")
-        conn.execute("CREATE TABLE public.spm_demo_info (info jsonb NOT NULL)")
-        conn.execute("INSERT INTO public.spm_demo_info VALUES (%s)", (json.dumps(wanted),))
-        conn.commit()
-        print(f"  demo MIS: {clients} clients generated in {time.monotonic() - started:.1f}s", flush=True)
-        drop = settings.survey_drop_dir()
-        drop.mkdir(parents=True, exist_ok=True)
-        survey_counts = demo_surveys.generate_surveys(conn, out_dir=drop, seed=seed, as_of=as_of)
-    return {"reused": False, **wanted, "tables": counts, "surveys": survey_counts}
 
 
 # --------------------------------------------------------------------------- airflow
@@ -90,7 +53,7 @@ def airflow_dags_test(dag_id: str, as_of: date, conf: dict | None = None) -> int
         proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         tail = log_file.read_text(errors="replace").splitlines()
-        interesting = [l for l in tail if "StageFailed" in l or "ERROR" in l or "blocked" in l.lower()]
+        interesting = [line for line in tail if "StageFailed" in line or "ERROR" in line or "blocked" in line.lower()]
         print("\n".join((interesting or tail)[-25:]), file=sys.stderr)
     return proc.returncode
 
@@ -158,78 +121,6 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
-@contextmanager
-def demo_kobo_api():
-    """Serve the demo survey pages like KoboToolbox's API v2 while the demo runs.
-
-    Only when no kobotoolbox connection is configured: the demo then exercises
-    the real API client (pagination, token auth) against recorded pages.
-    """
-    pages = settings.survey_drop_dir() / "kobo_replay" / "api"
-    if os.environ.get("AIRFLOW_CONN_KOBOTOOLBOX") or not pages.is_dir():
-        yield None
-        return
-    from spm_warehouse.embedded_postgres import free_port
-
-    port, token = free_port(), secrets.token_hex(16)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "spm_warehouse.demo.kobo_replay", "--port", str(port), "--dir", str(pages),
-         "--token", token],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    os.environ["AIRFLOW_CONN_KOBOTOOLBOX"] = json.dumps(
-        {"conn_type": "http", "host": f"http://127.0.0.1:{port}", "password": token,
-         "extra": {"asset_uids": sorted(p.name for p in pages.iterdir() if p.is_dir())}}
-    )
-    try:
-        _wait_for_port(port)
-        print(f"  survey API: demo KoboToolbox replay on http://127.0.0.1:{port}", flush=True)
-        yield port
-    finally:
-        os.environ.pop("AIRFLOW_CONN_KOBOTOOLBOX", None)
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def _wait_for_port(port: int, seconds: float = 15.0) -> None:
-    import socket
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise UserError(f"the demo Kobo replay server did not start on port {port}")
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    started = time.monotonic()
-    print("spm-warehouse demo", flush=True)
-    environment.configure()
-    as_of = date.fromisoformat(args.as_of or settings.get("SPM_DEMO_AS_OF"))
-    clients = args.clients or settings.get_int("SPM_DEMO_CLIENTS")
-    seed = settings.get_int("SPM_DEMO_SEED")
-    info = ensure_demo_sources(clients, seed, as_of)
-    if info["reused"]:
-        print(f"  demo MIS: reusing {clients} clients (seed {seed}, as-of {as_of})", flush=True)
-    with demo_kobo_api():
-        rc = airflow_dags_test("spm_nightly", as_of)
-    print_summary(as_of)
-    print(f"\nmake demo {'finished' if rc == 0 else 'FAILED'} in {time.monotonic() - started:.0f}s")
-    return rc
-
-
-def cmd_demo_sources(args: argparse.Namespace) -> int:
-    """Only the demo MIS and survey drops (used by docker-compose's init service)."""
-    environment.configure()
-    as_of = date.fromisoformat(args.as_of or settings.get("SPM_DEMO_AS_OF"))
-    info = ensure_demo_sources(args.clients or settings.get_int("SPM_DEMO_CLIENTS"), settings.get_int("SPM_DEMO_SEED"), as_of)
-    print(json.dumps({k: v for k, v in info.items() if k != "tables"}, default=str))
-    return 0
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     environment.configure()
     if not args.date:
@@ -246,8 +137,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     """Run the nightly DAG for each as-of date in [start, end], in order."""
-    from datetime import timedelta
-
     environment.configure()
     start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
     day, failures = start, 0
@@ -259,12 +148,10 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from spm_warehouse import publish
-
     environment.configure()
     with _psycopg_connect("warehouse") as conn:
         conn.autocommit = False
-        result = publish.rollback(conn)
+        result = publication.rollback(conn)
     print(json.dumps(result, indent=2, default=str))
     return 0
 
@@ -286,8 +173,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_airflow(args: argparse.Namespace) -> int:
     """The deployed Airflow in the foreground: UI/API, scheduler, dag-processor, triggerer (+ Celery worker)."""
-    from spm_warehouse import airflow_stack
-
     environment.configure()
     try:
         stack = airflow_stack.stack_settings(args.executor)
@@ -302,8 +187,6 @@ def cmd_airflow(args: argparse.Namespace) -> int:
 
 def cmd_airflow_component(args: argparse.Namespace) -> int:
     """One Airflow component, as docker-compose's services and `make airflow` start it."""
-    from spm_warehouse import airflow_stack
-
     environment.configure()
     try:
         airflow_stack.exec_component(args.component)
@@ -316,14 +199,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="spm-warehouse", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("env", help="print the shell exports the commands use").set_defaults(func=cmd_env)
-    p = sub.add_parser("demo", help="demo sources + one nightly run + summary")
-    p.add_argument("--clients", type=int)
-    p.add_argument("--as-of")
-    p.set_defaults(func=cmd_demo)
-    p = sub.add_parser("demo-sources", help="build only the demo MIS and survey drops")
-    p.add_argument("--clients", type=int)
-    p.add_argument("--as-of")
-    p.set_defaults(func=cmd_demo_sources)
     p = sub.add_parser("run", help="run the nightly DAG once for an as-of date")
     p.add_argument("--date")
     p.add_argument("--full-refresh", action="store_true")
@@ -343,7 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("airflow-component", help="one Airflow component (what each docker-compose service runs)")
     p.add_argument("component", help="api-server, scheduler, dag-processor, triggerer or celery-worker")
     p.set_defaults(func=cmd_airflow_component)
-    args = parser.parse_args(argv)
+    return dispatch(parser.parse_args(argv))
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    """Run the chosen command: a user error is one line on stderr and exit 2, never a traceback."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)

@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from spm_warehouse import settings
+
 MARKER = "spm_warehouse_embedded.json"
 DEFAULT_SUPERUSER = "postgres"
 
@@ -42,7 +44,7 @@ def _is_server_bindir(path: Path) -> bool:
 def candidate_bindirs() -> list[Path]:
     """Where PostgreSQL server binaries may live, in order of preference."""
     candidates: list[Path] = []
-    override = os.environ.get("SPM_PG_BINDIR")
+    override = settings.get("SPM_PG_BINDIR")
     if override:
         candidates.append(Path(override))
     on_path = shutil.which("pg_ctl")
@@ -98,7 +100,7 @@ def unprivileged_user() -> str | None:
     """The user to run server binaries as: None when we are not root."""
     if os.geteuid() != 0:
         return None
-    wanted = os.environ.get("SPM_PG_RUN_AS")
+    wanted = settings.get("SPM_PG_RUN_AS")
     for name in ([wanted] if wanted else []) + ["postgres", "nobody"]:
         try:
             pwd.getpwnam(name)

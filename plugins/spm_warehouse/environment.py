@@ -24,6 +24,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
+from psycopg import sql
+
 from spm_warehouse import settings
 from spm_warehouse.embedded_postgres import EmbeddedPostgres
 
@@ -36,9 +39,6 @@ def embedded_cluster() -> EmbeddedPostgres:
 
 def ensure_database(server_url: str, dbname: str) -> None:
     """CREATE DATABASE unless it exists (server_url: any db on that server)."""
-    import psycopg
-    from psycopg import sql
-
     with psycopg.connect(server_url, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
         if not exists:
@@ -148,7 +148,7 @@ def venv_bin(name: str) -> str:
 
 def migrate_airflow_db() -> None:
     """`airflow db migrate` once per metadata DB and Airflow version (it is slow)."""
-    import airflow
+    import airflow  # only its version; importing Airflow takes seconds that the other commands need not pay
 
     stamp = Path(os.environ["AIRFLOW_HOME"]) / ".migrated"
     key = f"{airflow.__version__} {os.environ.get('AIRFLOW__DATABASE__SQL_ALCHEMY_CONN', '')}"

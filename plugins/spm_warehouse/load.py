@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import TYPE_CHECKING
 
 import psycopg
 
-if TYPE_CHECKING:  # pragma: no cover
-    from spm_warehouse.sources.fineract import TableSpec
+from spm_warehouse.sources.fineract_tables import TableSpec
 
 log = logging.getLogger(__name__)
 

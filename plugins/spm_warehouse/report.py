@@ -27,7 +27,8 @@ from pathlib import Path
 
 import psycopg
 
-from spm_warehouse import settings
+from spm_warehouse import paths, settings
+from spm_warehouse.paths import run_dir_name
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ HINTS = {
     "freshness": "Check the extraction task log and meta.watermarks / meta.load_manifest: did the MIS change, is "
                  "the connection pointed at the right database?",
     "volume": "Compare the build (analytics_build.kpi_branch_month) with what is published (analytics): a real "
-              "jump (migration, portfolio sale) can be accepted by raising the threshold in gate_thresholds.yml "
+              "jump (migration, portfolio sale) can be accepted by raising the threshold in gate/thresholds.yml "
               "for one night.",
     "quarantine": "SELECT source, reason, count(*) FROM meta.quarantine WHERE run_id = '<run>' GROUP BY 1, 2.",
     "gx": "Open the Great Expectations Data Docs below: the failed expectations list unexpected values.",
@@ -60,11 +61,6 @@ th{background:#f5f7fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
 details pre{white-space:pre-wrap;font-size:.8rem;background:#f5f7fa;padding:.5rem;margin:.3rem 0}
 .look li{margin-bottom:.6rem}code{background:#f0f4f8;padding:0 .2rem}
 """
-
-
-def run_dir_name(run_id: str) -> str:
-    """A folder name for a run id (Airflow's contain ':' and '+')."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
 
 
 def _exists(conn: psycopg.Connection, relation: str) -> bool:
@@ -164,11 +160,7 @@ def _publications(conn: psycopg.Connection, run_id: str) -> tuple[list[tuple], t
 
 def _copy_dbt_docs(run_id: str, run_dir: Path) -> Path | None:
     """Copy this run's dbt docs (index.html + JSON artifacts) when the build generated them."""
-    try:
-        from spm_warehouse.pipeline import dbt_target_dir
-    except ImportError:  # pragma: no cover - pipeline is part of the package
-        return None
-    base = dbt_target_dir(run_id)
+    base = paths.dbt_target_dir(run_id)
     for candidate in (base / "docs", base / "target"):
         if (candidate / "index.html").exists():
             out = run_dir / "dbt_docs"

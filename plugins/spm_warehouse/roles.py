@@ -24,7 +24,7 @@ data and are readable by both roles.
 
 Roles are cluster-wide in PostgreSQL; grants and policies are per database.
 Superset reads as bi_reader and applies its own per-user branch filters (see
-plugins/spm_warehouse/superset/access.py); branch roles are for direct SQL users.
+dashboards/access.py); branch roles are for direct SQL users.
 """
 
 from __future__ import annotations

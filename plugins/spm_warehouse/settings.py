@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,6 +33,8 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "SPM_EXTRACT_LOOKBACK_MINUTES": ("60", "lookback window of incremental extraction"),
     "SPM_EXTRACT_CHUNK_ROWS": ("50000", "rows per fetch of the server-side cursor"),
     "SPM_SOURCE_STATEMENT_TIMEOUT_S": ("3600", "statement timeout on the source MIS"),
+    "SPM_MIS_TIMEZONE": ("UTC", "time zone of the MIS's business days: the as-of date ends at midnight there (dbt's "
+                         "knowledge cutoff and the reconciliation use it)"),
     "SPM_RECYCLE_BUILD": ("1", "1 = publish turns the publication before last into the next build schema, so incremental "
                           "marts catch up instead of being rebuilt every night; 0 = drop it (every night rebuilds all marts)"),
     "SPM_RECONCILE_EVERY_DAYS": ("7", "days between automatic key reconciliations (hard-delete detection) during the nightly extraction; 0 = only on demand"),
@@ -49,7 +51,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "SPM_AIRFLOW_ADMIN_PASSWORD": ("", "Airflow admin password (default: generated once into <SPM_LOCAL_DIR>/airflow_admin_password)"),
     "SPM_CELERY_BROKER_URL": ("redis://127.0.0.1:6379/0", "Celery broker of EXECUTOR=celery"),
     "SPM_CELERY_WORKER_CONCURRENCY": ("2", "task slots of each Celery worker (one night runs at most 2 tasks at once)"),
-    # Superset (make dashboards), see plugins/spm_warehouse/superset/README.md
+    # Superset (make dashboards), see dashboards/README.md
     "SPM_SUPERSET_VENV": ("", "virtual environment of Superset (default: <project>/.venv-superset)"),
     "SPM_SUPERSET_HOME": ("", "Superset metadata (SQLite), secret key and logs (default: <SPM_LOCAL_DIR>/superset)"),
     "SPM_SUPERSET_HOST": ("127.0.0.1", "address Superset listens on"),
@@ -57,8 +59,24 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "SPM_SUPERSET_SECRET_KEY": ("", "Flask secret key of Superset (default: generated once into <SPM_SUPERSET_HOME>/secret_key)"),
     "SPM_SUPERSET_ADMIN_USER": ("admin", "Superset admin user name"),
     "SPM_SUPERSET_ADMIN_PASSWORD": ("", "Superset admin password (default: generated once into <SPM_SUPERSET_HOME>/admin_password)"),
-    "SPM_SUPERSET_BRANCH_ACCESS": ("", "branch-manager roles file (default: plugins/spm_warehouse/superset/branch_access.yaml)"),
+    "SPM_SUPERSET_BRANCH_ACCESS": ("", "branch-manager roles file (default: dashboards/branch_access.yaml)"),
     "SPM_SUPERSET_WORKERS": ("2", "gunicorn worker processes of Superset"),
+}
+
+# Variables the project itself sets for its child processes (never read from the operator):
+# dbt's profile and macros, Great Expectations' substitution variables. Listed here so that
+# every SPM_* name in the code base is declared in this one file.
+CHILD_PROCESS_VARIABLES: dict[str, str] = {
+    "SPM_DBT_HOST": "dbt profile (profiles.yml): the warehouse connection's host",
+    "SPM_DBT_PORT": "dbt profile: its port",
+    "SPM_DBT_USER": "dbt profile: its login",
+    "SPM_DBT_PASSWORD": "dbt profile: its password",
+    "SPM_DBT_DBNAME": "dbt profile: its database",
+    "SPM_DBT_SCHEMA": "dbt profile: the target schema (models choose their own schemas)",
+    "SPM_AS_OF_DATE": "the run's as-of date, read by core_as_of_string() while dbt executes",
+    "SPM_GX_WAREHOUSE_URL": "GX datasource: SQLAlchemy URL of the warehouse",
+    "SPM_GX_RESULTS_DIR": "GX: where this run's validation results go",
+    "SPM_GX_DOCS_DIR": "GX: where this run's Data Docs go",
 }
 
 CONN_IDS = ("warehouse", "mis_fineract", "kobotoolbox")
@@ -166,8 +184,6 @@ def parse_conn_uri(conn_id: str, uri: str) -> ConnInfo:
         scheme = "postgres"
     extra: dict = {}
     if parts.query:
-        from urllib.parse import parse_qsl
-
         for key, value in parse_qsl(parts.query, keep_blank_values=True):
             if key == "__extra__":
                 extra.update(json.loads(value))
@@ -201,6 +217,8 @@ def connection(conn_id: str) -> ConnInfo:
     if raw:
         return parse_conn_uri(conn_id, raw)
     try:
+        # Airflow's connection store, only when no AIRFLOW_CONN_* variable names the connection: importing
+        # airflow.sdk costs seconds, which every CLI command would otherwise pay.
         from airflow.sdk import Connection  # type: ignore[attr-defined]
 
         conn = Connection.get(conn_id)
@@ -224,8 +242,6 @@ def connection(conn_id: str) -> ConnInfo:
 
 def conn_uri(info: ConnInfo) -> str:
     """The AIRFLOW_CONN_* URI form of a connection (round-trips with parse_conn_uri)."""
-    from urllib.parse import urlencode
-
     base = f"{info.conn_type}://{info._netloc()}/{quote(info.schema)}"
     if info.extra:
         base += "?" + urlencode({"__extra__": json.dumps(info.extra)})

@@ -20,129 +20,21 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import time
-from dataclasses import dataclass
 from typing import Iterator
 
 import psycopg
 
 from spm_warehouse import load, meta, settings
 from spm_warehouse.settings import ConnInfo
+from spm_warehouse.sources.fineract_tables import TABLES, TABLES_BY_NAME, TableSpec
 
 log = logging.getLogger(__name__)
 
-CURSOR = "last_modified_on_utc"
 
 
 class SourceSchemaError(RuntimeError):
     """The source lacks a table or column the warehouse needs; the message names them."""
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    """One Fineract table as the warehouse reads it."""
-
-    name: str
-    key: tuple[str, ...]
-    columns: tuple[tuple[str, str], ...]  # (column, raw_mis PostgreSQL type), contract order
-    cursor: str | None = None             # incremental cursor column, None = copied whole
-    required: bool = True                 # False: "where present" tables, skipped when absent
-
-    @property
-    def column_names(self) -> list[str]:
-        return [c for c, _ in self.columns]
-
-
-def _cols(text: str) -> tuple[tuple[str, str], ...]:
-    """'id bigint, name varchar, ...' -> ((id, bigint), (name, varchar), ...) (contract notation)."""
-    out = []
-    for part in re.split(r",(?![^(]*\))", text):  # commas outside numeric(19,6)
-        part = part.strip()
-        if not part:
-            continue
-        name, typ = part.split(None, 1)
-        typ = typ.strip()
-        out.append((name, "integer" if typ == "int" else typ))
-    return tuple(out)
-
-
-# The raw_mis contract (notes/fineract_columns.md): real Fineract column names, raw PostgreSQL types.
-# Client names, middle names, display names, phone numbers, e-mails and external (national) ids are
-# deliberately absent: no indicator needs them.
-TABLES: tuple[TableSpec, ...] = (
-    TableSpec("m_office", ("id",), _cols(
-        "id bigint, parent_id bigint, hierarchy varchar, name varchar, opening_date date, external_id varchar")),
-    TableSpec("m_staff", ("id",), _cols(
-        "id bigint, office_id bigint, display_name varchar, is_loan_officer boolean, is_active boolean, "
-        "joining_date date")),
-    TableSpec("m_code", ("id",), _cols("id bigint, code_name varchar, is_system_defined boolean")),
-    TableSpec("m_code_value", ("id",), _cols(
-        "id bigint, code_id bigint, code_value varchar, code_description varchar, order_position int, "
-        "is_active boolean")),
-    TableSpec("m_client", ("id",), _cols(
-        "id bigint, account_no varchar, status_enum int, sub_status bigint, office_id bigint, staff_id bigint, "
-        "gender_cv_id bigint, date_of_birth date, client_type_cv_id bigint, client_classification_cv_id bigint, "
-        "legal_form_enum int, submittedon_date date, activation_date date, office_joining_date date, "
-        "closedon_date date, closure_reason_cv_id bigint, rejectedon_date date, withdrawn_on_date date, "
-        "reactivated_on_date date, created_on_utc timestamptz, last_modified_on_utc timestamptz"), CURSOR),
-    TableSpec("m_product_loan", ("id",), _cols(
-        "id bigint, short_name varchar, name varchar, currency_code varchar, principal_amount numeric(19,6), "
-        "nominal_interest_rate_per_period numeric(19,6), annual_nominal_interest_rate numeric(19,6), "
-        "repay_every int, repayment_period_frequency_enum int, number_of_repayments int, start_date date, "
-        "close_date date")),
-    TableSpec("m_loan", ("id",), _cols(
-        "id bigint, account_no varchar, client_id bigint, group_id bigint, product_id bigint, "
-        "loan_officer_id bigint, loanpurpose_cv_id bigint, loan_status_id int, loan_type_enum int, "
-        "currency_code varchar, principal_amount_proposed numeric(19,6), principal_amount numeric(19,6), "
-        "approved_principal numeric(19,6), annual_nominal_interest_rate numeric(19,6), term_frequency int, "
-        "term_period_frequency_enum int, repay_every int, repayment_period_frequency_enum int, "
-        "number_of_repayments int, submittedon_date date, approvedon_date date, expected_disbursedon_date date, "
-        "disbursedon_date date, expected_maturedon_date date, maturedon_date date, closedon_date date, "
-        "rejectedon_date date, withdrawnon_date date, writtenoffon_date date, loan_counter int, "
-        "loan_product_counter int, principal_disbursed_derived numeric(19,6), "
-        "principal_repaid_derived numeric(19,6), principal_writtenoff_derived numeric(19,6), "
-        "principal_outstanding_derived numeric(19,6), interest_charged_derived numeric(19,6), "
-        "interest_repaid_derived numeric(19,6), interest_outstanding_derived numeric(19,6), "
-        "total_outstanding_derived numeric(19,6), created_on_utc timestamptz, "
-        "last_modified_on_utc timestamptz"), CURSOR),
-    TableSpec("m_loan_repayment_schedule", ("id",), _cols(
-        "id bigint, loan_id bigint, fromdate date, duedate date, installment int, principal_amount numeric(19,6), "
-        "principal_completed_derived numeric(19,6), principal_writtenoff_derived numeric(19,6), "
-        "interest_amount numeric(19,6), interest_completed_derived numeric(19,6), completed_derived boolean, "
-        "obligations_met_on_date date, created_on_utc timestamptz, last_modified_on_utc timestamptz"), CURSOR),
-    TableSpec("m_loan_transaction", ("id",), _cols(
-        "id bigint, loan_id bigint, office_id bigint, is_reversed boolean, transaction_type_enum int, "
-        "transaction_date date, amount numeric(19,6), principal_portion_derived numeric(19,6), "
-        "interest_portion_derived numeric(19,6), fee_charges_portion_derived numeric(19,6), "
-        "penalty_charges_portion_derived numeric(19,6), overpayment_portion_derived numeric(19,6), "
-        "outstanding_loan_balance_derived numeric(19,6), submitted_on_date date, reversed_on_date date, "
-        "created_on_utc timestamptz, last_modified_on_utc timestamptz"), CURSOR),
-    TableSpec("m_loan_officer_assignment_history", ("id",), _cols(
-        "id bigint, loan_id bigint, loan_officer_id bigint, start_date date, end_date date"), required=False),
-    TableSpec("m_group", ("id",), _cols(
-        "id bigint, office_id bigint, staff_id bigint, parent_id bigint, level_id int, status_enum int, "
-        "activation_date date, closedon_date date, display_name varchar"), required=False),
-    TableSpec("m_group_client", ("group_id", "client_id"), _cols("group_id bigint, client_id bigint"),
-              required=False),
-    TableSpec("m_savings_product", ("id",), _cols(
-        "id bigint, name varchar, short_name varchar, currency_code varchar, "
-        "nominal_annual_interest_rate numeric(19,6)"), required=False),
-    TableSpec("m_savings_account", ("id",), _cols(
-        "id bigint, account_no varchar, client_id bigint, group_id bigint, product_id bigint, "
-        "field_officer_id bigint, status_enum int, activatedon_date date, closedon_date date, "
-        "account_balance_derived numeric(19,6), created_on_utc timestamptz, last_modified_on_utc timestamptz"),
-              CURSOR, required=False),
-)
-
-TABLES_BY_NAME = {t.name: t for t in TABLES}
-
-# Personal data a Fineract database holds that must never reach the warehouse (asserted by the tests).
-PII_COLUMNS = {
-    "m_client": ("firstname", "middlename", "lastname", "fullname", "display_name", "mobile_no",
-                 "email_address", "external_id"),
-    "m_staff": ("firstname", "lastname", "mobile_no", "email_address", "external_id"),
-}
 
 
 # --------------------------------------------------------------------------------------------
@@ -259,6 +151,7 @@ class _MySqlSource(SourceSession):
     dialect = "mysql"
 
     def __init__(self, info: ConnInfo):
+        # the MySQL/MariaDB driver: only for Fineract on MySQL (optional dependency)
         import pymysql
         import pymysql.cursors
 
@@ -400,37 +293,41 @@ def extract_mis(source: ConnInfo, wh_conn: psycopg.Connection, run_id: str, as_o
     reconcile (or reconcile_every_days, when the last reconciliation is older) also runs
     `reconcile_keys` after the load, in the same source snapshot. reconcile_every_days
     defaults to the SPM_RECONCILE_EVERY_DAYS setting when settings.py defines it (0 = never).
+    Each table is loaded in a transaction block of its own: given a connection with no transaction
+    open (as the extract stage gives it), each table commits as it finishes, so a night that dies
+    mid-extraction keeps what it loaded and its rerun merges the rest.
     """
     label = source_label(source)
     lookback = dt.timedelta(minutes=settings.get_int("SPM_EXTRACT_LOOKBACK_MINUTES"))
     if reconcile_every_days is None and "SPM_RECONCILE_EVERY_DAYS" in settings.SETTINGS:
         reconcile_every_days = settings.get_int("SPM_RECONCILE_EVERY_DAYS") or None  # 0: only on demand
-    meta.ensure_meta_schema(wh_conn)
-    wh_conn.commit()
+    with wh_conn.transaction():
+        meta.ensure_meta_schema(wh_conn)
     started_all = time.monotonic()
     session = open_source(source)
     manifest: list[dict] = []
     try:
-        present = check_source_schema(session, wh_conn, run_id, label, tables)
-        wh_conn.commit()
-        for spec in present:
-            load.ensure_raw_table(wh_conn, spec)
-        wh_conn.commit()
+        with wh_conn.transaction():
+            present = check_source_schema(session, wh_conn, run_id, label, tables)
+        with wh_conn.transaction():
+            for spec in present:
+                load.ensure_raw_table(wh_conn, spec)
         for spec in present:
             manifest.append(_extract_table(session, wh_conn, spec, run_id, as_of, label, full_refresh, lookback))
-        if reconcile or (reconcile_every_days and load.reconcile_due(wh_conn, reconcile_every_days, label)):
+        with wh_conn.transaction():
+            due = bool(reconcile_every_days) and load.reconcile_due(wh_conn, reconcile_every_days, label)
+        if reconcile or due:
             # A table this run read whole (first load, full refresh) has just had every key
             # compared: its deletes are marked already. Only the incrementally read ones need
             # the key scan; the others are recorded as reconciled so the N-day clock restarts.
             read_whole = {m["table_name"]: m for m in manifest if m["mode"] in ("initial", "full")}
             _reconcile(session, wh_conn, [s for s in present if s.cursor and s.name not in read_whole], run_id, label)
-            with wh_conn.cursor() as cur:
+            with wh_conn.transaction(), wh_conn.cursor() as cur:
                 for spec in present:
                     if spec.cursor and spec.name in read_whole:
                         rows = read_whole[spec.name]["rows_read"]
                         load.write_reconciliation(cur, run_id, label, spec.name, rows, rows,
                                                   read_whole[spec.name]["rows_deleted"], 0.0)
-            wh_conn.commit()
     finally:
         session.close()
     total_rows = sum(m["rows_read"] for m in manifest)
@@ -444,8 +341,9 @@ def _extract_table(session: SourceSession, wh_conn: psycopg.Connection, spec: Ta
                    as_of: dt.date, source: str, full_refresh: bool, lookback: dt.timedelta) -> dict:
     started_at = dt.datetime.now(dt.timezone.utc)
     t0 = time.monotonic()
-    watermark_from = None if (full_refresh or not spec.cursor) else load.read_watermark(wh_conn, spec.name)
-    with wh_conn.cursor() as cur:
+    # One transaction per table: a night that dies mid-extraction keeps the tables it finished.
+    with wh_conn.transaction(), wh_conn.cursor() as cur:
+        watermark_from = None if (full_refresh or not spec.cursor) else load.read_watermark(wh_conn, spec.name)
         load.begin_load(cur, run_id)
         raw_empty = load.raw_is_empty(cur, spec)
         if raw_empty:
@@ -487,7 +385,6 @@ def _extract_table(session: SourceSession, wh_conn: psycopg.Connection, spec: Ta
         if spec.cursor and watermark_to is not None:
             load.write_watermark(cur, spec.name, source, watermark_to, run_id)
         load.write_manifest(cur, row)
-    wh_conn.commit()
     log.info("%-34s %-11s read %9d  merged %9d  deleted %6d  %7.2fs  %9.0f rows/s", spec.name, mode, rows_read,
              rows_merged, rows_deleted, seconds, rows_read / seconds if seconds else 0)
     return row
@@ -498,14 +395,13 @@ def _reconcile(session: SourceSession, wh_conn: psycopg.Connection, specs: list[
     marked: dict[str, int] = {}
     for spec in specs:
         t0 = time.monotonic()
-        with wh_conn.cursor() as cur:
+        with wh_conn.transaction(), wh_conn.cursor() as cur:
             load.begin_load(cur, run_id)
             keys_table = load.prepare_keys_table(cur, spec)
             source_keys = session.stream_keys_to(spec, cur, keys_table)
             n, raw_keys = load.mark_deleted_by_keys(cur, spec, keys_table, run_id)
             seconds = time.monotonic() - t0
             load.write_reconciliation(cur, run_id, source, spec.name, source_keys, raw_keys, n, seconds)
-        wh_conn.commit()
         marked[spec.name] = n
         log.info("reconcile %-34s source keys %9d  raw keys %9d  marked deleted %6d  %.2fs", spec.name,
                  source_keys, raw_keys, n, seconds)
@@ -522,8 +418,8 @@ def reconcile_keys(source: ConnInfo, wh_conn: psycopg.Connection, tables: list[s
     """
     run_id = run_id or f"reconcile_{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}"
     label = source_label(source)
-    meta.ensure_meta_schema(wh_conn)
-    wh_conn.commit()
+    with wh_conn.transaction():
+        meta.ensure_meta_schema(wh_conn)
     if tables is None:
         specs = [t for t in TABLES if t.cursor]
     else:
@@ -533,11 +429,10 @@ def reconcile_keys(source: ConnInfo, wh_conn: psycopg.Connection, tables: list[s
         specs = [TABLES_BY_NAME[t] for t in tables]
     session = open_source(source)
     try:
-        present = check_source_schema(session, wh_conn, run_id, label, tuple(specs))
-        wh_conn.commit()
-        for spec in present:
-            load.ensure_raw_table(wh_conn, spec)
-        wh_conn.commit()
+        with wh_conn.transaction():
+            present = check_source_schema(session, wh_conn, run_id, label, tuple(specs))
+            for spec in present:
+                load.ensure_raw_table(wh_conn, spec)
         return _reconcile(session, wh_conn, present, run_id, label)
     finally:
         session.close()

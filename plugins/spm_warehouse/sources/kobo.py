@@ -113,12 +113,11 @@ class BadExportFile(ValueError):
 
 
 def ensure_raw_kobo_schema(conn: psycopg.Connection) -> None:
-    """Create raw_kobo.submissions, raw_kobo.loaded_files and the meta tables (idempotent; commits)."""
-    meta.ensure_meta_schema(conn)
-    with conn.cursor() as cur:
+    """Create raw_kobo.submissions, raw_kobo.loaded_files and the meta tables (idempotent, one transaction block)."""
+    with conn.transaction(), conn.cursor() as cur:
+        meta.ensure_meta_schema(conn)
         cur.execute("SELECT pg_advisory_xact_lock(hashtext('spm_warehouse.raw_kobo'))")
         cur.execute(DDL)
-    conn.commit()
 
 
 # ---------------------------------------------------------------- rows
@@ -378,7 +377,7 @@ def watermark_name(asset_uid: str) -> str:
 
 def pull_asset(client: KoboClient, conn: psycopg.Connection, asset_uid: str, run_id: str,
                lookback_minutes: int = 60, full_refresh: bool = False) -> dict:
-    """Pull one asset's submissions since its watermark minus the lookback; commit page by page.
+    """Pull one asset's submissions since its watermark minus the lookback; one transaction block per page.
 
     Why the watermark moves only at the end: if a page fails, the rows already
     committed are harmless (reloads are no-ops) and the next run asks again
@@ -386,7 +385,8 @@ def pull_asset(client: KoboClient, conn: psycopg.Connection, asset_uid: str, run
     """
     started_at = datetime.now(timezone.utc)
     started = time.monotonic()
-    watermark = load.read_watermark(conn, watermark_name(asset_uid))
+    with conn.transaction():
+        watermark = load.read_watermark(conn, watermark_name(asset_uid))
     since = None if full_refresh or watermark is None else watermark - timedelta(minutes=lookback_minutes)
     source = f"api:{asset_uid}"
     received = new = pages = 0
@@ -397,11 +397,11 @@ def pull_asset(client: KoboClient, conn: psycopg.Connection, asset_uid: str, run
         for row in rows:
             if row[4] is not None and (newest is None or row[4] > newest):
                 newest = row[4]
-        got, added = load_submission_rows(conn, rows)
-        conn.commit()
+        with conn.transaction():
+            got, added = load_submission_rows(conn, rows)
         received += got
         new += added
-    with conn.cursor() as cur:
+    with conn.transaction(), conn.cursor() as cur:
         if newest is not None:
             load.write_watermark(cur, watermark_name(asset_uid), client.base_url, newest, run_id)
         load.write_manifest(cur, {
@@ -409,7 +409,6 @@ def pull_asset(client: KoboClient, conn: psycopg.Connection, asset_uid: str, run
             "mode": "full" if since is None else "incremental", "as_of": None,
             "watermark_from": since, "watermark_to": newest, "rows_read": received, "rows_merged": new,
             "rows_deleted": 0, "seconds": round(time.monotonic() - started, 3), "started_at": started_at})
-    conn.commit()
     log.info("kobo asset %s: %d pages, %d submissions received, %d new (since %s)",
              asset_uid, pages, received, new, since)
     return {"pages": pages, "received": received, "new": new,
@@ -653,12 +652,17 @@ def candidate_files(drop_dir: Path) -> list[Path]:
 
 
 def load_drop_dir(conn: psycopg.Connection, drop_dir: Path, run_id: str) -> dict:
-    """Load each new export file once; move it to loaded/ or, unreadable, to rejected/ with its reason."""
+    """Load each new export file once; move it to loaded/ or, unreadable, to rejected/ with its reason.
+
+    Each file is one transaction block: a file that turns out unreadable half-way leaves no rows.
+    """
     counts = {"files_loaded": 0, "files_rejected": 0, "files_already_loaded": 0,
               "file_rows": 0, "file_rows_new": 0, "rejected": []}
     for path in candidate_files(drop_dir):
         digest = file_sha256(path)
-        row = conn.execute("SELECT status FROM raw_kobo.loaded_files WHERE content_hash = %s", (digest,)).fetchone()
+        with conn.transaction():
+            row = conn.execute("SELECT status FROM raw_kobo.loaded_files WHERE content_hash = %s",
+                               (digest,)).fetchone()
         if row and row[0] == "loaded":
             _move_aside(path, drop_dir / "loaded")
             counts["files_already_loaded"] += 1
@@ -669,37 +673,34 @@ def load_drop_dir(conn: psycopg.Connection, drop_dir: Path, run_id: str) -> dict
         started_at = datetime.now(timezone.utc)
         started = time.monotonic()
         try:
-            submissions = read_export_file(path)
-            received, new = load_submission_rows(
-                conn, (submission_row(s, source, file_asset, run_id) for s in submissions))
-            if received == 0:
-                raise BadExportFile("no submissions in the file")
+            with conn.transaction():
+                submissions = read_export_file(path)
+                received, new = load_submission_rows(
+                    conn, (submission_row(s, source, file_asset, run_id) for s in submissions))
+                if received == 0:
+                    raise BadExportFile("no submissions in the file")
+                _record_file(conn, digest, path.name, received, "loaded", None, new, run_id)
+                with conn.cursor() as cur:
+                    load.write_manifest(cur, {
+                        "run_id": run_id, "source": source, "table_name": "raw_kobo.submissions", "mode": "file",
+                        "as_of": None, "watermark_from": None, "watermark_to": None, "rows_read": received,
+                        "rows_merged": new, "rows_deleted": 0, "seconds": round(time.monotonic() - started, 3),
+                        "started_at": started_at})
         except BadExportFile as exc:
-            conn.rollback()
             reason = str(exc)
-            _record_file(conn, digest, path.name, None, "rejected", reason, None, run_id)
-            conn.execute(
-                "INSERT INTO meta.quarantine (source, source_key, reason, run_id, payload) VALUES (%s, %s, %s, %s, %s)",
-                (source, digest, f"bad_export_file: {reason}", run_id,
-                 json.dumps({"file": path.name, "moved_to": "rejected/"})))
-            conn.commit()
+            with conn.transaction():
+                _record_file(conn, digest, path.name, None, "rejected", reason, None, run_id)
+                conn.execute(
+                    "INSERT INTO meta.quarantine (source, source_key, reason, run_id, payload) "
+                    "VALUES (%s, %s, %s, %s, %s)",
+                    (source, digest, f"bad_export_file: {reason}", run_id,
+                     json.dumps({"file": path.name, "moved_to": "rejected/"})))
             moved = _move_aside(path, drop_dir / "rejected")
             moved.with_name(moved.name + ".reason.txt").write_text(reason + "\n", encoding="utf-8")
             counts["files_rejected"] += 1
             counts["rejected"].append({"file": path.name, "reason": reason})
             log.warning("survey file %s rejected: %s (moved to %s)", path.name, reason, moved)
             continue
-        except psycopg.Error:
-            conn.rollback()
-            raise
-        _record_file(conn, digest, path.name, received, "loaded", None, new, run_id)
-        with conn.cursor() as cur:
-            load.write_manifest(cur, {
-                "run_id": run_id, "source": source, "table_name": "raw_kobo.submissions", "mode": "file",
-                "as_of": None, "watermark_from": None, "watermark_to": None, "rows_read": received,
-                "rows_merged": new, "rows_deleted": 0, "seconds": round(time.monotonic() - started, 3),
-                "started_at": started_at})
-        conn.commit()
         _move_aside(path, drop_dir / "loaded")
         counts["files_loaded"] += 1
         counts["file_rows"] += received
@@ -753,7 +754,6 @@ def extract_surveys(kobo: ConnInfo | None, wh_conn: psycopg.Connection, run_id: 
                 try:
                     counts = pull_asset(api, wh_conn, uid, run_id, lookback_minutes, full_refresh)
                 except KoboError as exc:
-                    wh_conn.rollback()
                     errors.append(exc)
                     result["assets"][uid] = {"error": str(exc)}
                     log.error("kobo asset %s: %s", uid, exc)

@@ -1,0 +1,91 @@
+"""Build the import bundle (a ZIP in Superset's export layout) from the assets folder.
+
+Why at import time: the committed YAML must never carry a password or a
+machine's host name. `assets/databases/*.yaml` hold `${NAME}` placeholders
+that are filled here from the project settings (see
+config.warehouse_placeholders); every other file is copied unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+
+import yaml
+
+from dashboards.config import ASSETS_DIR
+
+BUNDLE_ROOT = "spm_dashboards"
+ASSET_FOLDERS = ("databases", "datasets", "charts", "dashboards")
+PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)\}")
+
+
+class BundleError(ValueError):
+    """The assets folder is incomplete or a placeholder has no value."""
+
+
+def asset_files(assets_dir: Path = ASSETS_DIR) -> list[Path]:
+    """metadata.yaml and every YAML file of the four asset folders, sorted."""
+    metadata = assets_dir / "metadata.yaml"
+    if not metadata.is_file():
+        raise BundleError(f"{metadata} is missing")
+    files = [metadata]
+    for folder in ASSET_FOLDERS:
+        found = sorted((assets_dir / folder).rglob("*.yaml"))
+        if not found:
+            raise BundleError(f"{assets_dir / folder} holds no YAML file")
+        files.extend(found)
+    return files
+
+
+def fill_placeholders(text: str, values: dict[str, str], where: str) -> str:
+    """Replace every ${NAME}; a placeholder without a value is an error, never left in."""
+    missing = sorted(set(PLACEHOLDER.findall(text)) - set(values))
+    if missing:
+        raise BundleError(f"{where}: no value for placeholder(s) {', '.join(missing)}")
+    return PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
+
+
+def bundle_contents(values: dict[str, str], assets_dir: Path = ASSETS_DIR) -> dict[str, str]:
+    """Path inside the bundle -> file text, placeholders filled.
+
+    Placeholders are only allowed in databases/: a `${` anywhere else is a
+    mistake that would reach Superset verbatim.
+    """
+    contents: dict[str, str] = {}
+    for path in asset_files(assets_dir):
+        rel = path.relative_to(assets_dir).as_posix()
+        text = path.read_text(encoding="utf-8")
+        if rel.startswith("databases/"):
+            text = fill_placeholders(text, values, rel)
+        elif PLACEHOLDER.search(text):
+            raise BundleError(f"{rel}: placeholders are only allowed in databases/")
+        try:
+            yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise BundleError(f"{rel} is not valid YAML: {exc}") from None
+        contents[rel] = text
+    return contents
+
+
+def asset_uuids(assets_dir: Path = ASSETS_DIR) -> dict[str, list[str]]:
+    """uuids of the dashboards, charts and datasets the folder defines (what an import creates)."""
+    found: dict[str, list[str]] = {}
+    for folder in ("dashboards", "charts", "datasets"):
+        found[folder] = sorted(
+            str(yaml.safe_load(p.read_text(encoding="utf-8"))["uuid"]) for p in (assets_dir / folder).rglob("*.yaml")
+        )
+    return found
+
+
+def write_bundle(out: Path, values: dict[str, str], assets_dir: Path = ASSETS_DIR) -> Path:
+    """Write the ZIP (mode 0600: it holds the warehouse password) and return its path."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for rel, text in bundle_contents(values, assets_dir).items():
+            zf.writestr(f"{BUNDLE_ROOT}/{rel}", text)
+    tmp.chmod(0o600)
+    tmp.replace(out)
+    return out

@@ -1,0 +1,210 @@
+"""The schemas of the publication cycle and the one state each of them carries.
+
+Four schemas take turns (names from settings):
+
+    analytics_build   tonight's build: dbt writes it, the gate audits it
+    analytics         the published build that BI reads
+    analytics_prev    the previous publication, for rollback
+    analytics_build_spare   after the very first publication only: a copy of its
+                      incremental marts for the second night to recycle
+
+Publish renames them in one transaction (swap.py); the publication before last
+is not dropped but becomes the next night's build schema ("recycled"), so the
+incremental facts catch up from their own state instead of being rebuilt.
+
+Each schema says what it holds in its COMMENT, as one `SchemaState`:
+`read_state` is the only reader and `write_state` the only writer. A recycled
+schema is refused by publish until a build of the run being published has
+replaced its state.
+
+Functions here take a connection and never commit: the stage that calls them
+owns the transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from spm_warehouse import settings
+
+# The bookkeeping columns of an incremental mart (see dbt_project/macros/incremental/README.md):
+# a table with all four is copied when a build schema is seeded.
+STATE_COLUMNS = ("_as_of_date", "_cutoff_ts", "_watermark", "_backfill")
+# Views that publish creates inside each build (health_views.sql); no dbt model builds them.
+HEALTH_VIEWS = ("publication_info", "data_health_runs")
+RECYCLING_SUFFIX = "_recycling"
+RECYCLED_KEY = "recycled_from_build_id"
+_INDEX_DEF = re.compile(r"^CREATE (UNIQUE )?INDEX \S+ ON \S+ (USING .+)$")
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """What a schema of the cycle holds, kept as JSON in its comment.
+
+    - built:     run_id and as_of_date (dbt built it for that run);
+    - published: build_id as well (publish stamped it; publication_info reads it);
+    - recycled:  recycled_from (an old publication waiting to be rebuilt into).
+    An empty state means the schema carries no stamp (or does not exist).
+    """
+
+    build_id: str | None = None
+    run_id: str | None = None
+    as_of_date: str | None = None
+    recycled_from: str | None = None
+
+    @classmethod
+    def built(cls, run_id: str, as_of: date) -> SchemaState:
+        return cls(run_id=run_id, as_of_date=as_of.isoformat())
+
+    @classmethod
+    def published(cls, build_id: str, run_id: str, as_of: date) -> SchemaState:
+        return cls(build_id=build_id, run_id=run_id, as_of_date=as_of.isoformat())
+
+    @classmethod
+    def recycled_copy(cls, of_build_id: str) -> SchemaState:
+        return cls(recycled_from=of_build_id)
+
+    @property
+    def is_recycled(self) -> bool:
+        return self.recycled_from is not None
+
+    def as_json(self) -> str:
+        data = {"build_id": self.build_id, "run_id": self.run_id, "as_of_date": self.as_of_date,
+                RECYCLED_KEY: self.recycled_from}
+        return json.dumps({k: v for k, v in data.items() if v is not None})
+
+    @classmethod
+    def from_json(cls, text: str | None) -> SchemaState:
+        try:
+            data = json.loads(text) if text else {}
+        except json.JSONDecodeError:
+            return cls()
+        if not isinstance(data, dict):
+            return cls()
+        return cls(build_id=data.get("build_id"),
+                   # "built_by_run_id": how builds of earlier versions stamped their schema
+                   run_id=data.get("run_id") or data.get("built_by_run_id"),
+                   as_of_date=data.get("as_of_date"), recycled_from=data.get(RECYCLED_KEY))
+
+
+def read_state(conn: psycopg.Connection, schema: str) -> SchemaState:
+    """The state a schema carries (an empty one when it has none or does not exist)."""
+    row = conn.execute("SELECT obj_description(to_regnamespace(%s)::oid, 'pg_namespace')", (schema,)).fetchone()
+    return SchemaState.from_json(row[0] if row else None)
+
+
+def write_state(conn: psycopg.Connection, schema: str, state: SchemaState) -> None:
+    conn.execute(sql.SQL("COMMENT ON SCHEMA {} IS {}").format(sql.Identifier(schema), sql.Literal(state.as_json())))
+
+
+def build_schema() -> str:
+    return settings.build_schema()
+
+
+def previous_schema() -> str:
+    return settings.analytics_schema() + "_prev"
+
+
+def spare_schema() -> str:
+    """Where the first publication leaves a copy of its incremental marts for the second night to recycle."""
+    return settings.build_schema() + "_spare"
+
+
+def recycling_enabled() -> bool:
+    return settings.get("SPM_RECYCLE_BUILD") == "1"
+
+
+def schema_exists(conn: psycopg.Connection, schema: str) -> bool:
+    return conn.execute("SELECT to_regnamespace(%s) IS NOT NULL", (schema,)).fetchone()[0]
+
+
+def relations(conn: psycopg.Connection, schema: str, kinds: tuple[str, ...] = ("r", "p", "m")) -> list[str]:
+    return [r[0] for r in conn.execute(
+        """SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = %s AND c.relkind = ANY(%s) ORDER BY 1""", (schema, list(kinds))).fetchall()]
+
+
+def row_counts(conn: psycopg.Connection, schema: str) -> dict[str, int]:
+    return {t: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, t))).fetchone()[0]
+            for t in relations(conn, schema)}
+
+
+def stamp_build(conn: psycopg.Connection, run_id: str, as_of: date) -> None:
+    """Record which run built the build schema (publish checks it is the run it publishes)."""
+    schema = build_schema()
+    if schema_exists(conn, schema):
+        write_state(conn, schema, SchemaState.built(run_id, as_of))
+
+
+def seed_build_schema(conn: psycopg.Connection, target: str | None = None) -> list[str]:
+    """Start a missing build schema with copies of the published incremental marts.
+
+    Publish recycles the publication before last as the next build schema; on
+    the first night after the first publication there is none yet, and every
+    incremental mart would be rebuilt from the whole history. Copying the
+    published ones (gate-passed, with their bookkeeping columns) is a plain
+    COPY-speed scan, after which they catch up like a recycled schema.
+    """
+    build, analytics = target or build_schema(), settings.analytics_schema()
+    if not recycling_enabled():
+        return []
+    if schema_exists(conn, build) or not schema_exists(conn, analytics):
+        return []
+    tables = [r[0] for r in conn.execute(
+        """SELECT c.table_name FROM information_schema.columns c
+           JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+           WHERE c.table_schema = %s AND t.table_type = 'BASE TABLE' AND c.column_name = ANY(%s)
+           GROUP BY c.table_name HAVING count(*) = %s ORDER BY 1""",
+        (analytics, list(STATE_COLUMNS), len(STATE_COLUMNS))).fetchall()]
+    if not tables:
+        return []
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(build)))
+    for table in tables:
+        conn.execute(sql.SQL("CREATE TABLE {} AS SELECT * FROM {}").format(
+            sql.Identifier(build, table), sql.Identifier(analytics, table)))
+        # the same indexes, built once on the full copy (the models' post-hooks would find them missing)
+        for (definition,) in conn.execute(
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND tablename = %s ORDER BY indexname",
+                (analytics, table)).fetchall():
+            match = _INDEX_DEF.match(definition)
+            if match:
+                conn.execute(f'CREATE {match.group(1) or ""}INDEX ON "{build}"."{table}" {match.group(2)}')
+        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(build, table)))
+    write_state(conn, build, SchemaState.recycled_copy(read_state(conn, analytics).build_id or "unknown"))
+    return tables
+
+
+def prune_build_schema(conn: psycopg.Connection, manifest_path: Path) -> list[str]:
+    """Drop tables and views of the build schema that no dbt model of this project builds.
+
+    A recycled build schema still holds every relation of an older build; a
+    model removed or renamed since would otherwise be published forever.
+    Without a readable manifest nothing is dropped.
+    """
+    schema = build_schema()
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError):
+        return []
+    wanted = {(node.get("alias") or node.get("name")) for node in manifest.get("nodes", {}).values()
+              if node.get("resource_type") in ("model", "seed", "snapshot") and node.get("schema") == schema}
+    if not wanted:
+        return []
+    rows = conn.execute(
+        """SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm') ORDER BY 1""", (schema,)).fetchall()
+    dropped = []
+    for name, kind in rows:
+        if name in wanted or name in HEALTH_VIEWS:
+            continue
+        what = {"v": "VIEW", "m": "MATERIALIZED VIEW"}.get(kind, "TABLE")
+        conn.execute(f'DROP {what} IF EXISTS "{schema}"."{name}" CASCADE')
+        dropped.append(name)
+    return dropped
