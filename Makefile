@@ -17,11 +17,12 @@ PYTEST_ARGS ?=
 
 SCALE    ?= 10000
 
-.PHONY: help install demo run backfill test airflow stop rollback status lock clean bench dashboards test-dashboards
+.PHONY: help install demo run backfill test lint airflow stop rollback status lock clean bench dashboards test-dashboards
 
 help:
 	@echo "make demo                      build the demo warehouse end to end (first run installs everything)"
-	@echo "make test                      run the test suite against a real PostgreSQL"
+	@echo "make test                      run the linters and the test suite against a real PostgreSQL"
+	@echo "make lint                      ruff (Python) and sqlfluff (dbt SQL)"
 	@echo "make run RUN_DATE=YYYY-MM-DD   run the nightly DAG once for that as-of date (FULL_REFRESH=1 to rebuild)"
 	@echo "make backfill START=.. END=..  run the nightly DAG for each as-of date of a range"
 	@echo "make airflow                   Airflow UI, scheduler and workers on http://127.0.0.1:8080 (EXECUTOR=celery for Celery)"
@@ -52,8 +53,13 @@ run: $(STAMP)
 backfill: $(STAMP)
 	@$(CLI) backfill --start "$(START)" --end "$(END)"
 
-test: $(STAMP)
+test: $(STAMP) lint
 	PYTHONPATH=plugins:. $(PY) -m pytest $(PYTEST_ARGS)
+
+# Python with ruff (pyproject.toml), the dbt SQL with sqlfluff (dbt_project/.sqlfluff); a finding fails.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check plugins dags tools dashboards tests dbt_project/sqlfluff_stubs
+	cd dbt_project && ../$(VENV)/bin/sqlfluff lint models macros
 
 airflow: $(STAMP)
 	@$(CLI) airflow $(if $(EXECUTOR),--executor $(EXECUTOR))
@@ -72,7 +78,7 @@ dashboards: $(STAMP)
 
 test-dashboards: $(STAMP)
 	@$(SUPERSET) install --browser
-	PYTHONPATH=plugins:. $(PY) -m pytest tests/dashboards_e2e.py $(PYTEST_ARGS)
+	PYTHONPATH=plugins:. $(PY) -m pytest tests/e2e/dashboards_e2e.py $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	@PYTHONPATH=plugins:. $(PY) -m tools.bench --scale $(SCALE) $(BENCH_ARGS)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from dashboards import access, bundle, config, install, provision, server
 from spm_warehouse import environment, settings
+from spm_warehouse.console import run_command
 from spm_warehouse.embedded_postgres import EmbeddedPostgresError
 
 
@@ -119,15 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--role", action="append", default=[], help="a branch role from branch_access.yaml (repeatable)")
     p.add_argument("--email")
     p.set_defaults(func=cmd_add_user)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (provision.ProvisionError, install.InstallError, server.SupersetError, bundle.BundleError,
-            access.AccessConfigError, EmbeddedPostgresError, LookupError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return run_command(parser.parse_args(argv), (
+        provision.ProvisionError, install.InstallError, server.SupersetError, bundle.BundleError,
+        access.AccessConfigError, EmbeddedPostgresError, LookupError))
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def check_branch_roles(roles: list[access.BranchRole]) -> str:
     if not any(r.warehouse_role for r in roles):
         return "no branch role names a warehouse_role: nothing to compare"
     try:
-        import psycopg
+        import psycopg  # optional here: this module also runs in Superset's own virtual environment
     except ImportError:
         return "psycopg is not installed in this interpreter: meta.branch_access not compared"
     try:

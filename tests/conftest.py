@@ -2,7 +2,10 @@
 
 The server is the one SPM_TEST_DATABASE_URL names, else the project's
 embedded cluster (started on demand). Tests create their own databases on
-it, named spm_test_*, and drop them afterwards.
+it, named spm_test_*, and drop them afterwards (helpers: fixtures/databases.py).
+
+`star_world` is the hand-made two-night world of fixtures/star_world.py, and
+`mariadb_database` a temporary database on the optional MariaDB server.
 
 `demo_warehouse` runs the real nightly DAG (`airflow dags test`) once per
 session on tiny demo data; every end-to-end test reads that build.
@@ -11,45 +14,30 @@ session on tiny demo data; every end-to-end test reads that build.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import uuid
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
-from psycopg import sql
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "plugins"))
+# plugins/, the repository root and tests/fixtures are on sys.path (pyproject.toml: pythonpath)
+from databases import conn_uri_for, create_database, drop_database, unique_name
+from databases import mariadb_database as _mariadb_database
+from published_fingerprint import fingerprint
+from star_world import build_world
 
-from spm_warehouse import settings  # noqa: E402
-from spm_warehouse.embedded_postgres import EmbeddedPostgres  # noqa: E402
+from spm_warehouse import environment, settings
+from spm_warehouse.embedded_postgres import EmbeddedPostgres
+from tools.demo import fineract as demo_mis
+from tools.demo import surveys as demo_surveys
 
 DEMO_AS_OF = date(2024, 6, 30)
 DEMO_CLIENTS = 150
 DEMO_SEED = 7
-
-
-def with_database(server_url: str, dbname: str) -> str:
-    parts = urlsplit(server_url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + dbname, parts.query, parts.fragment))
-
-
-def create_database(server_url: str, dbname: str) -> str:
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-    return with_database(server_url, dbname)
-
-
-def drop_database(server_url: str, dbname: str) -> None:
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
 
 
 def pytest_addoption(parser):
@@ -74,18 +62,13 @@ def fresh_database(pg_server_url):
     made: list[str] = []
 
     def make(label: str = "db") -> str:
-        name = f"spm_test_{re.sub(r'[^a-z0-9_]', '_', label.lower())}_{uuid.uuid4().hex[:8]}"
+        name = unique_name(label)
         made.append(name)
         return create_database(pg_server_url, name)
 
     yield make
     for name in made:
         drop_database(pg_server_url, name)
-
-
-def conn_uri_for(url: str) -> str:
-    """AIRFLOW_CONN_* form of a postgresql:// URL."""
-    return "postgres://" + url.split("://", 1)[1]
 
 
 @dataclass
@@ -117,9 +100,6 @@ class DemoWarehouse:
 @pytest.fixture(scope="session")
 def demo_warehouse(pg_server_url, tmp_path_factory):
     """Tiny demo sources + one real `airflow dags test` run of spm_nightly."""
-    from spm_warehouse import environment
-    from tools.demo import fineract as demo_mis
-    from tools.demo import surveys as demo_surveys
 
     local = tmp_path_factory.mktemp("spm_local")
     # Unique names: two test runs sharing one server must not drop each other's build.
@@ -160,7 +140,6 @@ def demo_warehouse(pg_server_url, tmp_path_factory):
     demo.log = proc.stdout + proc.stderr
     (local / "first_run.log").write_text(demo.log)
     if proc.returncode == 0:
-        from published_fingerprint import fingerprint
 
         with psycopg.connect(wh_url) as conn:
             demo.first_fingerprint = fingerprint(conn, "analytics")
@@ -171,15 +150,24 @@ def demo_warehouse(pg_server_url, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def star_world(pg_server_url, tmp_path_factory):
-    """The hand-made two-night world of test_star_schema_harness.py, built once per session.
+    """The hand-made two-night world of fixtures/star_world.py, built once per session.
 
-    Defined here, not in the harness module: a fixture imported into several
+    Defined here, not in the helper module: a fixture imported into several
     test modules is a separate fixture in each, and was built once per module.
     Read-only for tests; clone it (clone_world) to change it.
     """
-    from test_star_schema_harness import build_world
-    from test_star_schema_harness import drop_database as drop_world_database
 
     world = build_world(pg_server_url, tmp_path_factory.mktemp("star_world"))
     yield world
-    drop_world_database(pg_server_url, world.name)
+    drop_database(pg_server_url, world.name)
+
+
+@pytest.fixture
+def mariadb_database():
+    """(pymysql connection, database name): a new database on the MariaDB at 127.0.0.1:3306, dropped after.
+
+    Skips the test, with the reason printed, when that server is not reachable. Mark such tests
+    @pytest.mark.mariadb.
+    """
+    with _mariadb_database() as handle:
+        yield handle

@@ -18,7 +18,7 @@
     'borrower' - no client counts (null); PPI columns over the slice's active
                  borrowers who are active clients (used for products).
 
-  Definitions at period_end D (../shared/spec/kpi-contract.md):
+  Definitions at period_end D (docs/kpi-contract.md):
     active_clients = activation_date <= D < closedon_date (never for pending,
     rejected, withdrawn); new/exited = activation/closure in the period;
     retention_rate = the method of var retention_method (below);
@@ -38,6 +38,47 @@
   All three are published side by side as retention_rate_contract,
   retention_rate_iris, retention_rate_followon.
 -#}
+
+{#-
+  The KPI columns of the kpi_*_month marts, written once. A mart selects its
+  slice columns and names, then core_kpi_month_columns(): every KPI column of
+  core_kpi_month in this order, as `alias.column`, comma-separated (no
+  trailing comma), minus `except`. kpi_branch_month, the contract's table,
+  puts the contract's columns first: core_kpi_month_columns(only=
+  core_kpi_contract_columns()), then its region, then the rest with
+  except=core_kpi_contract_columns().
+-#}
+{% macro core_kpi_month_column_names() -%}
+    {{ return([
+        'period_end', 'period_month', 'is_latest_period',
+        'active_clients', 'new_clients', 'exited_clients', 'active_clients_previous',
+        'retention_rate', 'retention_rate_contract', 'retention_rate_iris', 'retention_rate_followon',
+        'repaid_loans_decided', 'dropouts',
+        'active_borrowers', 'women_borrowers', 'loans_outstanding',
+        'gross_loan_portfolio', 'par30_principal', 'par30_ratio',
+        'write_off_amount', 'loans_written_off', 'disbursed_amount', 'loans_disbursed',
+        'ppi_assessed_clients', 'avg_poverty_likelihood'
+    ]) }}
+{%- endmacro %}
+
+{#- The columns of kpi_branch_month that docs/kpi-contract.md names, in its order. -#}
+{% macro core_kpi_contract_columns() -%}
+    {{ return([
+        'period_end', 'active_clients', 'new_clients', 'exited_clients', 'retention_rate',
+        'active_borrowers', 'women_borrowers', 'gross_loan_portfolio', 'par30_principal', 'par30_ratio',
+        'ppi_assessed_clients', 'avg_poverty_likelihood'
+    ]) }}
+{%- endmacro %}
+
+{% macro core_kpi_month_columns(alias='k', only=none, except=[]) -%}
+    {%- set names = only if only is not none else core_kpi_month_column_names() -%}
+    {%- set selected = [] -%}
+    {%- for c in names if c not in except -%}
+        {%- do selected.append(alias ~ '.' ~ c) -%}
+    {%- endfor -%}
+    {{ selected | join(',\n    ') }}
+{%- endmacro %}
+
 
 {% macro core_kpi_month(slice_columns, slices_sql, client_basis='client') %}
 {%- set keys = slice_columns | join(', ') -%}

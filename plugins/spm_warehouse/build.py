@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 # that hash changes (several seconds a run, more on a busy machine).
 RUN_VARS_IN_ENV = {"as_of_date": "SPM_AS_OF_DATE"}
 PARSE_CACHE = "partial_parse.msgpack"
+# The bookkeeping columns the incremental framework adds to each incremental mart
+# (dbt_project/macros/incremental/README.md): the run's as-of date, knowledge cutoff and
+# raw watermark, and whether a backfill wrote the row. Publication seeds build schemas
+# with the tables that carry them; the gate scopes validations with them.
+STATE_COLUMNS = ("_as_of_date", "_cutoff_ts", "_watermark", "_backfill")
 TAIL_LINES = 200  # lines of dbt output kept for error messages
 
 

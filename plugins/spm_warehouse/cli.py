@@ -20,9 +20,9 @@ import sys
 import time
 from datetime import date, timedelta
 
-import psycopg
-
-from spm_warehouse import airflow_stack, environment, publication, settings
+from spm_warehouse import airflow_stack, environment, pipeline, publication, settings
+from spm_warehouse.console import run_command
+from spm_warehouse.db import connect
 from spm_warehouse.embedded_postgres import EmbeddedPostgresError
 
 log = logging.getLogger("spm_warehouse.cli")
@@ -30,10 +30,6 @@ log = logging.getLogger("spm_warehouse.cli")
 
 class UserError(RuntimeError):
     """An error whose message is all the user needs (no traceback)."""
-
-
-def _psycopg_connect(conn_id: str) -> psycopg.Connection:
-    return psycopg.connect(settings.connection(conn_id).libpq_url(), autocommit=True)
 
 
 # --------------------------------------------------------------------------- airflow
@@ -67,7 +63,7 @@ def _table_exists(conn, qualified: str) -> bool:
 
 def print_summary(as_of: date) -> None:
     """What was loaded, which checks passed, what was published, where to look."""
-    with _psycopg_connect("warehouse") as conn:
+    with connect("warehouse", autocommit=True) as conn:
         print("\nLoaded (last load per table, meta.load_manifest):")
         if _table_exists(conn, "meta.load_manifest"):
             rows = conn.execute(
@@ -149,9 +145,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     environment.configure()
-    with _psycopg_connect("warehouse") as conn:
-        conn.autocommit = False
-        result = publication.rollback(conn)
+    result = pipeline.rollback()  # the same stage as the spm_rollback DAG
     print(json.dumps(result, indent=2, default=str))
     return 0
 
@@ -223,14 +217,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def dispatch(args: argparse.Namespace) -> int:
     """Run the chosen command: a user error is one line on stderr and exit 2, never a traceback."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return int(args.func(args) or 0)
-    except (UserError, EmbeddedPostgresError, LookupError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return run_command(args, (UserError, EmbeddedPostgresError, LookupError, publication.PublishError,
+                              publication.PublishBlocked))
 
 
 if __name__ == "__main__":

@@ -19,8 +19,9 @@ import traceback
 from datetime import date
 from pathlib import Path
 
-from spm_warehouse import settings
-from tools.bench import report
+from spm_warehouse import environment, settings
+from tools.bench import measure, report
+from tools.bench.measure import manifest_table
 from tools.bench.runner import Bench, BenchConfig, BenchError, next_day, night_ok
 
 log = logging.getLogger("tools.bench")
@@ -78,7 +79,6 @@ def resolve_server(cfg: BenchConfig) -> tuple[str, str]:
     """(server URL, description): --server-url, else the embedded cluster (started on demand)."""
     if cfg.server_url:
         return cfg.server_url, "server given with --server-url"
-    from spm_warehouse import environment
 
     cluster = environment.embedded_cluster()  # before SPM_LOCAL_DIR is pointed at the bench folder
     return cluster.start(), f"embedded cluster {cluster.data_dir}"
@@ -112,8 +112,6 @@ def extract_vs_raw(full: dict, raw: dict) -> dict:
     raw_rate = raw.get("rows_per_s")
     ours_rate = rows / seconds if rows and seconds else None
     by_table: dict[str, dict] = {}
-    from tools.bench import measure
-    from tools.bench.measure import manifest_table
 
     for item in measure.mis_manifest(full.get("manifest", [])):
         t = by_table.setdefault(manifest_table(item), {"rows": 0, "seconds": 0.0})
@@ -199,7 +197,6 @@ def rerender(cfg: BenchConfig) -> int:
     if not path.exists():
         raise BenchError(f"no stored result at {path}: run the benchmark first")
     result = json.loads(path.read_text())
-    from tools.bench import measure
 
     for key in ("full", "nightly"):  # rows of extract_mis: MIS tables only (older results counted surveys too)
         night = result.get(key) or {}

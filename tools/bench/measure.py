@@ -22,6 +22,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from spm_warehouse.embedded_postgres import find_bindir
+
 log = logging.getLogger(__name__)
 
 # Airflow task_id prefix (the task group) -> stage name in the report, in DAG order.
@@ -246,7 +248,6 @@ def day_changes(mis_url: str, day: date) -> dict[str, int]:
 
 def _psql() -> str | None:
     try:
-        from spm_warehouse.embedded_postgres import find_bindir
 
         candidate = find_bindir() / "psql"
         if candidate.is_file():

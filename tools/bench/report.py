@@ -22,6 +22,7 @@ from pathlib import Path
 import psycopg
 
 from spm_warehouse import settings
+from tools.bench.runner import night_ok
 
 MB_LIMIT = 1024.0
 FULL_LIMIT_S = 600.0
@@ -119,7 +120,6 @@ def evaluate(result: dict) -> list[dict]:
     full, nightly = result.get("full") or {}, result.get("nightly") or {}
 
     def ok(night: dict) -> bool:
-        from tools.bench.runner import night_ok
 
         return bool(night) and night_ok(night)
 

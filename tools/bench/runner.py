@@ -37,6 +37,8 @@ from psycopg import sql
 from spm_warehouse import environment, paths, settings
 from tools.bench import measure
 from tools.bench.memory import TreeMemory
+from tools.demo import fineract as demo_mis
+from tools.demo import surveys as demo_surveys
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +153,6 @@ class Bench:
         return bool(row) and row[0] == self._marker() and (self.surveys_gen / ".complete").exists()
 
     def _generate_into(self, dbname: str) -> dict:
-        from tools.demo import fineract as demo_mis
-        from tools.demo import surveys as demo_surveys
 
         _create_db(self.server_url, dbname)
         url = with_database(self.server_url, dbname)
@@ -334,7 +334,6 @@ class Bench:
 
     def simulate_day(self, day: date) -> dict:
         """One day of branch activity in the MIS (not timed), and the changes it made."""
-        from tools.demo import fineract as demo_mis
 
         if not hasattr(demo_mis, "simulate_days"):
             raise BenchError("the demo generator has no simulate_days(conn, start, days, seed): cannot simulate a day")

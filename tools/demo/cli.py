@@ -19,17 +19,12 @@ from contextlib import contextmanager
 from datetime import date
 from typing import Iterator
 
-import psycopg
-
 from spm_warehouse import environment, settings
 from spm_warehouse.cli import UserError, airflow_dags_test, dispatch, print_summary
+from spm_warehouse.db import connect
 from spm_warehouse.embedded_postgres import free_port
 from tools.demo import fineract as demo_mis
 from tools.demo import surveys as demo_surveys
-
-
-def _mis_connection() -> psycopg.Connection:
-    return psycopg.connect(settings.connection("mis_fineract").libpq_url(), autocommit=True)
 
 
 def _demo_marker(conn) -> dict | None:
@@ -45,7 +40,7 @@ def _demo_marker(conn) -> dict | None:
 def ensure_demo_sources(clients: int, seed: int, as_of: date) -> dict:
     """Build the demo Fineract MIS and survey drops unless they already match."""
     wanted = {"clients": clients, "seed": seed, "as_of": as_of.isoformat(), "generator": 1}
-    with _mis_connection() as conn:
+    with connect("mis_fineract", autocommit=True) as conn:
         if _demo_marker(conn) == wanted:
             return {"reused": True, **wanted}
         conn.autocommit = False

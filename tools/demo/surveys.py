@@ -34,6 +34,7 @@ optional ``today`` and ``satisfaction/nps`` and uses the banded scorecard).
 
 from __future__ import annotations
 
+import argparse
 import copy
 import csv
 import json
@@ -469,7 +470,6 @@ def generate_surveys(mis_conn: psycopg.Connection, out_dir: Path, seed: int, as_
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
 
     parser = argparse.ArgumentParser(description="Write demo Kobo submissions for the demo MIS.")
     parser.add_argument("--mis-url", required=True, help="postgresql:// URL of the demo Fineract database")

@@ -30,6 +30,7 @@ import psycopg
 from psycopg import sql
 
 from spm_warehouse import settings
+from spm_warehouse.build import STATE_COLUMNS
 from spm_warehouse.gate.base import CheckContext, CheckResult, judged, relation_exists
 from spm_warehouse.paths import GX_PROJECT_DIR, run_dir_name
 
@@ -156,7 +157,7 @@ def scope_assets(ctx: CheckContext, definitions: list, scopes: dict) -> dict[str
             asset = vd.asset
             source = sql.Identifier(asset.schema_name, asset.table_name)
             view = sql.Identifier(SCOPE_SCHEMA, f"{asset.schema_name}__{asset.table_name}")
-            needed = {"run": {"_run_id"}, "latest_write": {"_as_of_date", "_cutoff_ts", "_watermark", "_backfill"}}
+            needed = {"run": {"_run_id"}, "latest_write": set(STATE_COLUMNS)}
             have = {r[0] for r in conn.execute(
                 "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
                 (asset.schema_name, asset.table_name))}
@@ -168,16 +169,16 @@ def scope_assets(ctx: CheckContext, definitions: list, scopes: dict) -> dict[str
                 where = sql.SQL("_run_id = {}").format(sql.Literal(ctx.run_id))
             elif kind == "latest_write":
                 state = conn.execute(sql.SQL(
-                    "SELECT _as_of_date, _cutoff_ts, _watermark, _backfill FROM {} "
-                    "WHERE _watermark IS NOT NULL ORDER BY _as_of_date DESC, _cutoff_ts DESC, _watermark DESC LIMIT 1").format(source)
-                ).fetchone()
+                    "SELECT {} FROM {} "
+                    "WHERE _watermark IS NOT NULL ORDER BY _as_of_date DESC, _cutoff_ts DESC, _watermark DESC LIMIT 1"
+                ).format(sql.SQL(", ").join(map(sql.Identifier, STATE_COLUMNS)), source)).fetchone()
                 if state is None:
                     where = sql.SQL("true")
                 else:  # equality on the indexed state columns: an index scan, not a scan of the history
                     where = sql.SQL(" AND ").join(
                         sql.SQL("{} IS NOT DISTINCT FROM {}").format(sql.Identifier(c), sql.Literal(v))
                         if v is None else sql.SQL("{} = {}").format(sql.Identifier(c), sql.Literal(v))
-                        for c, v in zip(("_as_of_date", "_cutoff_ts", "_watermark", "_backfill"), state))
+                        for c, v in zip(STATE_COLUMNS, state))
             else:
                 raise ValueError(f"gx.scope of {asset.schema_name}.{asset.table_name}: unknown scope {kind!r} "
                                  "(run or latest_write)")

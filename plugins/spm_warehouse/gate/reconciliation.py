@@ -42,6 +42,20 @@ KIND = "reconciliation"
 ACTIVE = 300
 EXAMPLES = 5
 
+# The end of both comparisons below: over `cmp` (loan_id, mis_outstanding, wh_outstanding), how many
+# loans differ by more than the tolerance, the totals, and the worst examples.
+_MISMATCHES = """\
+       count(*) FILTER (WHERE abs(wh_outstanding - mis_outstanding) > %(tol)s) AS mismatched_loans,
+       coalesce(sum(mis_outstanding), 0) AS mis_total,
+       coalesce(sum(wh_outstanding), 0) AS wh_total,
+       coalesce(max(abs(wh_outstanding - mis_outstanding)), 0) AS max_abs_diff,
+       (SELECT coalesce(json_agg(e), '[]') FROM (
+            SELECT loan_id, mis_outstanding AS mis, wh_outstanding AS warehouse
+            FROM cmp WHERE abs(wh_outstanding - mis_outstanding) > %(tol)s
+            ORDER BY abs(wh_outstanding - mis_outstanding) DESC, loan_id LIMIT %(examples)s) e) AS examples
+FROM cmp
+"""
+
 # The contract's outstanding principal per loan from raw transactions, with no
 # date limit (i.e. at extraction time), for loans active in m_loan.
 RAW_OUTSTANDING_SQL = """
@@ -63,16 +77,7 @@ WITH tx AS (
     WHERE l.loan_status_id = %(active)s AND NOT l._deleted
 )
 SELECT count(*) AS active_loans,
-       count(*) FILTER (WHERE abs(wh_outstanding - mis_outstanding) > %(tol)s) AS mismatched_loans,
-       coalesce(sum(mis_outstanding), 0) AS mis_total,
-       coalesce(sum(wh_outstanding), 0) AS wh_total,
-       coalesce(max(abs(wh_outstanding - mis_outstanding)), 0) AS max_abs_diff,
-       (SELECT coalesce(json_agg(e), '[]') FROM (
-            SELECT loan_id, mis_outstanding AS mis, wh_outstanding AS warehouse
-            FROM cmp WHERE abs(wh_outstanding - mis_outstanding) > %(tol)s
-            ORDER BY abs(wh_outstanding - mis_outstanding) DESC, loan_id LIMIT %(examples)s) e) AS examples
-FROM cmp
-"""
+""" + _MISMATCHES
 
 # The mart's outstanding at as_of_date for active loans without later activity:
 # no transaction dated after as_of_date or entered after the knowledge cutoff
@@ -101,16 +106,7 @@ SELECT count(*) AS active_loans_compared,
        (SELECT count(*) FROM raw_mis.m_loan l
          WHERE l.loan_status_id = %(active)s AND NOT l._deleted
            AND l.id IN (SELECT loan_id FROM later)) AS active_loans_skipped_later_activity,
-       count(*) FILTER (WHERE abs(wh_outstanding - mis_outstanding) > %(tol)s) AS mismatched_loans,
-       coalesce(sum(mis_outstanding), 0) AS mis_total,
-       coalesce(sum(wh_outstanding), 0) AS wh_total,
-       coalesce(max(abs(wh_outstanding - mis_outstanding)), 0) AS max_abs_diff,
-       (SELECT coalesce(json_agg(e), '[]') FROM (
-            SELECT loan_id, mis_outstanding AS mis, wh_outstanding AS warehouse
-            FROM cmp WHERE abs(wh_outstanding - mis_outstanding) > %(tol)s
-            ORDER BY abs(wh_outstanding - mis_outstanding) DESC, loan_id LIMIT %(examples)s) e) AS examples
-FROM cmp
-"""
+""" + _MISMATCHES
 
 
 def mis_timezone() -> str:

@@ -33,10 +33,8 @@ import psycopg
 from psycopg import sql
 
 from spm_warehouse import settings
+from spm_warehouse.build import STATE_COLUMNS
 
-# The bookkeeping columns of an incremental mart (see dbt_project/macros/incremental/README.md):
-# a table with all four is copied when a build schema is seeded.
-STATE_COLUMNS = ("_as_of_date", "_cutoff_ts", "_watermark", "_backfill")
 # Views that publish creates inside each build (health_views.sql); no dbt model builds them.
 HEALTH_VIEWS = ("publication_info", "data_health_runs")
 RECYCLING_SUFFIX = "_recycling"

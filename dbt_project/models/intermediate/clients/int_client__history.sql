@@ -65,7 +65,7 @@ with known as (
     where v.version_seq = 1 and v.office_joining_date > coalesce(v.activation_date, v.submitted_on_date)
     union all
     select v.client_id,
-        case when v.office_joining_date is distinct from v.prev_office_joining_date and v.office_joining_date is not null
+        case when (v.office_joining_date is distinct from v.prev_office_joining_date) and v.office_joining_date is not null
              then v.office_joining_date else v.observed_date end,
         v.version_seq * 10, v.office_id, null, null, null, null, 1
     from versions v

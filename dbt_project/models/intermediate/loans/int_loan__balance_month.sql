@@ -13,6 +13,10 @@
     ]
   )
 }}
+-- The change feeds that the incremental scope reads (macros/incremental/):
+-- depends_on: {{ ref('stg_fineract__m_loan_with_deleted') }}
+-- depends_on: {{ ref('stg_fineract__m_loan_transaction_with_deleted') }}
+-- depends_on: {{ ref('stg_fineract__m_loan_repayment_schedule_with_deleted') }}
 {#-
   Persistent per-loan per-month balance snapshots (the state behind
   fct_portfolio_month). Lives in `intermediate`, which survives the nightly
@@ -64,33 +68,33 @@
         union all
         -- transactions changed, newly known, or newly dated into the window
         select t.loan_id, min(date_trunc('month', t.transaction_date)::date)
-        from {{ source('fineract', 'm_loan_transaction') }} t
-        where t._extracted_at > {{ prev_wm }}
+        from {{ ref('stg_fineract__m_loan_transaction_with_deleted') }} t
+        where t.extracted_at > {{ prev_wm }}
            or (t.created_on_utc >= {{ prev_cutoff }} and t.created_on_utc < {{ cutoff }})
            or (t.transaction_date > {{ prev_as_of }} and t.transaction_date <= {{ core_as_of_date() }})
         group by t.loan_id
 
         union all
         -- loans changed: whole loan when it appeared/disappeared, else from the write-off change
-        select l.id,
+        select l.loan_id,
             case
-                when l._deleted or k.loan_id is null or st.loan_id is null then date '1900-01-01'
+                when l.is_deleted or k.loan_id is null or st.loan_id is null then date '1900-01-01'
                 when k.written_off_on_date is distinct from st.source_written_off_on
                     then date_trunc('month', least(k.written_off_on_date, st.source_written_off_on))::date
             end
-        from {{ source('fineract', 'm_loan') }} l
-        left join {{ ref('int_loan__known_loans') }} k on k.loan_id = l.id
+        from {{ ref('stg_fineract__m_loan_with_deleted') }} l
+        left join {{ ref('int_loan__known_loans') }} k on k.loan_id = l.loan_id
         left join lateral (
             select b.loan_id, b.source_written_off_on
             from {{ this }} b
-            where b.loan_id = l.id
+            where b.loan_id = l.loan_id
             order by b.period_month desc
             limit 1
         ) st on true
-        where l._extracted_at > {{ prev_wm }}
+        where l.extracted_at > {{ prev_wm }}
            or (l.created_on_utc >= {{ prev_cutoff }} and l.created_on_utc < {{ cutoff }})
-           or (l.submittedon_date > {{ prev_as_of }} and l.submittedon_date <= {{ core_as_of_date() }})
-           or (l.writtenoffon_date > {{ prev_as_of }} and l.writtenoffon_date <= {{ core_as_of_date() }})
+           or (l.submitted_on_date > {{ prev_as_of }} and l.submitted_on_date <= {{ core_as_of_date() }})
+           or (l.written_off_on_date > {{ prev_as_of }} and l.written_off_on_date <= {{ core_as_of_date() }})
 
         union all
         -- schedules changed: first month whose fingerprint differs from the stored one
@@ -98,8 +102,8 @@
         from (
             with changed as (
                 select distinct s.loan_id
-                from {{ source('fineract', 'm_loan_repayment_schedule') }} s
-                where s._extracted_at > {{ prev_wm }}
+                from {{ ref('stg_fineract__m_loan_repayment_schedule_with_deleted') }} s
+                where s.extracted_at > {{ prev_wm }}
                    or (s.created_on_utc >= {{ prev_cutoff }} and s.created_on_utc < {{ cutoff }})
             )
             , stored_rows as (

@@ -13,7 +13,7 @@
     Submissions without an instanceID cannot be matched; each is kept (by
     content) and quarantined downstream.
 
-    Incremental (macros/surveys/surveys_incremental.sql): a night recomputes
+    Incremental (macros/incremental/surveys_incremental.sql): a night recomputes
     only the submission keys that raw rows loaded since the last build touch
     (their own key, and the key each one replaces); a change of the field map
     seed, the default scorecard or the project's code rebuilds the table.

@@ -11,7 +11,7 @@
 
 with submissions as (
 
-    select * from {{ source('raw_kobo', 'submissions') }}
+    select * from {{ ref('stg_kobo__submissions') }}
 
 ),
 

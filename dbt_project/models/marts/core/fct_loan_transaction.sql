@@ -13,10 +13,15 @@
     ]
   )
 }}
+-- The change feeds that the incremental scope reads (macros/incremental/):
+-- depends_on: {{ ref('stg_fineract__m_loan_with_deleted') }}
+-- depends_on: {{ ref('stg_fineract__m_loan_transaction_with_deleted') }}
+-- depends_on: {{ ref('stg_fineract__m_client_with_deleted') }}
+-- depends_on: {{ ref('stg_fineract__m_group_with_deleted') }}
 -- One row per loan transaction that exists at as_of_date (reversed ones never
 -- do; entered by the end of as_of_date). Attribution as in the KPI contract
 -- (current branch of the client, m_loan product and officer); -1 when missing.
--- Incremental (macros/core_incremental_marts.sql): a night rewrites the
+-- Incremental (macros/incremental/core_incremental_marts.sql): a night rewrites the
 -- transactions of changed loans and those dated from the month of the last
 -- as-of date on (their period_end moves with the as-of date).
 {%- set state = core_mart_state(this) if is_incremental() else none %}

@@ -13,11 +13,17 @@
     ]
   )
 }}
+-- The change feeds that the incremental scope reads (macros/incremental/):
+-- depends_on: {{ ref('stg_fineract__m_loan_with_deleted') }}
+-- depends_on: {{ ref('stg_fineract__m_loan_transaction_with_deleted') }}
+-- depends_on: {{ ref('stg_fineract__m_loan_repayment_schedule_with_deleted') }}
+-- depends_on: {{ ref('stg_fineract__m_client_with_deleted') }}
+-- depends_on: {{ ref('stg_fineract__m_group_with_deleted') }}
 -- KPI contract table: one row per loan per period in which the loan's
 -- outstanding principal at period_end is > 0. Branch = the client's current
 -- branch, product and officer = m_loan's (officer null if none).
 -- Extra columns: client_id, period_month and period_end_date_key.
--- Incremental (macros/core_incremental_marts.sql): a night rewrites the rows
+-- Incremental (macros/incremental/core_incremental_marts.sql): a night rewrites the rows
 -- of changed loans and the rows from the month of the last as-of date on.
 {%- set state = core_mart_state(this) if is_incremental() else none %}
 {%- set mode = core_mart_mode(state) %}

@@ -18,31 +18,7 @@ select
     d.loan_officer_name,
     d.branch_id                         as loan_officer_branch_id,
     d.branch_name                       as loan_officer_branch_name,
-    k.period_end,
-    k.period_month,
-    k.is_latest_period,
-    k.active_clients,
-    k.new_clients,
-    k.exited_clients,
-    k.active_clients_previous,
-    k.retention_rate,
-    k.retention_rate_contract,
-    k.retention_rate_iris,
-    k.retention_rate_followon,
-    k.repaid_loans_decided,
-    k.dropouts,
-    k.active_borrowers,
-    k.women_borrowers,
-    k.loans_outstanding,
-    k.gross_loan_portfolio,
-    k.par30_principal,
-    k.par30_ratio,
-    k.write_off_amount,
-    k.loans_written_off,
-    k.disbursed_amount,
-    k.loans_disbursed,
-    k.ppi_assessed_clients,
-    k.avg_poverty_likelihood
+    {{ core_kpi_month_columns() }}
 from ({{ core_kpi_month(['branch_id', 'loan_officer_id'], slices_sql) }}) k
 left join {{ ref('dim_branch') }} b on b.branch_id = k.branch_id
 left join {{ ref('dim_loan_officer') }} d on d.loan_officer_id = k.loan_officer_id

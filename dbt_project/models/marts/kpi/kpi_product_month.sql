@@ -14,28 +14,8 @@ select
     k.product_id,
     d.product_name,
     d.product_short_name,
-    k.period_end,
-    k.period_month,
-    k.is_latest_period,
-    k.active_clients,
-    k.new_clients,
-    k.exited_clients,
-    k.retention_rate,
-    k.retention_rate_followon,
-    k.repaid_loans_decided,
-    k.dropouts,
-    k.active_borrowers,
-    k.women_borrowers,
-    k.loans_outstanding,
-    k.gross_loan_portfolio,
-    k.par30_principal,
-    k.par30_ratio,
-    k.write_off_amount,
-    k.loans_written_off,
-    k.disbursed_amount,
-    k.loans_disbursed,
-    k.ppi_assessed_clients,
-    k.avg_poverty_likelihood
+    -- no client retention: clients belong to no product
+    {{ core_kpi_month_columns(except=['active_clients_previous', 'retention_rate_contract', 'retention_rate_iris']) }}
 from ({{ core_kpi_month(['branch_id', 'product_id'], slices_sql, client_basis='borrower') }}) k
 left join {{ ref('dim_branch') }} b on b.branch_id = k.branch_id
 left join {{ ref('dim_product') }} d on d.product_id = k.product_id

@@ -1,0 +1,136 @@
+{#-
+  Incremental marts (fct_loan_transaction, fct_portfolio_month).
+
+  Why: publish recycles the publication before last as the next build schema
+  (plugins/spm_warehouse/publication/swap.py), so a mart table there is one or two
+  nights old. Rewriting only what changed since the table's own state keeps
+  the nightly time proportional to the day's changes instead of the size of
+  the loan book.
+
+  Every row carries the state of the run that wrote it: _as_of_date,
+  _cutoff_ts (knowledge cutoff) and _watermark (newest _extracted_at of the
+  raw tables the mart reads). The table's state is that of its newest row.
+
+  Modes (core_mart_mode):
+    full    - first build, --full-refresh, an empty table, a backfill (as_of_date
+              before the table's), or a table written by a backfill: the
+              pre-hook empties the table and every row is written again;
+    nightly - the pre-hook deletes, and the model writes again, the rows of
+              loans changed in raw since the state (core_mart_changed_loans)
+              and the rows dated from the month of the state's as-of date on
+              (their period_end moved, or they are new).
+  Changed loans: since the state's watermark a raw row of the loan, its
+  transactions (and schedule, where asked), its client or its group was
+  merged or marked deleted; or such a row was entered between the state's
+  cutoff and this run's; or the loan's submission, write-off or a
+  transaction is dated after the state's as-of date. These are exactly the
+  inputs through which a loan's rows of these marts can change; the
+  harness tests (test_kpi_incremental.py) compare a nightly table with
+  a full rebuild after each kind of change.
+-#}
+
+{% macro core_mart_state(relation) %}
+    {%- set existing = core_existing_relation(relation) -%}
+    {%- if existing is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set result = run_query(
+        "select t._as_of_date::text, t._cutoff_ts::text, t._watermark::text, t._backfill from " ~ existing
+        ~ " t where t._watermark is not null order by t._as_of_date desc, t._cutoff_ts desc, t._watermark desc limit 1"
+    ) -%}
+    {%- if result.rows | length == 0 -%}
+        {{ return({'as_of': none, 'cutoff': none, 'watermark': none, 'backfill': false}) }}
+    {%- endif -%}
+    {%- set row = result.rows[0] -%}
+    {{ return({'as_of': row[0], 'cutoff': row[1], 'watermark': row[2], 'backfill': row[3]}) }}
+{% endmacro %}
+
+
+{#- 'full' or 'nightly' (see above); `state` from core_mart_state(this). -#}
+{% macro core_mart_mode(state) %}
+    {%- if not is_incremental() or state is none or state['as_of'] is none or state['backfill'] -%}
+        {{ return('full') }}
+    {%- endif -%}
+    {%- if core_is_backfill(state) -%}
+        {{ return('full') }}
+    {%- endif -%}
+    {{ return('nightly') }}
+{% endmacro %}
+
+
+{#- The state columns every row of an incremental mart carries. -#}
+{% macro core_mart_state_columns(state, watermark_tables) -%}
+    {{ core_as_of_date() }}                         as _as_of_date,
+    {{ core_knowledge_cutoff() }}                   as _cutoff_ts,
+    {{ core_source_watermark(watermark_tables) }}   as _watermark,
+    {{ 'true' if core_is_backfill(state) else 'false' }} as _backfill  {#- the next night rebuilds -#}
+{%- endmacro %}
+
+
+{#- loan_id of every loan whose rows may have changed since `state` (see above). -#}
+{% macro core_mart_changed_loans(state, with_schedule=false) -%}
+    {%- set prev_as_of = "date '" ~ state['as_of'] ~ "'" -%}
+    {%- set prev_cutoff = "'" ~ state['cutoff'] ~ "'::timestamptz" -%}
+    {%- set prev_wm = "'" ~ (state['watermark'] or '-infinity') ~ "'::timestamptz" -%}
+    {%- set cutoff = core_knowledge_cutoff() -%}
+    {%- set as_of = core_as_of_date() -%}
+    select l.loan_id
+    from {{ ref('stg_fineract__m_loan_with_deleted') }} l
+    where l.extracted_at > {{ prev_wm }}
+       or (l.created_on_utc >= {{ prev_cutoff }} and l.created_on_utc < {{ cutoff }})
+       or (l.submitted_on_date > {{ prev_as_of }} and l.submitted_on_date <= {{ as_of }})
+       or (l.written_off_on_date > {{ prev_as_of }} and l.written_off_on_date <= {{ as_of }})
+    union
+    select t.loan_id
+    from {{ ref('stg_fineract__m_loan_transaction_with_deleted') }} t
+    where t.extracted_at > {{ prev_wm }}
+       or (t.created_on_utc >= {{ prev_cutoff }} and t.created_on_utc < {{ cutoff }})
+       or (t.transaction_date > {{ prev_as_of }} and t.transaction_date <= {{ as_of }})
+    {%- if with_schedule %}
+    union
+    select s.loan_id
+    from {{ ref('stg_fineract__m_loan_repayment_schedule_with_deleted') }} s
+    where s.extracted_at > {{ prev_wm }}
+       or (s.created_on_utc >= {{ prev_cutoff }} and s.created_on_utc < {{ cutoff }})
+    {%- endif %}
+    union
+    select l.loan_id
+    from {{ ref('stg_fineract__m_loan_with_deleted') }} l
+    join {{ ref('stg_fineract__m_client_with_deleted') }} c on c.client_id = l.client_id
+    where c.extracted_at > {{ prev_wm }}
+       or (c.created_on_utc >= {{ prev_cutoff }} and c.created_on_utc < {{ cutoff }})
+       or (c.submitted_on_date > {{ prev_as_of }} and c.submitted_on_date <= {{ as_of }})
+    union
+    select l.loan_id
+    from {{ ref('stg_fineract__m_loan_with_deleted') }} l
+    join {{ ref('stg_fineract__m_group_with_deleted') }} g on g.group_id = l.group_id
+    where g.extracted_at > {{ prev_wm }}
+{%- endmacro %}
+
+
+{#- The first month whose rows a nightly run rewrites regardless of changes. -#}
+{% macro core_mart_moving_month(state) -%}
+    date_trunc('month', date '{{ state['as_of'] }}')::date
+{%- endmacro %}
+
+
+{#-
+  Pre-hook of an incremental mart: empty it (mode full on an existing table)
+  or delete the rows the model is about to write again (mode nightly).
+  date_column: the column whose month decides the moving rows.
+-#}
+{% macro core_mart_prepare(date_column, with_schedule=false) %}
+    {%- if not is_incremental() -%}
+        {{ return('select 1') }}
+    {%- endif -%}
+    {%- set state = core_mart_state(this) -%}
+    {%- if core_mart_mode(state) == 'full' -%}
+        {{ return('truncate table ' ~ this) }}
+    {%- endif -%}
+    {%- set sql -%}
+        delete from {{ this }}
+        where {{ date_column }} >= {{ core_mart_moving_month(state) }}
+           or loan_id in ({{ core_mart_changed_loans(state, with_schedule) }})
+    {%- endset -%}
+    {{ return(sql) }}
+{% endmacro %}

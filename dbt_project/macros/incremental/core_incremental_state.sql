@@ -1,0 +1,54 @@
+{#-
+  State of an incremental model that records, on every row it writes, the
+  as-of date, knowledge cutoff and source watermark of the run that wrote it.
+  Returns a dict {as_of, cutoff, watermark} (strings, none when the table is
+  empty) or none outside execution / when the relation does not exist yet.
+
+  The maxima are those of the latest run that wrote rows; a run that wrote
+  nothing leaves an older state, which only makes the next run look at more
+  changes than needed (never fewer).
+-#}
+{#- The relation as it exists in the database, or none (also outside execution, when nothing may be queried). -#}
+{% macro core_existing_relation(relation) %}
+    {%- if not execute -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {{ return(adapter.get_relation(database=relation.database, schema=relation.schema, identifier=relation.identifier)) }}
+{% endmacro %}
+
+
+{% macro core_incremental_state(relation) %}
+    {%- set existing = core_existing_relation(relation) -%}
+    {%- if existing is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set result = run_query(
+        "select max(_as_of_date)::text, max(_cutoff_ts)::text, max(_watermark)::text from " ~ existing
+    ) -%}
+    {%- set row = result.rows[0] -%}
+    {{ return({'as_of': row[0], 'cutoff': row[1], 'watermark': row[2]}) }}
+{% endmacro %}
+
+
+{#- True when this run's as_of_date is before the state's: a backfill, which must not rewrite the state. -#}
+{% macro core_is_backfill(state) %}
+    {%- if state is none or state['as_of'] is none -%}
+        {{ return(false) }}
+    {%- endif -%}
+    {{ return(core_as_of_string() < state['as_of']) }}
+{% endmacro %}
+
+
+{#-
+  Latest _extracted_at over the raw tables a model reads (deleted rows included),
+  through their staging change feeds: `tables` are raw_mis table names, each read
+  as ref('stg_fineract__<table>_with_deleted'). A model calling this from a branch
+  that parsing does not render must declare those refs (-- depends_on).
+-#}
+{% macro core_source_watermark(tables) -%}
+    (select max(w) from (
+        {%- for t in tables %}
+        select max(extracted_at) as w from {{ ref('stg_fineract__' ~ t ~ '_with_deleted') }}{% if not loop.last %} union all{% endif %}
+        {%- endfor %}
+    ) wm)
+{%- endmacro %}

@@ -1,0 +1,10 @@
+-- Every raw m_loan_repayment_schedule row, deleted ones included, with the
+-- bookkeeping columns: the change feed of the incremental models
+-- (macros/incremental/). A plain rename (see stg_fineract__m_loan_with_deleted).
+select
+    id                      as installment_id,
+    loan_id,
+    created_on_utc,
+    _extracted_at           as extracted_at,
+    _deleted                as is_deleted
+from {{ source('fineract', 'm_loan_repayment_schedule') }}

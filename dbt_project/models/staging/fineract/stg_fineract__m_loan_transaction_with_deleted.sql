@@ -1,0 +1,11 @@
+-- Every raw m_loan_transaction row, deleted and reversed ones included, with
+-- the bookkeeping columns: the change feed of the incremental models
+-- (macros/incremental/). A plain rename (see stg_fineract__m_loan_with_deleted).
+select
+    id                      as transaction_id,
+    loan_id,
+    transaction_date,
+    created_on_utc,
+    _extracted_at           as extracted_at,
+    _deleted                as is_deleted
+from {{ source('fineract', 'm_loan_transaction') }}

@@ -1,0 +1,188 @@
+"""Stand-ins for the project's dbt macros, for sqlfluff's jinja templater only.
+
+sqlfluff lints the models without a database (templater jinja, not dbt): the
+project's macros need dbt's runtime (return(), run_query, adapter, execute), so
+.sqlfluff loads this package (library_path) instead of macros/. Each function
+has the macro's name and arguments and returns SQL of the same shape as the
+real macro's output (a date literal, an expression, a select), which is all a
+linter needs. dbt never reads this folder. Add a stand-in here when a model
+calls a new macro (sqlfluff reports it as an undefined variable).
+"""
+
+AS_OF = "date '2024-06-30'"
+CUTOFF = "(timestamp '2024-07-01 00:00:00' at time zone 'UTC')"
+
+# macros/incremental/core_as_of.sql
+def core_as_of_string():
+    return "2024-06-30"
+
+
+def core_as_of_date():
+    return AS_OF
+
+
+def core_as_of_month():
+    return f"(date_trunc('month', {AS_OF})::date)"
+
+
+def core_knowledge_cutoff():
+    return CUTOFF
+
+
+def core_known_at_cutoff(created_col):
+    return f"({created_col} is null or {created_col} < {CUTOFF})"
+
+
+def core_period_month(date_col):
+    return f"(date_trunc('month', {date_col})::date)"
+
+
+def core_period_end(month_col):
+    return f"least(({month_col} + interval '1 month' - interval '1 day')::date, {AS_OF})"
+
+
+def core_date_key(date_col):
+    return f"coalesce(to_char({date_col}, 'YYYYMMDD')::int, -1)"
+
+
+# macros/incremental/core_session.sql (hooks: never part of the linted SQL)
+def core_session_settings():
+    return ["set local jit = off", "set local work_mem = '64MB'"]
+
+
+def core_analyze_stale(schema_name):
+    return "select 1"
+
+
+def core_index(columns, unique=False):
+    return "select 1"
+
+
+# macros/incremental/core_incremental_state.sql and core_incremental_marts.sql:
+# no state (a first build), so models render their full-build branch.
+def core_existing_relation(relation):
+    return None
+
+
+def core_incremental_state(relation):
+    return None
+
+
+def core_is_backfill(state):
+    return False
+
+
+def core_source_watermark(tables):
+    return "(select max(extracted_at) from raw_watermark)"
+
+
+def core_mart_state(relation):
+    return None
+
+
+def core_mart_mode(state):
+    return "full"
+
+
+def core_mart_state_columns(state, watermark_tables):
+    return (f"{AS_OF} as _as_of_date, {CUTOFF} as _cutoff_ts, "
+            "(select max(extracted_at) from raw_watermark) as _watermark, false as _backfill")
+
+
+def core_mart_changed_loans(state, with_schedule=False):
+    return "select loan_id from changed_loans"
+
+
+def core_mart_moving_month(state):
+    return "date '2024-06-01'"
+
+
+def core_mart_prepare(date_column, with_schedule=False):
+    return "select 1"
+
+
+# macros/incremental/core_loan_balances.sql
+def core_loan_balance_rows(scope_sql, stored_relation=None):
+    return "select * from loan_balance_rows"
+
+
+def core_schedule_cumulative(loans_relation):
+    return "select * from schedule_cumulative"
+
+
+def core_schedule_prefix(rows_relation, schedule_relation):
+    return "select * from schedule_prefix"
+
+
+# macros/core_kpi_month.sql (the column lists are the real ones)
+KPI_COLUMNS = [
+    "period_end", "period_month", "is_latest_period",
+    "active_clients", "new_clients", "exited_clients", "active_clients_previous",
+    "retention_rate", "retention_rate_contract", "retention_rate_iris", "retention_rate_followon",
+    "repaid_loans_decided", "dropouts",
+    "active_borrowers", "women_borrowers", "loans_outstanding",
+    "gross_loan_portfolio", "par30_principal", "par30_ratio",
+    "write_off_amount", "loans_written_off", "disbursed_amount", "loans_disbursed",
+    "ppi_assessed_clients", "avg_poverty_likelihood",
+]
+CONTRACT_COLUMNS = [
+    "period_end", "active_clients", "new_clients", "exited_clients", "retention_rate",
+    "active_borrowers", "women_borrowers", "gross_loan_portfolio", "par30_principal", "par30_ratio",
+    "ppi_assessed_clients", "avg_poverty_likelihood",
+]
+
+
+def core_kpi_month(slice_columns, slices_sql, client_basis="client"):
+    return "select * from kpi_month"
+
+
+def core_kpi_contract_columns():
+    return list(CONTRACT_COLUMNS)
+
+
+def core_kpi_month_columns(alias="k", only=None, **kwargs):
+    excluded = kwargs.get("except", [])
+    names = only if only is not None else KPI_COLUMNS
+    return ",\n    ".join(f"{alias}.{c}" for c in names if c not in excluded)
+
+
+# macros/surveys/kobo_fields.sql
+def kobo_text(fields, key):
+    return f"nullif(btrim({fields} ->> '{key}'), '')"
+
+
+def kobo_int(fields, key):
+    return f"({fields} ->> '{key}')::int"
+
+
+def kobo_numeric(fields, key):
+    return f"({fields} ->> '{key}')::numeric"
+
+
+def kobo_date_prefix(text_expr):
+    return f"(left({text_expr}, 10))::date"
+
+
+# macros/incremental/surveys_incremental.sql: no state (a first build).
+def surveys_fingerprint():
+    return ""
+
+
+def surveys_state(relation):
+    return None
+
+
+def surveys_mode(state):
+    return "full"
+
+
+def surveys_affected_keys(state):
+    return "select submission_key from affected_keys"
+
+
+def surveys_state_columns():
+    return "(select max(loaded_at) from raw_submissions) as _loaded_until, ''::text as _inputs_fingerprint"
+
+
+def surveys_submissions_prepare():
+    return "select 1"

@@ -1,0 +1,102 @@
+"""Dashboards as code on a real PostgreSQL: the datasets' SQL and metrics, branch roles against meta.branch_access.
+
+The database holds the analytics contract schema with a few rows
+(fixtures/dashboards_fake_warehouse.py); the asset checks that need no
+database are in tests/unit/dashboards/test_dashboards.py.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import dashboards_fake_warehouse as fake  # tests/fixtures is on sys.path (pyproject.toml)
+import psycopg
+import pytest
+from dashboards_assets import DATASETS
+from databases import create_database, drop_database
+from psycopg import sql
+
+from dashboards import access
+
+
+@pytest.fixture(scope="module")
+def contract_db(pg_server_url):
+    name = f"spm_test_dashboards_{uuid.uuid4().hex[:8]}"
+    url = create_database(pg_server_url, name)
+    with psycopg.connect(url) as conn:
+        fake.create_fake_analytics(conn)
+    yield url
+    drop_database(pg_server_url, name)
+
+
+def test_datasets_run_on_postgresql(contract_db):
+    """Every dataset column, calculated column and metric is valid SQL on the analytics contract schema."""
+    with psycopg.connect(contract_db) as conn:
+        for name, ds in DATASETS.items():
+            source = (sql.SQL("({}) AS virtual").format(sql.SQL(ds["sql"])) if ds.get("sql")
+                      else sql.Identifier(ds["schema"], ds["table_name"]))
+            exprs = [sql.SQL(c["expression"]) if c.get("expression") else sql.Identifier(c["column_name"])
+                     for c in ds["columns"]]
+            exprs += [sql.SQL(m["expression"]) for m in ds["metrics"]]
+            if ds["metrics"]:  # aggregate metrics next to grouped columns, as Superset does
+                query = sql.SQL("SELECT {} FROM {} GROUP BY {}").format(
+                    sql.SQL(", ").join(exprs), source,
+                    sql.SQL(", ").join(sql.SQL(str(i + 1)) for i in range(len(ds["columns"]))))
+            else:
+                query = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(exprs), source)
+            try:
+                conn.execute(query).fetchall()
+            except psycopg.Error as exc:
+                pytest.fail(f"{name}: {exc}")
+            conn.rollback()
+            if ds["main_dttm_col"]:
+                assert ds["main_dttm_col"] in {c["column_name"] for c in ds["columns"] if c["is_dttm"]}, name
+
+
+def test_metrics_compute_the_contract_kpis(contract_db):
+    """The ratio metrics re-aggregate correctly: PAR30 ratio and women share of the whole institution."""
+    ds = next(d for d in DATASETS.values() if d["table_name"] == "kpi_branch_month")
+    metric = {m["metric_name"]: m["expression"] for m in ds["metrics"]}
+    with psycopg.connect(contract_db) as conn:
+        got = conn.execute(sql.SQL("SELECT {}, {} FROM analytics.kpi_branch_month WHERE period_end = '2024-06-30'")
+                           .format(sql.SQL(metric["par30_ratio"]), sql.SQL(metric["women_share"]))).fetchone()
+        want = conn.execute("SELECT sum(par30_principal) / sum(gross_loan_portfolio), "
+                            "sum(women_borrowers)::numeric / sum(active_borrowers) "
+                            "FROM analytics.kpi_branch_month WHERE period_end = '2024-06-30'").fetchone()
+    assert [round(float(v), 10) for v in got] == [round(float(v), 10) for v in want]
+
+
+def test_retention_metric_reproduces_the_contract_rate(contract_db):
+    """Summed over one branch and period, the retention metric gives back the published retention_rate."""
+    ds = next(d for d in DATASETS.values() if d["table_name"] == "kpi_branch_month")
+    metric = next(m["expression"] for m in ds["metrics"] if m["metric_name"] == "retention_rate")
+    with psycopg.connect(contract_db) as conn:
+        rows = conn.execute(sql.SQL("SELECT branch_id, period_end, {}, max(retention_rate) "
+                                    "FROM analytics.kpi_branch_month GROUP BY 1, 2").format(sql.SQL(metric))).fetchall()
+    assert rows and all(round(float(a), 10) == round(float(b), 10) for _, _, a, b in rows)
+
+
+
+# ---------------------------------------------------------------- branch access
+
+
+def test_branch_roles_are_checked_against_meta_branch_access(contract_db):
+    roles = access.parse_branch_roles({"branch_roles": [
+        {"name": "Gulu", "branch_ids": [2], "warehouse_role": "bm_gulu"},
+        {"name": "North", "branch_ids": [2, 3], "warehouse_role": "bm_north"},
+        {"name": "Ghost", "branch_ids": [9], "warehouse_role": "bm_ghost"},
+        {"name": "Superset only", "branch_ids": [1]},
+    ]})
+    with psycopg.connect(contract_db) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS meta CASCADE")
+        assert access.warehouse_branch_access(conn) is None
+        conn.execute("CREATE SCHEMA meta")
+        conn.execute("CREATE TABLE meta.branch_access (role_name text, branch_id bigint)")
+        conn.execute("INSERT INTO meta.branch_access VALUES ('bm_gulu', 2), ('bm_north', 2)")
+        mapping = access.warehouse_branch_access(conn)
+        conn.rollback()
+    problems = access.check_against_warehouse(roles, mapping)
+    assert len(problems) == 2
+    assert "'North'" in problems[0] and "[2, 3]" in problems[0] and "[2]" in problems[0]
+    assert "'Ghost'" in problems[1] and "no row" in problems[1]
+    assert access.check_against_warehouse(roles[:1], mapping) == []

@@ -1,0 +1,202 @@
+"""BI access: bi_reader reads analytics only; branch roles see only their branch (row-level security).
+
+Every check logs in as the role itself (trust authentication on the test
+server, or bi_reader's password from the settings), so PostgreSQL's own
+privilege and policy checks are what is tested.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from gate_tiny_warehouse import AS_OF, build_marts, build_raw
+from psycopg import sql
+
+from spm_warehouse import publication as publish
+from spm_warehouse import roles, settings
+from spm_warehouse.gate import GateVerdict, load_thresholds
+
+PASSED = GateVerdict(passed=True, checks=[])
+PRIVATE = ["raw_mis.m_client", "raw_kobo.submissions", "staging.stg_client", "intermediate.int_loan",
+           "meta.publications", "meta.quarantine", "analytics_build.kpi_branch_month",
+           "analytics_prev.kpi_branch_month", "reference.ppi_points"]
+
+
+def as_user(url: str, user: str, password: str = "") -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    netloc = quote(user, safe="") + (":" + quote(password, safe="") if password else "") + "@" + host
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def can_read(url: str, relation: str) -> bool:
+    with psycopg.connect(url, autocommit=True) as conn:
+        try:
+            conn.execute(f"SELECT count(*) FROM {relation}").fetchone()
+            return True
+        except psycopg.errors.InsufficientPrivilege:
+            return False
+
+
+@pytest.fixture
+def warehouse(fresh_database):
+    """Every schema of the warehouse, two publications (analytics + analytics_prev) and a pending build."""
+    url = fresh_database("roles")
+    with psycopg.connect(url) as conn:
+        rows = build_raw(conn)
+        conn.execute("""CREATE SCHEMA raw_kobo; CREATE TABLE raw_kobo.submissions (payload jsonb);
+                        CREATE SCHEMA staging; CREATE VIEW staging.stg_client AS SELECT id FROM raw_mis.m_client;
+                        CREATE SCHEMA intermediate; CREATE TABLE intermediate.int_loan AS SELECT id FROM raw_mis.m_loan;
+                        CREATE SCHEMA reference; CREATE TABLE reference.ppi_points (points int)""")
+        conn.commit()
+        roles.ensure_bi_roles(conn)
+        for marker in ("first", "second", "pending"):
+            build_marts(conn, rows, marker=marker)
+            conn.commit()
+            if marker != "pending":
+                publish.publish(conn, f"run-{marker}", AS_OF, PASSED)
+    return url
+
+
+@pytest.fixture
+def branch_role(warehouse):
+    """A login role for a branch manager, dropped after the test (roles are cluster-wide)."""
+    name = f"spm_test_bm_{uuid.uuid4().hex[:8]}"
+    yield name
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def branch_rls_on(monkeypatch):
+    """SPM_BRANCH_RLS=true (declared here until settings.py lists it)."""
+    monkeypatch.setitem(settings.SETTINGS, "SPM_BRANCH_RLS",
+                        settings.SETTINGS.get("SPM_BRANCH_RLS", ("false", "branch row-level security")))
+    monkeypatch.setenv("SPM_BRANCH_RLS", "true")
+
+
+def bi_url(warehouse: str) -> str:
+    return as_user(warehouse, roles.BI_READER, settings.get("SPM_BI_READER_PASSWORD"))
+
+
+def test_bi_reader_reads_analytics_and_nothing_else(warehouse):
+    url = bi_url(warehouse)
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute("SELECT current_user").fetchone()[0] == "bi_reader"
+        assert conn.execute("SELECT count(*) FROM analytics.kpi_branch_month").fetchone()[0] == 2
+        assert conn.execute("SELECT product_name FROM analytics.dim_product").fetchone()[0] == "second"
+        # BI can always see what it is looking at and how fresh it is
+        info = conn.execute("SELECT build_id, as_of_date, published_at, row_counts FROM analytics.publication_info").fetchone()
+        assert info[1] == AS_OF and info[3]["kpi_branch_month"] == 2
+        assert conn.execute("SELECT count(*) FROM analytics.data_health_runs").fetchone()[0] >= 1
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("CREATE TABLE analytics.mine (x int)")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM analytics.dim_product")
+    for relation in PRIVATE:
+        assert not can_read(url, relation), f"bi_reader can read {relation}"
+
+
+def test_nothing_published_carries_personal_data(warehouse):
+
+    patterns = [re.compile(p, re.IGNORECASE) for p in load_thresholds()["pii"]["forbidden_columns"]]
+    with psycopg.connect(warehouse) as conn:
+        cols = conn.execute("""SELECT table_name, column_name FROM information_schema.columns
+                               WHERE table_schema = 'analytics'""").fetchall()
+        source_pii = conn.execute("""SELECT count(*) FROM information_schema.columns
+                                     WHERE table_schema = 'raw_mis' AND column_name = 'firstname'""").fetchone()[0]
+    assert cols and source_pii == 0
+    assert [c for c in cols if any(p.fullmatch(c[1]) for p in patterns)] == []
+
+
+def test_bi_reader_password_comes_from_the_settings(warehouse, monkeypatch):
+    monkeypatch.setenv("SPM_BI_READER_PASSWORD", "s3cret-from-env")
+    try:
+        with psycopg.connect(warehouse) as conn:
+            roles.ensure_bi_roles(conn)
+            stored = conn.execute("SELECT rolpassword, rolcanlogin FROM pg_authid WHERE rolname = 'bi_reader'").fetchone()
+        assert stored[1] is True
+        assert stored[0] is not None and stored[0].startswith(("SCRAM-SHA-256$", "md5"))
+        assert "s3cret-from-env" not in stored[0]
+        # an empty setting leaves the password alone (a DBA's password survives the next night)
+        monkeypatch.delenv("SPM_BI_READER_PASSWORD")
+        with psycopg.connect(warehouse) as conn:
+            roles.ensure_bi_roles(conn)
+            assert conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = 'bi_reader'").fetchone()[0] == stored[0]
+    finally:
+        with psycopg.connect(warehouse, autocommit=True) as conn:  # back to the test server's default: no password
+            conn.execute("ALTER ROLE bi_reader WITH PASSWORD NULL")
+
+
+def test_grants_follow_every_publish_and_rollback(warehouse):
+    url = bi_url(warehouse)
+    with psycopg.connect(warehouse) as conn:
+        publish.publish(conn, "run-pending", AS_OF, PASSED)  # a brand-new schema object becomes analytics
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute("SELECT product_name FROM analytics.dim_product").fetchone()[0] == "pending"
+    assert not can_read(url, "analytics_prev.dim_product")
+    with psycopg.connect(warehouse) as conn:
+        publish.rollback(conn)
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute("SELECT product_name FROM analytics.dim_product").fetchone()[0] == "second"
+    assert not can_read(url, "analytics_prev.dim_product")
+
+
+def test_branch_role_sees_only_its_branch(warehouse, branch_role, branch_rls_on):
+    with psycopg.connect(warehouse) as conn:
+        roles.set_branch_access(conn, branch_role, [2], create_login=True)
+    bm = as_user(warehouse, branch_role)
+    with psycopg.connect(bm, autocommit=True) as conn:
+        assert conn.execute("SELECT array_agg(DISTINCT branch_id) FROM analytics.kpi_branch_month").fetchone()[0] == [2]
+        loans = conn.execute("SELECT count(*), array_agg(DISTINCT branch_id) FROM analytics.fct_portfolio_month").fetchone()
+        assert loans == (8, [2])
+        assert conn.execute("SELECT count(*) FROM analytics.dim_product").fetchone()[0] == 1  # shared dimension
+        assert conn.execute("SELECT count(*) FROM analytics.publication_info").fetchone()[0] == 1
+    for relation in PRIVATE:
+        assert not can_read(bm, relation), f"{branch_role} can read {relation}"
+    # bi_reader is not restricted by the branch policies
+    with psycopg.connect(bi_url(warehouse), autocommit=True) as conn:
+        assert conn.execute("SELECT array_agg(DISTINCT branch_id ORDER BY branch_id) FROM analytics.kpi_branch_month"
+                            ).fetchone()[0] == [1, 2]
+    # the next publish brings new tables: the policies come with them
+    with psycopg.connect(warehouse) as conn:
+        publish.publish(conn, "run-pending", AS_OF, PASSED)
+        policies = conn.execute("""SELECT tablename, policyname FROM pg_policies WHERE schemaname = 'analytics'
+                                   ORDER BY 1, 2""").fetchall()
+    assert ("fct_portfolio_month", f"spm_branch_{branch_role}") in policies
+    assert ("kpi_branch_month", "spm_bi_reader_all") in policies
+    with psycopg.connect(bm, autocommit=True) as conn:
+        assert conn.execute("SELECT product_name FROM analytics.dim_product").fetchone()[0] == "pending"
+        assert conn.execute("SELECT array_agg(DISTINCT branch_id) FROM analytics.fct_portfolio_month").fetchone()[0] == [2]
+    # widening the mapping applies at once
+    with psycopg.connect(warehouse) as conn:
+        roles.set_branch_access(conn, branch_role, [1, 2])
+    with psycopg.connect(bm, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM analytics.fct_portfolio_month").fetchone()[0] == 16
+
+
+def test_without_branch_rls_branch_roles_read_nothing(warehouse, branch_role):
+    with psycopg.connect(warehouse) as conn:
+        roles.set_branch_access(conn, branch_role, [2], create_login=True)
+        publish.publish(conn, "run-pending", AS_OF, PASSED)
+        assert conn.execute("SELECT count(*) FROM pg_policies WHERE schemaname = 'analytics'").fetchone()[0] == 0
+    assert not can_read(as_user(warehouse, branch_role), "analytics.kpi_branch_month")
+    assert can_read(bi_url(warehouse), "analytics.kpi_branch_month")
+
+
+def test_branch_tables_with_client_rows_but_no_branch_are_withheld(warehouse, branch_role, branch_rls_on):
+    with psycopg.connect(warehouse) as conn:
+        conn.execute("CREATE TABLE analytics_build.fct_survey (client_id bigint, poverty_likelihood numeric)")
+        conn.commit()
+        roles.set_branch_access(conn, branch_role, [2], create_login=True)
+        publish.publish(conn, "run-pending", AS_OF, PASSED)
+    assert not can_read(as_user(warehouse, branch_role), "analytics.fct_survey")
+    assert can_read(bi_url(warehouse), "analytics.fct_survey")

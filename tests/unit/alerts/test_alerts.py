@@ -1,0 +1,117 @@
+"""Failure alerts through the Airflow notifier: chat webhook and e-mail, configured by settings."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from types import SimpleNamespace
+
+import pytest
+from airflow.sdk import BaseNotifier
+
+from spm_warehouse import alerts
+from spm_warehouse.dag_defaults import DEFAULT_ARGS
+from spm_warehouse.pipeline import StageFailed
+
+SENT_EMAILS: list[dict] = []
+
+
+def capture_email(to, subject, html_content, **kwargs):
+    """An Airflow e-mail backend (configured via AIRFLOW__EMAIL__EMAIL_BACKEND) that keeps what it is given."""
+    SENT_EMAILS.append({"to": to, "subject": subject, "html": html_content})
+
+
+@pytest.fixture
+def webhook():
+    """A local chat-webhook endpoint recording JSON bodies; status settable per test."""
+    received: list[dict] = []
+    state = {"status": 200}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server API
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append({"path": self.path, "json": json.loads(body), "type": self.headers["Content-Type"]})
+            self.send_response(state["status"])
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield SimpleNamespace(url=f"http://127.0.0.1:{server.server_port}/hooks/T000/SECRET-TOKEN",
+                          received=received, state=state)
+    server.shutdown()
+    server.server_close()
+
+
+def gate_failure_context() -> dict:
+    ti = SimpleNamespace(dag_id="spm_nightly", task_id="gate.quality_gate",
+                         run_id="scheduled__2024-06-30T02:00:00+00:00", try_number=1,
+                         log_url="http://127.0.0.1:8080/dags/spm_nightly/runs/x/tasks/gate.quality_gate")
+    error = StageFailed("quality gate blocked publication:\nquality gate BLOCKED for run scheduled__2024-06-30T02:00:00+00:00"
+                        "\nFailed (blocking):\n  - reconciliation.outstanding_raw: 2 of 16 active loans differ"
+                        "\n      numbers: mismatched_loans=2")
+    return {"task_instance": ti, "ti": ti, "exception": error, "params": {},
+            "logical_date": datetime(2024, 6, 30, tzinfo=timezone.utc), "run_id": ti.run_id}
+
+
+def test_webhook_alert_names_the_failed_checks(webhook, monkeypatch, tmp_path):
+    monkeypatch.setenv("SPM_ALERT_WEBHOOK_URL", webhook.url)
+    monkeypatch.setenv("SPM_REPORTS_DIR", str(tmp_path))
+    alerts.failure_notifier()(gate_failure_context())
+    assert len(webhook.received) == 1
+    sent = webhook.received[0]
+    assert sent["path"] == "/hooks/T000/SECRET-TOKEN" and sent["type"] == "application/json"
+    text = sent["json"]["text"]
+    assert text.startswith("[spm-warehouse] spm_nightly.gate.quality_gate failed (as of 2024-06-30)")
+    assert "reconciliation.outstanding_raw: 2 of 16 active loans differ" in text
+    assert "mismatched_loans=2" in text
+    assert f"run report: {tmp_path}/scheduled__2024-06-30T02_00_00_00_00/index.html" in text
+    assert "task log: http://127.0.0.1:8080/" in text
+
+
+def test_email_alert_goes_through_airflows_email_backend(monkeypatch):
+    SENT_EMAILS.clear()
+    monkeypatch.setenv("AIRFLOW__EMAIL__EMAIL_BACKEND", "test_alerts.capture_email")
+    monkeypatch.setenv("SPM_ALERT_EMAIL", "ops@mfi.example, data@mfi.example")
+    monkeypatch.delenv("SPM_ALERT_WEBHOOK_URL", raising=False)
+    alerts.failure_notifier()(gate_failure_context())
+    assert len(SENT_EMAILS) == 1
+    mail = SENT_EMAILS[0]
+    assert set(mail["to"].split(", ")) == {"ops@mfi.example", "data@mfi.example"}
+    assert mail["subject"] == "[spm-warehouse] spm_nightly.gate.quality_gate failed (as of 2024-06-30)"
+    assert "reconciliation.outstanding_raw" in mail["html"]
+
+
+def test_a_failing_channel_is_logged_without_leaking_the_secret_and_never_raises(webhook, monkeypatch, caplog):
+    webhook.state["status"] = 500
+    monkeypatch.setenv("SPM_ALERT_WEBHOOK_URL", webhook.url)
+    with caplog.at_level(logging.ERROR, logger="spm_warehouse.alerts"):
+        alerts.failure_notifier()(gate_failure_context())
+    assert "answered HTTP 500" in caplog.text
+    assert "SECRET-TOKEN" not in caplog.text
+    caplog.clear()
+    monkeypatch.setenv("SPM_ALERT_WEBHOOK_URL", "http://127.0.0.1:9/hooks/SECRET-TOKEN")
+    with caplog.at_level(logging.ERROR, logger="spm_warehouse.alerts"):
+        alerts.on_failure_callback(gate_failure_context())
+    assert "not reachable" in caplog.text and "SECRET-TOKEN" not in caplog.text
+
+
+def test_without_a_channel_the_failure_is_only_logged(monkeypatch, caplog):
+    monkeypatch.delenv("SPM_ALERT_WEBHOOK_URL", raising=False)
+    monkeypatch.delenv("SPM_ALERT_EMAIL", raising=False)
+    with caplog.at_level(logging.WARNING, logger="spm_warehouse.alerts"):
+        alerts.failure_notifier()(gate_failure_context())
+    assert "no alert channel configured" in caplog.text
+
+
+def test_the_notifier_is_set_once_in_the_dag_defaults():
+
+
+    callback = DEFAULT_ARGS["on_failure_callback"]
+    assert isinstance(callback, alerts.FailureNotifier) and isinstance(callback, BaseNotifier)
