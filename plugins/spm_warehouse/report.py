@@ -259,6 +259,11 @@ def write_run_report(wh_conn: psycopg.Connection, run_id: str, as_of: date, out_
                 for t, m, r, mg, d, s, w in loads]
         parts.append(_table(["table", "mode", "rows read", "rows merged", "rows deleted", "seconds", "watermark"],
                             rows, {2, 3, 4, 5}))
+        absent = [t for t, m, *_ in loads if m == "absent"]
+        if absent:
+            parts.append("<p>The source has no " + ", ".join(f"<code>{_e(t)}</code>" for t in absent)
+                         + " (optional tables, e.g. a partial replica): nothing was read from them, and the marts "
+                         "were built as if they were empty.</p>")
     else:
         parts.append("<p>No MIS load recorded for this run (meta.load_manifest).</p>")
     if surveys:

@@ -109,12 +109,18 @@ def run(ctx: CheckContext) -> list[CheckResult]:
     if scoped:
         out_facts = ctx.facts.setdefault("gx_scoped", {})
         out_facts.update(scoped)
-    checkpoint.validation_definitions = runnable
+    run_id = RunIdentifier(run_name=ctx.run_id)
     try:
-        result = checkpoint.run(run_id=RunIdentifier(run_name=ctx.run_id))
+        if len(runnable) == len(checkpoint.validation_definitions):
+            validations = list(checkpoint.run(run_id=run_id).run_results.values())
+        else:
+            # GX refuses to run a checkpoint whose list of definitions differs from its saved file, so
+            # when a table is missing the other suites run one by one and the Data Docs are rebuilt.
+            validations = [vd.run(run_id=run_id, result_format=checkpoint.result_format) for vd in runnable]
+            context.build_data_docs()
     finally:
         _dispose_engines([vd.asset.datasource for vd in runnable] + list(context.data_sources.all().values()))
-    for validation in result.run_results.values():
+    for validation in validations:
         suite = validation.suite_name
         blocking = bool((suite_cfg.get(suite) or {}).get("blocking", default_blocking))
         out.append(_suite_result(suite, validation, blocking))

@@ -309,11 +309,15 @@ def extract_mis(source: ConnInfo, wh_conn: psycopg.Connection, run_id: str, as_o
     try:
         with wh_conn.transaction():
             present = check_source_schema(session, wh_conn, run_id, label, tables)
+        absent = [spec for spec in tables if spec not in present]  # optional tables the source lacks
         with wh_conn.transaction():
-            for spec in present:
+            # every raw table exists, an absent optional one empty: dbt builds the same marts either way
+            for spec in tables:
                 load.ensure_raw_table(wh_conn, spec)
         for spec in present:
             manifest.append(_extract_table(session, wh_conn, spec, run_id, as_of, label, full_refresh, lookback))
+        for spec in absent:
+            manifest.append(_record_absent(wh_conn, spec, run_id, as_of, label))
         with wh_conn.transaction():
             due = bool(reconcile_every_days) and load.reconcile_due(wh_conn, reconcile_every_days, label)
         if reconcile or due:
@@ -387,6 +391,20 @@ def _extract_table(session: SourceSession, wh_conn: psycopg.Connection, spec: Ta
         load.write_manifest(cur, row)
     log.info("%-34s %-11s read %9d  merged %9d  deleted %6d  %7.2fs  %9.0f rows/s", spec.name, mode, rows_read,
              rows_merged, rows_deleted, seconds, rows_read / seconds if seconds else 0)
+    return row
+
+
+def _record_absent(wh_conn: psycopg.Connection, spec: TableSpec, run_id: str, as_of: dt.date, source: str) -> dict:
+    """A manifest row (mode "absent") for an optional table the source lacks, so the run report can say so."""
+    row = {"run_id": run_id, "source": source, "table_name": spec.name, "mode": "absent", "as_of": as_of,
+           "watermark_from": None, "watermark_to": None, "rows_read": 0, "rows_merged": 0, "rows_deleted": 0,
+           "seconds": 0.0, "started_at": dt.datetime.now(dt.timezone.utc)}
+    with wh_conn.transaction(), wh_conn.cursor() as cur:
+        load.write_manifest(cur, row)
+        earlier_rows = not load.raw_is_empty(cur, spec)
+    if earlier_rows:
+        log.warning("source has no %s (optional table): raw_mis.%s keeps the rows of earlier loads as they were",
+                    spec.name, spec.name)
     return row
 
 

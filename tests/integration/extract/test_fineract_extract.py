@@ -203,7 +203,11 @@ def test_missing_required_table_fails_but_optional_table_is_skipped(demo_source,
     with psycopg.connect(demo_source) as conn:
         conn.execute("DROP TABLE m_savings_account")
     manifest = extract(demo_source, warehouse, "run_1")
-    assert "m_savings_account" not in manifest and "m_loan" in manifest
+    assert manifest["m_savings_account"]["mode"] == "absent" and manifest["m_loan"]["mode"] == "initial"
+    assert manifest["m_savings_account"]["rows_read"] == 0
+    # the raw table exists, empty, so that dbt builds the same marts as with an empty source table
+    assert one(warehouse, "SELECT count(*) FROM raw_mis.m_savings_account") == 0
+    assert q(warehouse, "SELECT mode FROM meta.load_manifest WHERE table_name = 'm_savings_account'") == [("absent",)]
     with psycopg.connect(demo_source) as conn:
         conn.execute("DROP TABLE m_loan_transaction")
     with pytest.raises(SourceSchemaError, match="m_loan_transaction"):

@@ -248,3 +248,20 @@ def test_gx_validates_only_tonights_rows_of_scoped_tables(tiny, gx_project, tmp_
         assert check.status == "warn" and "amount" in check.message, check.message
         # the tiny marts have no bookkeeping columns: validated whole
         assert "analytics_build.fct_portfolio_month" not in verdict.facts["gx_scoped"]
+
+
+def test_a_suite_whose_table_is_missing_is_reported_and_the_others_still_run(tiny, gx_project, tmp_path):
+    """A partial replica: one raw table is missing; its suite says so, the other suites run, nothing crashes."""
+    wh_url, mis_url = tiny
+    with psycopg.connect(wh_url) as conn:
+        conn.execute("DROP TABLE raw_mis.m_loan_transaction")
+        conn.commit()
+        verdict = gate.run_gate(conn, conn_info(mis_url), RUN_ID, AS_OF, {"success": True, "counts": {}, "results": []},
+                                gx_project_dir=gx_project, reports_dir=tmp_path / "reports", only=["gx"])
+    by_name = {c.name: c for c in verdict.checks}
+    assert "gx.check_error" not in by_name, by_name["gx.check_error"].message
+    missing = by_name["gx.raw_mis.m_loan_transaction"]
+    assert "raw_mis.m_loan_transaction does not exist" in missing.message, missing.message
+    ran = [c for name, c in by_name.items() if name.startswith("gx.") and name != "gx.raw_mis.m_loan_transaction"]
+    assert len(ran) >= 3 and all("does not exist" not in c.message for c in ran), [c.message for c in ran]
+    assert (tmp_path / "reports" / RUN_ID.replace(":", "_").replace("+", "_") / "gx_data_docs" / "index.html").exists()
