@@ -15,7 +15,9 @@ Spec keys (all optional):
   preflight: "analytics.kpi_branch_month"      query it through the warehouse connection
 
 Prints one line `SPM_RESULT {json}` with what was done. Standard library +
-Superset only: this file must not import the project package.
+Superset only: this file must not import the project package. Superset's own
+modules are imported inside the functions, after the app exists (`superset`
+modules need an app context at import time).
 """
 
 from __future__ import annotations

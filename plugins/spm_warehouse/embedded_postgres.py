@@ -114,7 +114,8 @@ def as_user_command(argv: list[str], user: str | None) -> list[str]:
     """Wrap a command so that it runs as `user` (None: as ourselves)."""
     if user is None:
         return argv
-    runuser = shutil.which("runuser")
+    # runuser lives in sbin, which a non-login root shell (cron, a CI runner) may lack on its PATH
+    runuser = shutil.which("runuser", path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
     if runuser:
         return [runuser, "-u", user, "--", *argv]
     setpriv = shutil.which("setpriv")
