@@ -11,12 +11,11 @@ import logging
 from datetime import date
 
 import psycopg
-from psycopg import sql
 
 from spm_warehouse import roles, settings
 from spm_warehouse.publication import schemas
 from spm_warehouse.publication.locking import PublishError, begin_swap, lock_live, require_idle, with_lock_retries
-from spm_warehouse.publication.schemas import read_state, schema_exists
+from spm_warehouse.publication.schemas import read_state, rename_schema, schema_exists
 from spm_warehouse.publication.swap import ensure_publication_tables
 
 log = logging.getLogger(__name__)
@@ -24,10 +23,6 @@ log = logging.getLogger(__name__)
 
 class RollbackUnavailable(PublishError):
     """There is no previous publication to restore."""
-
-
-def _rename(conn: psycopg.Connection, old: str, new: str) -> None:
-    conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new)))
 
 
 def rollback(wh_conn: psycopg.Connection) -> dict:
@@ -49,10 +44,10 @@ def rollback(wh_conn: psycopg.Connection) -> dict:
             current = read_state(wh_conn, analytics) if live else schemas.SchemaState()
             lock_live(wh_conn, [prev, analytics] if live else [prev], hint)
             if live:
-                _rename(wh_conn, analytics, swap_name)
-            _rename(wh_conn, prev, analytics)
+                rename_schema(wh_conn, analytics, swap_name)
+            rename_schema(wh_conn, prev, analytics)
             if schema_exists(wh_conn, swap_name):
-                _rename(wh_conn, swap_name, prev)
+                rename_schema(wh_conn, swap_name, prev)
             roles.apply_published_access(wh_conn, analytics, prev_schema=prev)
             build_id = restored.build_id or "unknown"
             original = wh_conn.execute(

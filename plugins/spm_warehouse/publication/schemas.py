@@ -98,6 +98,11 @@ def read_state(conn: psycopg.Connection, schema: str) -> SchemaState:
     return SchemaState.from_json(row[0] if row else None)
 
 
+def rename_schema(conn: psycopg.Connection, old: str, new: str) -> None:
+    """ALTER SCHEMA old RENAME TO new: the one operation publication and rollback are made of."""
+    conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new)))
+
+
 def write_state(conn: psycopg.Connection, schema: str, state: SchemaState) -> None:
     conn.execute(sql.SQL("COMMENT ON SCHEMA {} IS {}").format(sql.Identifier(schema), sql.Literal(state.as_json())))
 

@@ -50,7 +50,7 @@ from spm_warehouse.publication.locking import (
     require_idle,
     with_lock_retries,
 )
-from spm_warehouse.publication.schemas import SchemaState, read_state, schema_exists, write_state
+from spm_warehouse.publication.schemas import SchemaState, read_state, rename_schema, schema_exists, write_state
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +123,6 @@ def _refuse_unpublishable(conn: psycopg.Connection, build: str, run_id: str, gua
             + ". Drop them and query analytics by name (e.g. a Superset virtual dataset) instead.")
 
 
-def _rename(conn: psycopg.Connection, old: str, new: str) -> None:
-    conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new)))
-
-
 def publish(wh_conn: psycopg.Connection, run_id: str, as_of: date, verdict: GateVerdict | None = None) -> dict:
     """Swap the build into the published schema if the gate passed this run; return what was published.
 
@@ -171,22 +167,22 @@ def publish(wh_conn: psycopg.Connection, run_id: str, as_of: date, verdict: Gate
                     # The publication before last becomes the next build schema: its incremental
                     # facts then only catch up two nights of changes instead of being rebuilt.
                     recycled = read_state(wh_conn, prev).build_id or "unknown"
-                    _rename(wh_conn, prev, build + schemas.RECYCLING_SUFFIX)
+                    rename_schema(wh_conn, prev, build + schemas.RECYCLING_SUFFIX)
                 else:
                     wh_conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(prev)))
             # The swap itself: lock the live tables, rename, grant - then commit makes it visible at once.
             if live:
                 lock_live(wh_conn, [analytics], hint)
-                _rename(wh_conn, analytics, prev)
-            _rename(wh_conn, build, analytics)
+                rename_schema(wh_conn, analytics, prev)
+            rename_schema(wh_conn, build, analytics)
             if recycled is not None:
-                _rename(wh_conn, build + schemas.RECYCLING_SUFFIX, build)
+                rename_schema(wh_conn, build + schemas.RECYCLING_SUFFIX, build)
                 write_state(wh_conn, build, SchemaState.recycled_copy(recycled))
             elif schema_exists(wh_conn, schemas.spare_schema()):
                 # no publication before last yet: the spare copy the first publication left is
                 # tomorrow's build schema (it holds the incremental marts only, never published)
                 recycled = "spare"
-                _rename(wh_conn, schemas.spare_schema(), build)
+                rename_schema(wh_conn, schemas.spare_schema(), build)
                 write_state(wh_conn, build, SchemaState.recycled_copy(recycled))
             access = roles.apply_published_access(wh_conn, analytics, prev_schema=prev)
             published_at = wh_conn.execute(
