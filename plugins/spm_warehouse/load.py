@@ -10,7 +10,9 @@ the manifest says 0 rows merged.
 Bookkeeping columns of every raw_mis table (contract):
 _extracted_at (when this row version was merged), _run_id (the load that
 merged it), _deleted (true once key reconciliation found the row gone from
-the source; false again if it comes back).
+the source; false again if it comes back), _row_hash (the source's hash of the
+row's columns, computed by the source database, for tables compared by row hash:
+see sources/fineract_versions.py; NULL elsewhere).
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ BOOKKEEPING = (
     # the load sets spm.run_id for its transaction (begin_load), so COPY straight into raw fills it
     ("_run_id", "text DEFAULT current_setting('spm.run_id', true)"),
     ("_deleted", "boolean NOT NULL DEFAULT false"),
+    ("_row_hash", "bigint"),
 )
+ROW_HASH = "_row_hash"
 
 
 def _q(name: str) -> str:
@@ -113,13 +117,25 @@ def end_initial_load(cur: psycopg.Cursor, spec: TableSpec, constraint: str | Non
                            f"{exc.diag.message_detail or exc}") from exc
 
 
-def prepare_landing(cur: psycopg.Cursor, spec: TableSpec) -> str:
-    """An empty unlogged landing table with the raw columns (recreated: the contract may have changed)."""
+def prepare_landing(cur: psycopg.Cursor, spec: TableSpec, hashed: bool = False) -> str:
+    """An empty unlogged landing table with the raw columns (recreated: the contract may have changed).
+
+    hashed: with a _row_hash column, for tables whose rows carry the source's row hash.
+    """
     cur.execute(f"CREATE SCHEMA IF NOT EXISTS {LANDING_SCHEMA}")
     cur.execute(f"DROP TABLE IF EXISTS {landing_name(spec)}")
-    cols = ", ".join(f"{_q(c)} {t}" for c, t in spec.columns)
+    cols = ", ".join([f"{_q(c)} {t}" for c, t in spec.columns] + ([f"{ROW_HASH} bigint"] if hashed else []))
     cur.execute(f"CREATE UNLOGGED TABLE {landing_name(spec)} ({cols})")
     return landing_name(spec)
+
+
+def prepare_scratch(cur: psycopg.Cursor, spec: TableSpec, purpose: str, columns: str) -> str:
+    """An empty unlogged work table landing.<table>__<purpose> (row-hash comparison)."""
+    name = f"{LANDING_SCHEMA}.{_q(spec.name + '__' + purpose)}"
+    cur.execute(f"CREATE SCHEMA IF NOT EXISTS {LANDING_SCHEMA}")
+    cur.execute(f"DROP TABLE IF EXISTS {name}")
+    cur.execute(f"CREATE UNLOGGED TABLE {name} ({columns})")
+    return name
 
 
 def prepare_keys_table(cur: psycopg.Cursor, spec: TableSpec) -> str:
@@ -134,33 +150,44 @@ def prepare_keys_table(cur: psycopg.Cursor, spec: TableSpec) -> str:
 # merge and deletes
 
 
-def merge_landing(cur: psycopg.Cursor, spec: TableSpec, run_id: str) -> int:
+def merge_landing(cur: psycopg.Cursor, spec: TableSpec, run_id: str, hashed: bool = False) -> int:
     """Upsert landing into raw by primary key, touching only rows that differ; returns rows merged.
 
     Unchanged rows are filtered out by a join *before* the upsert: ON CONFLICT DO UPDATE locks
     (and so rewrites) every conflicting row even when its WHERE is false, which would make a
     full refresh of an unchanged table as expensive as reloading it.
+    hashed: the landing rows carry _row_hash. A row whose data is unchanged but whose stored hash
+    differs (first comparison after an upgrade) gets the hash without a new _extracted_at, so
+    dbt's incremental models do not see it as changed.
     """
     cols = [_q(c) for c in spec.column_names]
     keys = [_q(k) for k in spec.key]
     non_keys = [c for c in cols if c not in keys]
-    col_list = ", ".join(cols)
+    col_list = ", ".join(cols + ([ROW_HASH] if hashed else []))
     conflict = ", ".join(keys)
     join = " AND ".join(f"r.{k} = l.{k}" for k in keys)
     if non_keys:
-        differs = f"({', '.join('r.' + c for c in non_keys)}, r._deleted) IS DISTINCT FROM " \
-                  f"({', '.join('l.' + c for c in non_keys)}, false)"
+        data_differs_r = f"({', '.join('r.' + c for c in non_keys)}, r._deleted) IS DISTINCT FROM "
+        differs = data_differs_r + f"({', '.join('l.' + c for c in non_keys)}, false)"
+        excluded_differs = data_differs_r + f"({', '.join('EXCLUDED.' + c for c in non_keys)}, false)"
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in non_keys)
-        action = (f"DO UPDATE SET {updates}, _extracted_at = now(), _run_id = %(run_id)s, _deleted = false "
-                  f"WHERE ({', '.join('r.' + c for c in non_keys)}, r._deleted) IS DISTINCT FROM "
-                  f"({', '.join('EXCLUDED.' + c for c in non_keys)}, false)")
+        if hashed:
+            differs = f"({differs} OR r.{ROW_HASH} IS DISTINCT FROM l.{ROW_HASH})"
+            action = (f"DO UPDATE SET {updates}, {ROW_HASH} = EXCLUDED.{ROW_HASH}, "
+                      f"_extracted_at = CASE WHEN {excluded_differs} THEN now() ELSE r._extracted_at END, "
+                      f"_run_id = CASE WHEN {excluded_differs} THEN %(run_id)s ELSE r._run_id END, "
+                      f"_deleted = false "
+                      f"WHERE {excluded_differs} OR r.{ROW_HASH} IS DISTINCT FROM EXCLUDED.{ROW_HASH}")
+        else:
+            action = (f"DO UPDATE SET {updates}, _extracted_at = now(), _run_id = %(run_id)s, _deleted = false "
+                      f"WHERE {excluded_differs}")
     else:  # key-only table (m_group_client): a returning row only needs un-deleting
         differs = "r._deleted"
         action = "DO UPDATE SET _extracted_at = now(), _run_id = %(run_id)s, _deleted = false WHERE r._deleted"
     cur.execute(f"ANALYZE {landing_name(spec)}")
     cur.execute(
         f"INSERT INTO {raw_name(spec)} AS r ({col_list}) "
-        f"SELECT {', '.join('l.' + c for c in cols)} FROM {landing_name(spec)} l "
+        f"SELECT {', '.join('l.' + c for c in cols + ([ROW_HASH] if hashed else []))} FROM {landing_name(spec)} l "
         f"LEFT JOIN {raw_name(spec)} r ON {join} WHERE r.{keys[0]} IS NULL OR {differs} "
         f"ON CONFLICT ({conflict}) {action}", {"run_id": run_id})
     return cur.rowcount
@@ -193,6 +220,93 @@ def mark_deleted_by_keys(cur: psycopg.Cursor, spec: TableSpec, keys_table: str, 
 
 
 # --------------------------------------------------------------------------------------------
+# row-hash comparison (tables without a usable audit column; see sources/fineract_versions.py)
+
+
+def _partition(alias: str, null_column: str | None) -> str:
+    """The raw rows a comparison covers: all live rows, or those whose audit column is NULL."""
+    live = f"NOT {alias}._deleted"
+    return f"{live} AND {alias}.{_q(null_column)} IS NULL" if null_column else live
+
+
+def changed_buckets(cur: psycopg.Cursor, spec: TableSpec, source_buckets: str, bucket_keys: int,
+                    null_column: str | None) -> list[int]:
+    """Key ranges (key / bucket_keys) whose row count or hash sum differ between source and raw_mis.
+
+    source_buckets holds the source's (b, n, s) per range. One integer per differing range comes
+    back: at most the table's keys / bucket_keys, however many rows changed.
+    """
+    key = _q(spec.key[0])
+    cur.execute(
+        f"WITH raw AS (SELECT r.{key} / %(k)s AS b, count(*) AS n, sum(r.{ROW_HASH}) AS s, "
+        f"count(r.{ROW_HASH}) AS hashed FROM {raw_name(spec)} r WHERE {_partition('r', null_column)} GROUP BY 1) "
+        f"SELECT coalesce(src.b, raw.b) FROM {source_buckets} src FULL JOIN raw ON raw.b = src.b "
+        f"WHERE src.b IS NULL OR raw.b IS NULL OR src.n <> raw.n OR src.s IS DISTINCT FROM raw.s "
+        f"OR raw.hashed <> raw.n ORDER BY 1", {"k": bucket_keys})
+    return [r[0] for r in cur.fetchall()]
+
+
+def bucket_ranges(buckets: list[int], bucket_keys: int) -> list[tuple[int, int]]:
+    """Adjacent buckets merged into key ranges [lo, hi): fewer, larger predicates for the source."""
+    ranges: list[tuple[int, int]] = []
+    for b in buckets:
+        lo, hi = b * bucket_keys, (b + 1) * bucket_keys
+        if ranges and ranges[-1][1] == lo:
+            ranges[-1] = (ranges[-1][0], hi)
+        else:
+            ranges.append((lo, hi))
+    return ranges
+
+
+def keys_to_fetch(cur: psycopg.Cursor, spec: TableSpec, source_hashes: str, buckets: list[int],
+                  bucket_keys: int, null_column: str | None) -> str:
+    """landing.<t>__fetch: keys whose row the source must send again.
+
+    A source key that raw lacks, holds deleted, or holds with another hash (changed); and a live
+    raw key of a differing range that the source did not list (deleted in the source, or, for
+    the NULL-audit rows of a cursor table, given an audit value: fetching it tells which).
+    """
+    key = _q(spec.key[0])
+    target = prepare_scratch(cur, spec, "fetch", f"{key} bigint PRIMARY KEY")
+    cur.execute(f"ANALYZE {source_hashes}")
+    cur.execute(
+        f"INSERT INTO {target} ({key}) "
+        f"SELECT h.{key} FROM {source_hashes} h LEFT JOIN {raw_name(spec)} r ON r.{key} = h.{key} "
+        f"WHERE r.{key} IS NULL OR r._deleted OR r.{ROW_HASH} IS DISTINCT FROM h.h "
+        f"UNION "
+        f"SELECT r.{key} FROM {raw_name(spec)} r WHERE {_partition('r', null_column)} "
+        f"AND r.{key} / %(k)s = ANY(%(buckets)s) "
+        f"AND NOT EXISTS (SELECT 1 FROM {source_hashes} h WHERE h.{key} = r.{key})",
+        {"k": bucket_keys, "buckets": buckets})
+    return target
+
+
+def key_batches(cur: psycopg.Cursor, table: str, key: str, size: int):
+    """The keys of a fetch table in ascending batches (keyset pages: bounded memory at any size)."""
+    last = None
+    while True:
+        if last is None:
+            cur.execute(f"SELECT {_q(key)} FROM {table} ORDER BY 1 LIMIT %s", (size,))
+        else:
+            cur.execute(f"SELECT {_q(key)} FROM {table} WHERE {_q(key)} > %s ORDER BY 1 LIMIT %s", (last, size))
+        batch = [r[0] for r in cur.fetchall()]
+        if not batch:
+            return
+        yield batch
+        last = batch[-1]
+
+
+def mark_deleted_unfetched(cur: psycopg.Cursor, spec: TableSpec, fetch_table: str, run_id: str) -> int:
+    """Raw rows the source was asked for again and did not send are deleted in the source."""
+    key = _q(spec.key[0])
+    cur.execute(
+        f"UPDATE {raw_name(spec)} r SET _deleted = true, _extracted_at = now(), _run_id = %s "
+        f"FROM {fetch_table} f WHERE f.{key} = r.{key} AND NOT r._deleted "
+        f"AND NOT EXISTS (SELECT 1 FROM {landing_name(spec)} l WHERE l.{key} = r.{key})", (run_id,))
+    return cur.rowcount
+
+
+# --------------------------------------------------------------------------------------------
 # meta bookkeeping
 
 
@@ -212,10 +326,11 @@ def write_watermark(cur: psycopg.Cursor, table: str, source: str, watermark: dt.
 def write_manifest(cur: psycopg.Cursor, row: dict) -> None:
     cur.execute(
         "INSERT INTO meta.load_manifest (run_id, source, table_name, mode, as_of, watermark_from, watermark_to, "
-        "rows_read, rows_merged, rows_deleted, seconds, started_at, finished_at) "
+        "rows_read, rows_merged, rows_deleted, seconds, started_at, finished_at, rows_hashed, ranges_changed) "
         "VALUES (%(run_id)s, %(source)s, %(table_name)s, %(mode)s, %(as_of)s, %(watermark_from)s, "
-        "%(watermark_to)s, %(rows_read)s, %(rows_merged)s, %(rows_deleted)s, %(seconds)s, %(started_at)s, now())",
-        row)
+        "%(watermark_to)s, %(rows_read)s, %(rows_merged)s, %(rows_deleted)s, %(seconds)s, %(started_at)s, now(), "
+        "%(rows_hashed)s, %(ranges_changed)s)",
+        {"rows_hashed": 0, "ranges_changed": 0, **row})
 
 
 def record_source_columns(conn: psycopg.Connection, source: str, table: str, columns: dict[str, str],

@@ -10,6 +10,8 @@ same way in their own modules.
 
 from __future__ import annotations
 
+import json
+
 import psycopg
 
 META_DDL: tuple[str, ...] = (
@@ -40,6 +42,18 @@ META_DDL: tuple[str, ...] = (
         finished_at timestamptz
     )""",
     "CREATE INDEX IF NOT EXISTS load_manifest_run_idx ON meta.load_manifest (run_id)",
+    # row-hash comparison figures (tables without an audit column, and NULL-audit rows)
+    "ALTER TABLE meta.load_manifest ADD COLUMN IF NOT EXISTS rows_hashed bigint NOT NULL DEFAULT 0",
+    "ALTER TABLE meta.load_manifest ADD COLUMN IF NOT EXISTS ranges_changed bigint NOT NULL DEFAULT 0",
+    # the Fineract version each extraction found, and how it read each table
+    """CREATE TABLE IF NOT EXISTS meta.source_profiles (
+        id bigserial PRIMARY KEY,
+        run_id text NOT NULL,
+        source text NOT NULL,
+        version text NOT NULL,
+        table_modes jsonb NOT NULL,
+        detected_at timestamptz NOT NULL DEFAULT now()
+    )""",
     # generic quarantine: any loader puts rejected input here with the reason
     """CREATE TABLE IF NOT EXISTS meta.quarantine (
         id bigserial PRIMARY KEY,
@@ -92,3 +106,10 @@ def ensure_meta_schema(conn: psycopg.Connection) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(hashtext('spm_warehouse.meta'))")
         for stmt in META_DDL:
             cur.execute(stmt)
+
+
+def record_source_profile(conn: psycopg.Connection, run_id: str, source: str, version: str,
+                          table_modes: dict[str, str]) -> None:
+    """Remember which Fineract version the source is and how each table is read (no commit)."""
+    conn.execute("INSERT INTO meta.source_profiles (run_id, source, version, table_modes) VALUES (%s, %s, %s, %s)",
+                 (run_id, source, version, json.dumps(table_modes, sort_keys=True)))

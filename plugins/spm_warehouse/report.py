@@ -101,6 +101,14 @@ def _loads(conn: psycopg.Connection, run_id: str) -> list[tuple]:
            FROM meta.load_manifest WHERE run_id = %s ORDER BY started_at, table_name""", (run_id,)).fetchall()
 
 
+def _source_profiles(conn: psycopg.Connection, run_id: str) -> list[tuple]:
+    if not _exists(conn, "meta.source_profiles"):
+        return []
+    return conn.execute(
+        """SELECT DISTINCT ON (source) source, version, table_modes FROM meta.source_profiles
+           WHERE run_id = %s ORDER BY source, detected_at DESC""", (run_id,)).fetchall()
+
+
 def _survey_loads(conn: psycopg.Connection, run_id: str) -> list[tuple]:
     if not _exists(conn, "raw_kobo.submissions"):
         return []
@@ -207,6 +215,7 @@ def write_run_report(wh_conn: psycopg.Connection, run_id: str, as_of: date, out_
         wh_conn.rollback()
 
     loads = _loads(wh_conn, run_id)
+    profiles = _source_profiles(wh_conn, run_id)
     surveys = _survey_loads(wh_conn, run_id)
     drift = _drift(wh_conn, run_id)
     checks = _checks(wh_conn, run_id)
@@ -253,6 +262,17 @@ def write_run_report(wh_conn: psycopg.Connection, run_id: str, as_of: date, out_
 
     # What was loaded
     parts.append("<h2>What was loaded</h2>")
+    for source, version, modes in profiles:
+        by_mode = {m: sorted(t for t, mm in modes.items() if mm == m) for m in ("cursor", "hash")}
+        how = []
+        if by_mode["cursor"]:
+            how.append("by audit column (last_modified_on_utc; rows where it is NULL by row hash): "
+                       + ", ".join(f"<code>{_e(t)}</code>" for t in by_mode["cursor"]))
+        if by_mode["hash"]:
+            how.append("by row hash (no audit column in this version): "
+                       + ", ".join(f"<code>{_e(t)}</code>" for t in by_mode["hash"]))
+        parts.append(f"<p>Source <code>{_e(source)}</code>: <strong>{_e(version)}</strong>. Read incrementally "
+                     + "; ".join(how) + "; reference tables whole.</p>")
     if loads:
         rows = [[_e(t), _e(m), _num(r), _num(mg), _num(d), _num(float(s) if s is not None else None),
                  _e(f"{w:%Y-%m-%d %H:%M}" if isinstance(w, datetime) else w)]

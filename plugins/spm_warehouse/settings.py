@@ -35,6 +35,11 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "SPM_SOURCE_STATEMENT_TIMEOUT_S": ("3600", "statement timeout on the source MIS"),
     "SPM_MIS_TIMEZONE": ("UTC", "time zone of the MIS's business days: the as-of date ends at midnight there (dbt's "
                          "knowledge cutoff and the reconciliation use it)"),
+    "SPM_MIS_LEGACY_TIMEZONE": ("UTC", "time zone of the DATETIMEs that Fineract 1.4-1.7 writes in its JVM's zone "
+                                "(m_loan_transaction.created_date, m_loan_repayment_schedule.created_date/"
+                                "lastmodified_date); Fineract's Docker images ran in UTC"),
+    "SPM_HASH_BUCKET_KEYS": ("512", "row-hash extraction (tables without an audit column): keys per range whose "
+                             "hash sums the source and the warehouse compare before comparing rows"),
     "SPM_RECYCLE_BUILD": ("1", "1 = publish turns the publication before last into the next build schema, so incremental "
                           "marts catch up instead of being rebuilt every night; 0 = drop it (every night rebuilds all marts)"),
     "SPM_RECONCILE_EVERY_DAYS": ("7", "days between automatic key reconciliations (hard-delete detection) during the nightly extraction; 0 = only on demand"),
@@ -96,6 +101,18 @@ def get_int(name: str) -> int:
         return int(raw)
     except ValueError:
         raise ValueError(f"setting {name} must be a whole number, got {raw!r}") from None
+
+
+def legacy_timezone() -> str:
+    """SPM_MIS_LEGACY_TIMEZONE, checked: an IANA zone name (a typo must not shift every legacy timestamp)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    name = get("SPM_MIS_LEGACY_TIMEZONE").strip() or "UTC"
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"SPM_MIS_LEGACY_TIMEZONE={name!r} is not a time zone name (e.g. Africa/Nairobi, UTC)") from None
+    return name
 
 
 def local_dir() -> Path:

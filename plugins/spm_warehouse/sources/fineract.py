@@ -22,12 +22,21 @@ import datetime as dt
 import logging
 import time
 from typing import Iterator
+from zoneinfo import ZoneInfo
 
 import psycopg
 
 from spm_warehouse import load, meta, settings
 from spm_warehouse.settings import ConnInfo
 from spm_warehouse.sources.fineract_tables import TABLES, TABLES_BY_NAME, TableSpec
+from spm_warehouse.sources.fineract_versions import (
+    ColumnSource,
+    SourceProfile,
+    TablePlan,
+    UnknownVersionError,
+    detect_version,
+    plan_table,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,28 +51,119 @@ class SourceSchemaError(RuntimeError):
 
 
 class SourceSession:
-    """A read-only, repeatable-read snapshot of the source for one extraction."""
+    """A read-only, repeatable-read snapshot of the source for one extraction.
+
+    Every read is built from a TablePlan (sources/fineract_versions.py): the contract columns
+    as this version has them, and, for incremental tables, the row hash the source computes:
+    a 60-bit prefix of the MD5 of the row's columns as text ('v' + value, or 'n' for NULL, so
+    NULL and '' differ). Only the source computes it, so PostgreSQL and MySQL need not agree
+    on the text of a value, only each with itself.
+    """
 
     dialect = "?"
+
+    def __init__(self) -> None:
+        self.legacy_zone = settings.legacy_timezone()
 
     def columns(self) -> dict[str, dict[str, str]]:
         """table -> {column: data type} of every table in the source schema."""
         raise NotImplementedError
 
-    def stream_to(self, spec: TableSpec, since: dt.datetime | None, wh_cur: psycopg.Cursor,
-                  target: str) -> int:
-        """Copy the spec's columns of rows with cursor > since (all when None) into `target` via COPY."""
+    # -- dialect pieces
+    def q(self, ident: str) -> str:
         raise NotImplementedError
 
-    def stream_keys_to(self, spec: TableSpec, wh_cur: psycopg.Cursor, target: str) -> int:
+    def table(self, name: str) -> str:
         raise NotImplementedError
 
-    def max_cursor(self, spec: TableSpec) -> dt.datetime | None:
-        """Highest cursor value in the snapshot: the new watermark (read where the rows already are,
-        instead of scanning the freshly loaded warehouse table)."""
+    def value_expr(self, col: ColumnSource, raw_type: str) -> str:
+        raise NotImplementedError
+
+    def row_hash_expr(self, plan: TablePlan) -> str:
+        raise NotImplementedError
+
+    def bucket_expr(self, plan: TablePlan, bucket_keys: int) -> str:
+        raise NotImplementedError
+
+    def copy_rows(self, sql: str, params: tuple, wh_cur: psycopg.Cursor, target: str, columns: list[str],
+                  local_time: tuple[int, ...] = ()) -> int:
+        """Stream the rows of `sql` into `target` (columns) with COPY; returns rows copied."""
         raise NotImplementedError
 
     def close(self) -> None:
+        raise NotImplementedError
+
+    # -- reads, shared by both dialects
+    def _select(self, plan: TablePlan) -> tuple[str, list[str], tuple[int, ...]]:
+        types = dict(plan.spec.columns)
+        exprs = [self.value_expr(c, types[c.name]) for c in plan.columns]
+        names = [c.name for c in plan.columns]
+        local = tuple(i for i, c in enumerate(plan.columns) if c.local_time and c.source is not None)
+        if plan.hashed:
+            h = self.row_hash_expr(plan)
+            if plan.mode == "cursor":  # only the rows the cursor cannot see carry a hash
+                h = f"CASE WHEN {self.q(plan.spec.cursor)} IS NULL THEN {h} END"
+            exprs.append(h)
+            names.append(load.ROW_HASH)
+        return ", ".join(exprs), names, local
+
+    def _null_only(self, plan: TablePlan) -> str:
+        return f"{self.q(plan.spec.cursor)} IS NULL" if plan.mode == "cursor" else "1 = 1"
+
+    def stream_to(self, plan: TablePlan, since: dt.datetime | None, wh_cur: psycopg.Cursor, target: str) -> int:
+        """Copy the plan's rows into `target`: those with cursor > since, or all when since is None.
+
+        Rows whose cursor is NULL (older than an upgrade to 1.8/1.9) are read on a first or full
+        load; later nights compare them by row hash (compare_by_hash) instead of re-reading them.
+        """
+        select, names, local = self._select(plan)
+        sql = f"SELECT {select} FROM {self.table(plan.name)}"
+        params: tuple = ()
+        if since is not None and plan.mode == "cursor":
+            sql += f" WHERE {self.q(plan.spec.cursor)} > %s"
+            params = (self.cursor_param(since),)
+        return self.copy_rows(sql, params, wh_cur, target, names, local)
+
+    def cursor_param(self, since: dt.datetime):
+        return since
+
+    def stream_buckets_to(self, plan: TablePlan, bucket_keys: int, wh_cur: psycopg.Cursor, target: str) -> int:
+        """Per key range: row count and the sum of row hashes, computed in the source."""
+        b = self.bucket_expr(plan, bucket_keys)
+        sql = (f"SELECT {b} AS b, count(*) AS n, sum({self.row_hash_expr(plan)}) AS s "
+               f"FROM {self.table(plan.name)} WHERE {self._null_only(plan)} GROUP BY {b}")
+        return self.copy_rows(sql, (), wh_cur, target, ["b", "n", "s"])
+
+    def stream_key_hashes_to(self, plan: TablePlan, ranges: list[tuple[int, int]], wh_cur: psycopg.Cursor,
+                             target: str, batch: int = 200) -> int:
+        """(key, row hash) of the rows in the given key ranges."""
+        key = self.q(plan.key)
+        total = 0
+        for i in range(0, len(ranges), batch):
+            where = " OR ".join(f"({key} >= {int(lo)} AND {key} < {int(hi)})" for lo, hi in ranges[i:i + batch])
+            sql = (f"SELECT {self.key_expr(plan)}, {self.row_hash_expr(plan)} FROM {self.table(plan.name)} "
+                   f"WHERE ({where}) AND {self._null_only(plan)}")
+            total += self.copy_rows(sql, (), wh_cur, target, [plan.key, "h"])
+        return total
+
+    def key_expr(self, plan: TablePlan) -> str:
+        return self.q(plan.key)
+
+    def stream_keys_rows_to(self, plan: TablePlan, keys: list[int], wh_cur: psycopg.Cursor, target: str) -> int:
+        """Whole rows (with their hash) of the given keys, whatever their cursor."""
+        select, names, local = self._select(plan)
+        in_list = ", ".join(str(int(k)) for k in keys)
+        sql = f"SELECT {select} FROM {self.table(plan.name)} WHERE {self.q(plan.key)} IN ({in_list})"
+        return self.copy_rows(sql, (), wh_cur, target, names, local)
+
+    def stream_keys_to(self, spec: TableSpec, wh_cur: psycopg.Cursor, target: str) -> int:
+        """Every key of the table (key reconciliation)."""
+        cols = ", ".join(self.q(c) for c in spec.key)
+        return self.copy_rows(f"SELECT {cols} FROM {self.table(spec.name)}", (), wh_cur, target, list(spec.key))
+
+    def max_cursor(self, plan: TablePlan) -> dt.datetime | None:
+        """Highest cursor value in the snapshot (NULLs ignored): the new watermark, read where the
+        rows already are instead of scanning the freshly loaded warehouse table."""
         raise NotImplementedError
 
 
@@ -82,6 +182,7 @@ class _PostgresSource(SourceSession):
     dialect = "postgresql"
 
     def __init__(self, info: ConnInfo):
+        super().__init__()
         self.conn = psycopg.connect(info.libpq_url(), application_name="spm_warehouse_extract", autocommit=True)
         self.schema = info.extra.get("source_schema")
         self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -98,37 +199,52 @@ class _PostgresSource(SourceSession):
             out.setdefault(table, {})[column] = dtype
         return out
 
-    def _qualified(self, table: str) -> str:
-        return f'"{self.schema}"."{table}"'
+    def q(self, ident: str) -> str:
+        return '"' + ident.replace('"', '""') + '"'
 
-    def stream_to(self, spec, since, wh_cur, target):
-        select = ", ".join(f'"{c}"::{_pg_cast(t)}' for c, t in spec.columns)
-        where = ""
-        params: tuple = ()
-        if since is not None and spec.cursor:
-            where = f' WHERE "{spec.cursor}" > %s OR "{spec.cursor}" IS NULL'
-            params = (since,)
-        query = f"COPY (SELECT {select} FROM {self._qualified(spec.name)}{where}) TO STDOUT (FORMAT BINARY)"
-        cols = ", ".join(f'"{c}"' for c in spec.column_names)
-        with self.conn.cursor() as scur:
-            with scur.copy(query, params) as out, wh_cur.copy(
-                    f"COPY {target} ({cols}) FROM STDIN (FORMAT BINARY)") as inp:
-                for chunk in out:
-                    inp.write(chunk)
-        return wh_cur.rowcount
+    def table(self, name: str) -> str:
+        return f"{self.q(self.schema)}.{self.q(name)}"
 
-    def stream_keys_to(self, spec, wh_cur, target):
-        select = ", ".join(f'"{c}"::bigint' for c in spec.key)
-        cols = ", ".join(spec.key)
+    def value_expr(self, col, raw_type):
+        if col.source is None:
+            return f"NULL::{raw_type}"
+        if col.local_time:  # a timestamp without time zone in the JVM's zone
+            zone = self.legacy_zone.replace("'", "''")
+            return f"({self.q(col.source)}::timestamp AT TIME ZONE '{zone}')::{raw_type}"
+        return f"{self.q(col.source)}::{raw_type}"
+
+    def row_hash_expr(self, plan):
+        text = ", ".join(f"coalesce('v' || {self.q(c)}::text, 'n')" for c in plan.source_columns)
+        return f"('x' || substr(md5(concat_ws('|', {text})), 1, 15))::bit(60)::bigint"
+
+    def bucket_expr(self, plan, bucket_keys):
+        return f"({self.q(plan.key)}::bigint / {int(bucket_keys)})"
+
+    def key_expr(self, plan):
+        return f"{self.q(plan.key)}::bigint"
+
+    def copy_rows(self, sql, params, wh_cur, target, columns, local_time=()):
+        cols = ", ".join(f'"{c}"' for c in columns)
         with self.conn.cursor() as scur:
-            with scur.copy(f"COPY (SELECT {select} FROM {self._qualified(spec.name)}) TO STDOUT (FORMAT BINARY)") as out, \
+            with scur.copy(f"COPY ({sql}) TO STDOUT (FORMAT BINARY)", params or None) as out, \
                     wh_cur.copy(f"COPY {target} ({cols}) FROM STDIN (FORMAT BINARY)") as inp:
                 for chunk in out:
                     inp.write(chunk)
         return wh_cur.rowcount
 
-    def max_cursor(self, spec):
-        return self.conn.execute(f'SELECT max("{spec.cursor}") FROM {self._qualified(spec.name)}').fetchone()[0]
+    def stream_buckets_to(self, plan, bucket_keys, wh_cur, target):
+        # binary COPY: the types must be exactly the target's (bigint, bigint, numeric)
+        b = self.bucket_expr(plan, bucket_keys)
+        sql = (f"SELECT {b}, count(*)::bigint, sum({self.row_hash_expr(plan)})::numeric "
+               f"FROM {self.table(plan.name)} WHERE {self._null_only(plan)} GROUP BY 1")
+        return self.copy_rows(sql, (), wh_cur, target, ["b", "n", "s"])
+
+    def stream_keys_to(self, spec, wh_cur, target):
+        cols = ", ".join(f"{self.q(c)}::bigint" for c in spec.key)
+        return self.copy_rows(f"SELECT {cols} FROM {self.table(spec.name)}", (), wh_cur, target, list(spec.key))
+
+    def max_cursor(self, plan):
+        return self.conn.execute(f"SELECT max({self.q(plan.spec.cursor)}) FROM {self.table(plan.name)}").fetchone()[0]
 
     def close(self) -> None:
         try:
@@ -137,20 +253,19 @@ class _PostgresSource(SourceSession):
             self.conn.close()
 
 
-def _pg_cast(raw_type: str) -> str:
-    return raw_type
-
-
 class _MySqlSource(SourceSession):
     """PyMySQL with an unbuffered (server-side) cursor, fetched in chunks into COPY text rows.
 
     Fineract's MySQL schema stores the *_on_utc columns as DATETIME in UTC and booleans as
     tinyint(1)/bit: the warehouse session runs in UTC and PostgreSQL reads 0/1 as booleans.
+    Legacy DATETIMEs in the JVM's zone are given that zone in Python (MySQL's own zone
+    tables are often not loaded).
     """
 
     dialect = "mysql"
 
     def __init__(self, info: ConnInfo):
+        super().__init__()
         # the MySQL/MariaDB driver: only for Fineract on MySQL (optional dependency)
         import pymysql
         import pymysql.cursors
@@ -159,6 +274,7 @@ class _MySqlSource(SourceSession):
                                     password=info.password or "", database=info.schema, charset="utf8mb4",
                                     autocommit=False, cursorclass=pymysql.cursors.SSCursor)
         self.schema = info.schema
+        self.zone = ZoneInfo(self.legacy_zone)
         with self.conn.cursor() as cur:
             cur.execute("SELECT VERSION()")
             version = cur.fetchone()[0]
@@ -181,39 +297,60 @@ class _MySqlSource(SourceSession):
                 out.setdefault(table, {})[column] = dtype
         return out
 
+    def q(self, ident: str) -> str:
+        return "`" + ident.replace("`", "``") + "`"
+
+    def table(self, name: str) -> str:
+        return self.q(name)
+
+    def value_expr(self, col, raw_type):
+        if col.source is None:
+            return "NULL"
+        # bit(1) booleans (some Fineract versions) arrive as bytes: read them as numbers
+        if raw_type == "boolean":
+            return f"({self.q(col.source)} + 0)"
+        return self.q(col.source)
+
+    def row_hash_expr(self, plan):
+        types = {c.source: t for c, t in zip(plan.columns, (dict(plan.spec.columns)[c.name] for c in plan.columns))}
+        parts = []
+        for c in plan.source_columns:
+            v = f"({self.q(c)} + 0)" if types.get(c) == "boolean" else self.q(c)
+            parts.append(f"COALESCE(CONCAT('v', {v}), 'n')")
+        return f"CAST(CONV(SUBSTRING(MD5(CONCAT_WS('|', {', '.join(parts)})), 1, 15), 16, 10) AS SIGNED)"
+
+    def bucket_expr(self, plan, bucket_keys):
+        return f"({self.q(plan.key)} DIV {int(bucket_keys)})"
+
+    def cursor_param(self, since):
+        return since.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
     def _rows(self, sql: str, params: tuple = ()) -> Iterator[tuple]:
         chunk = settings.get_int("SPM_EXTRACT_CHUNK_ROWS")
         with self.conn.cursor() as cur:
-            cur.execute(sql, params)
+            cur.execute(sql, params or None)
             while True:
                 rows = cur.fetchmany(chunk)
                 if not rows:
                     return
                 yield from rows
 
-    def stream_to(self, spec, since, wh_cur, target):
-        select = ", ".join(_mysql_expr(c, t) for c, t in spec.columns)
-        sql = f"SELECT {select} FROM `{spec.name}`"
-        params: tuple = ()
-        if since is not None and spec.cursor:
-            sql += f" WHERE `{spec.cursor}` > %s OR `{spec.cursor}` IS NULL"
-            params = (since.astimezone(dt.timezone.utc).replace(tzinfo=None),)
-        cols = ", ".join(f'"{c}"' for c in spec.column_names)
+    def copy_rows(self, sql, params, wh_cur, target, columns, local_time=()):
+        cols = ", ".join(f'"{c}"' for c in columns)
+        zone = self.zone
         with wh_cur.copy(f"COPY {target} ({cols}) FROM STDIN") as inp:
             for row in self._rows(sql, params):
+                if local_time:
+                    row = list(row)
+                    for i in local_time:
+                        if row[i] is not None:
+                            row[i] = row[i].replace(tzinfo=zone)
                 inp.write_row(row)
         return wh_cur.rowcount
 
-    def stream_keys_to(self, spec, wh_cur, target):
-        sql = f"SELECT {', '.join('`' + c + '`' for c in spec.key)} FROM `{spec.name}`"
-        with wh_cur.copy(f"COPY {target} ({', '.join(spec.key)}) FROM STDIN") as inp:
-            for row in self._rows(sql):
-                inp.write_row(row)
-        return wh_cur.rowcount
-
-    def max_cursor(self, spec):
+    def max_cursor(self, plan):
         with self.conn.cursor() as cur:
-            cur.execute(f"SELECT max(`{spec.cursor}`) FROM `{spec.name}`")
+            cur.execute(f"SELECT max({self.q(plan.spec.cursor)}) FROM {self.table(plan.name)}")
             value = cur.fetchone()[0]
             cur.fetchall()
         # Fineract's MySQL DATETIME columns hold UTC
@@ -224,13 +361,6 @@ class _MySqlSource(SourceSession):
             self.conn.rollback()
         finally:
             self.conn.close()
-
-
-def _mysql_expr(column: str, raw_type: str) -> str:
-    # bit(1) booleans (some Fineract versions) arrive as bytes: read them as numbers
-    if raw_type == "boolean":
-        return f"(`{column}` + 0) AS `{column}`"
-    return f"`{column}`"
 
 
 def open_source(info: ConnInfo) -> SourceSession:
@@ -249,14 +379,20 @@ def source_label(info: ConnInfo) -> str:
 
 
 def check_source_schema(session: SourceSession, wh_conn: psycopg.Connection, run_id: str, source: str,
-                        tables: tuple[TableSpec, ...] = TABLES) -> list[TableSpec]:
-    """The specs present in the source; raises SourceSchemaError for anything required that is missing.
+                        tables: tuple[TableSpec, ...] = TABLES) -> SourceProfile:
+    """The source's version and a plan per present table; SourceSchemaError for anything required missing.
 
-    Drift (a column added or removed since the last extraction, outside what we read) is logged
-    and recorded in meta.schema_drift; it never stops the load.
+    The UTC audit columns may be missing (older versions): the table is then compared by row
+    hash. Every other contract column must be there. Drift (a column added or removed since the
+    last extraction, outside what we read) is logged and recorded in meta.schema_drift; it never
+    stops the load.
     """
     found = session.columns()
-    present: list[TableSpec] = []
+    try:
+        version = detect_version(found)
+    except UnknownVersionError as exc:
+        raise SourceSchemaError(str(exc)) from None
+    plans: list[TablePlan] = []
     missing: list[str] = []
     for spec in tables:
         cols = found.get(spec.name)
@@ -266,16 +402,20 @@ def check_source_schema(session: SourceSession, wh_conn: psycopg.Connection, run
             else:
                 log.info("source has no %s (optional table): skipped", spec.name)
             continue
-        for column in spec.column_names:
-            if column not in cols:
-                missing.append(f"column {spec.name}.{column} is missing")
-        present.append(spec)
+        plan, lacking = plan_table(spec, cols)
+        missing += [f"column {spec.name}.{c} is missing" for c in lacking]
+        plans.append(plan)
         load.record_source_columns(wh_conn, source, spec.name, cols, run_id)
     if missing:
         raise SourceSchemaError(
             "the Fineract source lacks what the warehouse needs: " + "; ".join(missing)
-            + ". Check the mis_fineract connection (database/schema) and the Fineract version.")
-    return present
+            + f". Check the mis_fineract connection (database/schema) and the Fineract version ({version}).")
+    profile = SourceProfile(version, tuple(plans))
+    meta.record_source_profile(wh_conn, run_id, source, profile.version, profile.modes())
+    log.info("source %s: %s; %s", source, version,
+             ", ".join(f"{m}: {' '.join(sorted(t for t, mm in profile.modes().items() if mm == m))}"
+                       for m in ("cursor", "hash") if m in profile.modes().values()))
+    return profile
 
 
 # --------------------------------------------------------------------------------------------
@@ -308,30 +448,32 @@ def extract_mis(source: ConnInfo, wh_conn: psycopg.Connection, run_id: str, as_o
     manifest: list[dict] = []
     try:
         with wh_conn.transaction():
-            present = check_source_schema(session, wh_conn, run_id, label, tables)
-        absent = [spec for spec in tables if spec not in present]  # optional tables the source lacks
+            profile = check_source_schema(session, wh_conn, run_id, label, tables)
+        present = {p.name for p in profile.plans}
+        absent = [spec for spec in tables if spec.name not in present]  # optional tables the source lacks
         with wh_conn.transaction():
             # every raw table exists, an absent optional one empty: dbt builds the same marts either way
             for spec in tables:
                 load.ensure_raw_table(wh_conn, spec)
-        for spec in present:
-            manifest.append(_extract_table(session, wh_conn, spec, run_id, as_of, label, full_refresh, lookback))
+        for plan in profile.plans:
+            manifest.append(_extract_table(session, wh_conn, plan, run_id, as_of, label, full_refresh, lookback))
         for spec in absent:
             manifest.append(_record_absent(wh_conn, spec, run_id, as_of, label))
         with wh_conn.transaction():
             due = bool(reconcile_every_days) and load.reconcile_due(wh_conn, reconcile_every_days, label)
         if reconcile or due:
-            # A table this run read whole (first load, full refresh) has just had every key
-            # compared: its deletes are marked already. Only the incrementally read ones need
-            # the key scan; the others are recorded as reconciled so the N-day clock restarts.
-            read_whole = {m["table_name"]: m for m in manifest if m["mode"] in ("initial", "full")}
-            _reconcile(session, wh_conn, [s for s in present if s.cursor and s.name not in read_whole], run_id, label)
+            # A table this run read whole (first load, full refresh) or compared by row hash has
+            # just had every key compared: its deletes are marked already. Only the cursor-read
+            # ones need the key scan; the others are recorded as reconciled so the N-day clock restarts.
+            done = {m["table_name"]: m for m in manifest if m["mode"] in ("initial", "full", "hash")}
+            cursor_plans = [p for p in profile.plans if p.mode == "cursor"]
+            _reconcile(session, wh_conn, [p.spec for p in cursor_plans if p.name not in done], run_id, label)
             with wh_conn.transaction(), wh_conn.cursor() as cur:
-                for spec in present:
-                    if spec.cursor and spec.name in read_whole:
-                        rows = read_whole[spec.name]["rows_read"]
-                        load.write_reconciliation(cur, run_id, label, spec.name, rows, rows,
-                                                  read_whole[spec.name]["rows_deleted"], 0.0)
+                for plan in profile.plans:
+                    if plan.hashed and plan.name in done:
+                        m = done[plan.name]
+                        load.write_reconciliation(cur, run_id, label, plan.name, m["rows_read"], m["rows_read"],
+                                                  m["rows_deleted"], 0.0)
     finally:
         session.close()
     total_rows = sum(m["rows_read"] for m in manifest)
@@ -341,41 +483,51 @@ def extract_mis(source: ConnInfo, wh_conn: psycopg.Connection, run_id: str, as_o
     return manifest
 
 
-def _extract_table(session: SourceSession, wh_conn: psycopg.Connection, spec: TableSpec, run_id: str,
+def _extract_table(session: SourceSession, wh_conn: psycopg.Connection, plan: TablePlan, run_id: str,
                    as_of: dt.date, source: str, full_refresh: bool, lookback: dt.timedelta) -> dict:
+    spec = plan.spec
     started_at = dt.datetime.now(dt.timezone.utc)
     t0 = time.monotonic()
+    hashed = plan.hashed
+    compared = {"rows_hashed": 0, "ranges_changed": 0}
     # One transaction per table: a night that dies mid-extraction keeps the tables it finished.
     with wh_conn.transaction(), wh_conn.cursor() as cur:
-        watermark_from = None if (full_refresh or not spec.cursor) else load.read_watermark(wh_conn, spec.name)
+        use_cursor = plan.mode == "cursor" and not full_refresh
+        watermark_from = load.read_watermark(wh_conn, spec.name) if use_cursor else None
         load.begin_load(cur, run_id)
         raw_empty = load.raw_is_empty(cur, spec)
         if raw_empty:
             watermark_from = None  # raw was emptied or recreated: a stale watermark must not skip rows
         since = watermark_from - lookback if watermark_from is not None else None
-        mode = "incremental" if since is not None else ("full" if spec.cursor else "snapshot")
         if raw_empty:
             # first load: straight into raw, nothing to merge with
             mode = "initial"
             target = load.raw_name(spec)
             pkey = load.begin_initial_load(cur, spec)
-            rows_read = session.stream_to(spec, None, cur, target)
+            rows_read = session.stream_to(plan, None, cur, target)
             load.end_initial_load(cur, spec, pkey)
-            rows_merged = rows_read
-            rows_deleted = 0
+            rows_merged, rows_deleted = rows_read, 0
+        elif plan.mode == "hash" and not full_refresh:
+            mode = "hash"
+            rows_read, rows_merged, rows_deleted, compared = _compare_by_hash(session, cur, plan, run_id)
         else:
-            target = load.prepare_landing(cur, spec)
-            rows_read = session.stream_to(spec, since, cur, target)
-            rows_merged = load.merge_landing(cur, spec, run_id)
+            mode = "incremental" if since is not None else ("full" if spec.cursor else "snapshot")
+            target = load.prepare_landing(cur, spec, hashed)
+            rows_read = session.stream_to(plan, since, cur, target)
+            rows_merged = load.merge_landing(cur, spec, run_id, hashed)
             # a table read whole shows its hard deletes for free
             rows_deleted = load.mark_deleted_from_landing(cur, spec, run_id) if since is None else 0
+            if since is not None:
+                # rows older than an upgrade to 1.8/1.9 have no audit value: compare them by hash
+                r, m, d, compared = _compare_by_hash(session, cur, plan, run_id)
+                rows_read, rows_merged, rows_deleted = rows_read + r, rows_merged + m, rows_deleted + d
         if rows_merged or rows_deleted:
             # dbt reads these tables minutes later; without fresh statistics the
             # planner picks nested loops over "empty" tables (autovacuum is too late).
             cur.execute(f"ANALYZE {load.raw_name(spec)}")
         watermark_to = None
-        if spec.cursor:
-            seen = session.max_cursor(spec)
+        if plan.mode == "cursor":
+            seen = session.max_cursor(plan)
             # never move back: the lookback re-reads rows below the old watermark
             candidates = [w for w in (seen, watermark_from) if w is not None]
             watermark_to = max(candidates) if candidates else None
@@ -384,9 +536,9 @@ def _extract_table(session: SourceSession, wh_conn: psycopg.Connection, spec: Ta
             "run_id": run_id, "source": source, "table_name": spec.name, "mode": mode, "as_of": as_of,
             "watermark_from": watermark_from, "watermark_to": watermark_to, "rows_read": rows_read,
             "rows_merged": rows_merged, "rows_deleted": rows_deleted, "seconds": round(seconds, 3),
-            "started_at": started_at,
+            "started_at": started_at, **compared,
         }
-        if spec.cursor and watermark_to is not None:
+        if plan.mode == "cursor" and watermark_to is not None:
             load.write_watermark(cur, spec.name, source, watermark_to, run_id)
         load.write_manifest(cur, row)
     log.info("%-34s %-11s read %9d  merged %9d  deleted %6d  %7.2fs  %9.0f rows/s", spec.name, mode, rows_read,
@@ -394,11 +546,49 @@ def _extract_table(session: SourceSession, wh_conn: psycopg.Connection, spec: Ta
     return row
 
 
+def _compare_by_hash(session: SourceSession, cur: psycopg.Cursor, plan: TablePlan,
+                     run_id: str) -> tuple[int, int, int, dict]:
+    """Find and merge the rows that changed since the last load, with no audit column to tell.
+
+    1. The source sums its row hashes per key range (computed there: one row per range comes
+       over the wire); the warehouse does the same over the hashes raw_mis stored.
+    2. For the ranges that differ, the source sends (key, hash) pairs; the warehouse lists the
+       keys whose hash differs, that it lacks, or that the source no longer lists.
+    3. The source sends those rows whole, in key batches; they are merged, and a key asked for
+       and not sent is deleted in the source.
+    Memory stays bounded at any table size: every step streams, and the key list is paged.
+    For a cursor table only the rows whose audit column is NULL take part.
+    Returns (rows read, rows merged, rows deleted, comparison figures for the manifest).
+    """
+    spec = plan.spec
+    bucket_keys = settings.get_int("SPM_HASH_BUCKET_KEYS")
+    null_column = spec.cursor if plan.mode == "cursor" else None
+    buckets = load.prepare_scratch(cur, spec, "buckets", "b bigint, n bigint, s numeric")
+    session.stream_buckets_to(plan, bucket_keys, cur, buckets)
+    cur.execute(f"SELECT coalesce(sum(n), 0) FROM {buckets}")
+    hashed_rows = int(cur.fetchone()[0])
+    changed = load.changed_buckets(cur, spec, buckets, bucket_keys, null_column)
+    figures = {"rows_hashed": hashed_rows, "ranges_changed": len(changed)}
+    if not changed:
+        return 0, 0, 0, figures
+    hashes = load.prepare_scratch(cur, spec, "hashes", f'"{plan.key}" bigint, h bigint')
+    session.stream_key_hashes_to(plan, load.bucket_ranges(changed, bucket_keys), cur, hashes)
+    fetch = load.keys_to_fetch(cur, spec, hashes, changed, bucket_keys, null_column)
+    landing = load.prepare_landing(cur, spec, hashed=True)
+    rows_read = 0
+    with cur.connection.cursor() as kcur:
+        for batch in load.key_batches(kcur, fetch, plan.key, 5000):
+            rows_read += session.stream_keys_rows_to(plan, batch, cur, landing)
+    merged = load.merge_landing(cur, spec, run_id, hashed=True)
+    deleted = load.mark_deleted_unfetched(cur, spec, fetch, run_id)
+    return rows_read, merged, deleted, figures
+
+
 def _record_absent(wh_conn: psycopg.Connection, spec: TableSpec, run_id: str, as_of: dt.date, source: str) -> dict:
     """A manifest row (mode "absent") for an optional table the source lacks, so the run report can say so."""
     row = {"run_id": run_id, "source": source, "table_name": spec.name, "mode": "absent", "as_of": as_of,
            "watermark_from": None, "watermark_to": None, "rows_read": 0, "rows_merged": 0, "rows_deleted": 0,
-           "seconds": 0.0, "started_at": dt.datetime.now(dt.timezone.utc)}
+           "seconds": 0.0, "started_at": dt.datetime.now(dt.timezone.utc), "rows_hashed": 0, "ranges_changed": 0}
     with wh_conn.transaction(), wh_conn.cursor() as cur:
         load.write_manifest(cur, row)
         earlier_rows = not load.raw_is_empty(cur, spec)
@@ -448,9 +638,9 @@ def reconcile_keys(source: ConnInfo, wh_conn: psycopg.Connection, tables: list[s
     session = open_source(source)
     try:
         with wh_conn.transaction():
-            present = check_source_schema(session, wh_conn, run_id, label, tuple(specs))
-            for spec in present:
-                load.ensure_raw_table(wh_conn, spec)
-        return _reconcile(session, wh_conn, present, run_id, label)
+            profile = check_source_schema(session, wh_conn, run_id, label, tuple(specs))
+            for plan in profile.plans:
+                load.ensure_raw_table(wh_conn, plan.spec)
+        return _reconcile(session, wh_conn, [p.spec for p in profile.plans], run_id, label)
     finally:
         session.close()

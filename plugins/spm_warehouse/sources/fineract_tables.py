@@ -43,7 +43,7 @@ def _cols(text: str) -> tuple[tuple[str, str], ...]:
 
 
 # The raw_mis contract: real Fineract column names, raw PostgreSQL types (dbt's sources YAML is
-# generated from it: `python -m spm_warehouse.sources.fineract_tables --write-sources`).
+# checked against it by tests/unit/sources/test_fineract_tables.py).
 # Client names, middle names, display names, phone numbers, e-mails and external (national) ids are
 # deliberately absent: no indicator needs them.
 TABLES: tuple[TableSpec, ...] = (
