@@ -16,8 +16,9 @@ RUN_DATE ?=
 PYTEST_ARGS ?=
 
 SCALE    ?= 10000
+SHAPE    ?=
 
-.PHONY: help install demo run backfill test lint airflow stop rollback status lock clean bench dashboards test-dashboards
+.PHONY: help install demo run backfill test lint airflow stop rollback status lock clean bench bench-extract dashboards test-dashboards
 
 help:
 	@echo "make demo                      build the demo warehouse end to end (first run installs everything)"
@@ -32,6 +33,7 @@ help:
 	@echo "make dashboards                Superset with the management dashboards on http://127.0.0.1:8088"
 	@echo "make test-dashboards           end-to-end test of the dashboards in headless Chromium (slow)"
 	@echo "make bench SCALE=100000        benchmark full and nightly runs at that many clients (docs/benchmarks.md)"
+	@echo "make bench-extract SCALE=100000  nightly extraction by row hash (Fineract 1.4-1.7) vs audit column"
 
 # The virtual environment, from the committed lock file (reproducible).
 $(STAMP): requirements.lock
@@ -45,7 +47,7 @@ $(STAMP): requirements.lock
 install: $(STAMP)
 
 demo: $(STAMP)
-	@PYTHONPATH=plugins:. $(PY) -m tools.demo demo
+	@PYTHONPATH=plugins:. $(PY) -m tools.demo demo $(if $(SHAPE),--shape $(SHAPE))
 
 run: $(STAMP)
 	@$(CLI) run --date "$(RUN_DATE)" $(if $(FULL_REFRESH),--full-refresh) $(if $(RECONCILE),--reconcile-keys)
@@ -82,6 +84,9 @@ test-dashboards: $(STAMP)
 
 bench: $(STAMP)
 	@PYTHONPATH=plugins:. $(PY) -m tools.bench --scale $(SCALE) $(BENCH_ARGS)
+
+bench-extract: $(STAMP)
+	@PYTHONPATH=plugins:. $(PY) -m tools.bench.extract_modes --scale $(SCALE) $(BENCH_ARGS)
 
 # Re-resolve the lock file after editing requirements.in.
 lock: $(STAMP)

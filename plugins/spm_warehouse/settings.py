@@ -24,6 +24,9 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "SPM_DEMO_CLIENTS": ("300", "number of clients in the demo MIS built by `make demo`"),
     "SPM_DEMO_SEED": ("42", "random seed of the demo data"),
     "SPM_DEMO_AS_OF": ("2024-06-30", "as-of date of the demo run"),
+    "SPM_DEMO_SHAPE": ("current", "which Fineract the demo MIS imitates: current, partial (no optional tables), upgraded "
+                       "(1.8/1.9 audit columns NULL for older rows), fineract16 (no audit columns), mis_surveys "
+                       "(PPI in Fineract's survey module and a client datatable); `make demo SHAPE=...`"),
     "SPM_SURVEY_DROP_DIR": ("", "folder where Kobo/ODK exports are dropped (default: <SPM_LOCAL_DIR>/survey_drop)"),
     "SPM_ANALYTICS_SCHEMA": ("analytics", "published schema that BI reads"),
     "SPM_BUILD_SCHEMA": ("analytics_build", "schema dbt builds the marts into before the gate"),

@@ -24,6 +24,7 @@ from spm_warehouse.cli import UserError, airflow_dags_test, dispatch, print_summ
 from spm_warehouse.db import connect
 from spm_warehouse.embedded_postgres import free_port
 from tools.demo import fineract as demo_mis
+from tools.demo import shapes as demo_shapes
 from tools.demo import surveys as demo_surveys
 
 
@@ -37,24 +38,37 @@ def _demo_marker(conn) -> dict | None:
     return got[0] if got else None
 
 
-def ensure_demo_sources(clients: int, seed: int, as_of: date) -> dict:
-    """Build the demo Fineract MIS and survey drops unless they already match."""
+def ensure_demo_sources(clients: int, seed: int, as_of: date, shape: str = "current") -> dict:
+    """Build the demo Fineract MIS (in the Fineract shape asked for) and survey drops unless they already match."""
+    demo_shapes.check_shape(shape)
     wanted = {"clients": clients, "seed": seed, "as_of": as_of.isoformat(), "generator": 1}
+    if shape != "current":
+        wanted["shape"] = shape
     with connect("mis_fineract", autocommit=True) as conn:
         if _demo_marker(conn) == wanted:
             return {"reused": True, **wanted}
         conn.autocommit = False
         started = time.monotonic()
         counts = demo_mis.build_demo_mis(conn, clients=clients, seed=seed, as_of=as_of)
+        conn.commit()
+        print(f"  demo MIS: {clients} clients generated in {time.monotonic() - started:.1f}s", flush=True)
+        _apply_shape(conn, shape, seed, as_of)
+        # the marker last: a build or shape that failed half-way is rebuilt next time
         conn.execute("DROP TABLE IF EXISTS public.spm_demo_info")
         conn.execute("CREATE TABLE public.spm_demo_info (info jsonb NOT NULL)")
         conn.execute("INSERT INTO public.spm_demo_info VALUES (%s)", (json.dumps(wanted),))
         conn.commit()
-        print(f"  demo MIS: {clients} clients generated in {time.monotonic() - started:.1f}s", flush=True)
         drop = settings.survey_drop_dir()
         drop.mkdir(parents=True, exist_ok=True)
         survey_counts = demo_surveys.generate_surveys(conn, out_dir=drop, seed=seed, as_of=as_of)
     return {"reused": False, **wanted, "tables": counts, "surveys": survey_counts}
+
+
+def _apply_shape(conn, shape: str, seed: int, as_of: date) -> None:
+    if shape == "current":
+        return
+    demo_shapes.apply_shape_postgres(conn, shape, as_of, settings.legacy_timezone())
+    print(f"  demo MIS: shaped as {shape}", flush=True)
 
 
 @contextmanager
@@ -106,9 +120,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     as_of = date.fromisoformat(args.as_of or settings.get("SPM_DEMO_AS_OF"))
     clients = args.clients or settings.get_int("SPM_DEMO_CLIENTS")
     seed = settings.get_int("SPM_DEMO_SEED")
-    info = ensure_demo_sources(clients, seed, as_of)
+    shape = args.shape or settings.get("SPM_DEMO_SHAPE")
+    info = ensure_demo_sources(clients, seed, as_of, shape)
     if info["reused"]:
-        print(f"  demo MIS: reusing {clients} clients (seed {seed}, as-of {as_of})", flush=True)
+        print(f"  demo MIS: reusing {clients} clients (seed {seed}, as-of {as_of}, shape {shape})", flush=True)
     with demo_kobo_api():
         rc = airflow_dags_test("spm_nightly", as_of)
     print_summary(as_of)
@@ -120,7 +135,8 @@ def cmd_demo_sources(args: argparse.Namespace) -> int:
     """Only the demo MIS and survey drops (used by docker-compose's init service)."""
     environment.configure()
     as_of = date.fromisoformat(args.as_of or settings.get("SPM_DEMO_AS_OF"))
-    info = ensure_demo_sources(args.clients or settings.get_int("SPM_DEMO_CLIENTS"), settings.get_int("SPM_DEMO_SEED"), as_of)
+    info = ensure_demo_sources(args.clients or settings.get_int("SPM_DEMO_CLIENTS"), settings.get_int("SPM_DEMO_SEED"),
+                               as_of, args.shape or settings.get("SPM_DEMO_SHAPE"))
     print(json.dumps({k: v for k, v in info.items() if k != "tables"}, default=str))
     return 0
 
@@ -131,10 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("demo", help="demo sources + one nightly run + summary")
     p.add_argument("--clients", type=int)
     p.add_argument("--as-of")
+    p.add_argument("--shape", help="which Fineract to imitate: " + ", ".join(demo_shapes.SHAPES))
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("sources", help="build only the demo MIS and survey drops")
     p.add_argument("--clients", type=int)
     p.add_argument("--as-of")
+    p.add_argument("--shape", help="which Fineract to imitate: " + ", ".join(demo_shapes.SHAPES))
     p.set_defaults(func=cmd_demo_sources)
     return dispatch(parser.parse_args(argv))
 

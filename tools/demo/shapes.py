@@ -36,7 +36,7 @@ LEGACY_DATETIMES = {
 AUDIT = ("created_on_utc", "last_modified_on_utc")
 
 
-class ShapeError(ValueError):
+class ShapeError(LookupError):
     """An unknown shape or a setting the shape cannot honour; the message says which."""
 
 

@@ -28,9 +28,15 @@ MIS_CURSOR_TABLES = ("m_client", "m_loan", "m_loan_transaction", "m_loan_repayme
 
 
 def mis_watermark(conn: psycopg.Connection) -> datetime | None:
-    """Newest last_modified_on_utc over the incrementally extracted raw_mis tables."""
-    parts = [f"SELECT max(last_modified_on_utc) AS m FROM raw_mis.{t}" for t in MIS_CURSOR_TABLES
-             if relation_exists(conn, f"raw_mis.{t}") and "last_modified_on_utc" in column_names(conn, "raw_mis", t)]
+    """Newest last_modified_on_utc (else created_on_utc) over the incrementally extracted raw_mis tables.
+
+    created_on_utc counts where last_modified_on_utc is NULL: Fineract 1.4-1.7 has only a
+    creation time on transactions (m_loan_transaction.created_date, read into created_on_utc).
+    """
+    parts = [f"SELECT max(coalesce(last_modified_on_utc, created_on_utc)) AS m FROM raw_mis.{t}"
+             for t in MIS_CURSOR_TABLES
+             if relation_exists(conn, f"raw_mis.{t}")
+             and {"last_modified_on_utc", "created_on_utc"} <= column_names(conn, "raw_mis", t)]
     if not parts:
         return None
     return conn.execute("SELECT max(m) FROM (" + " UNION ALL ".join(parts) + ") w").fetchone()[0]

@@ -15,7 +15,9 @@ Why three comparisons:
   loan_status_id and the active loans' principal_outstanding_derived in
   raw_mis equal the live source's. "At extraction time": rows whose
   last_modified_on_utc in the source is newer than the newest one extracted
-  changed after the extraction and are left out of both sides.
+  changed after the extraction and are left out of both sides. A source
+  without that column (Fineract 1.4-1.7, read by row hash) cannot say what
+  changed since: every row is compared, within the count tolerance.
 
 The source is read-only and read in a streaming cursor; its rows go into a
 temporary table in the warehouse via COPY, so memory stays bounded and the
@@ -255,13 +257,28 @@ SOURCE_QUERIES = {
 }
 
 
+def _source_queries(wh: psycopg.Connection) -> dict[str, str]:
+    """SOURCE_QUERIES as this source's version allows: no last_modified_on_utc where the extraction found none."""
+    modes: dict = {}
+    if relation_exists(wh, "meta.source_profiles"):
+        row = wh.execute("SELECT table_modes FROM meta.source_profiles ORDER BY detected_at DESC, id DESC "
+                         "LIMIT 1").fetchone()
+        modes = row[0] if row else {}
+    queries = dict(SOURCE_QUERIES)
+    for temp, table in (("spm_recon_client", "m_client"), ("spm_recon_loan", "m_loan")):
+        if modes.get(table) == "hash":
+            queries[temp] = queries[temp].replace("last_modified_on_utc FROM", "NULL FROM")
+    return queries
+
+
 def _load_source_snapshot(wh: psycopg.Connection, mis: ConnInfo) -> None:
     """COPY (id, status, outstanding, last_modified) of m_client and m_loan into temp tables."""
+    queries = _source_queries(wh)
     for table in SOURCE_QUERIES:
         wh.execute(f"DROP TABLE IF EXISTS pg_temp.{table}")
         wh.execute(f"CREATE TEMP TABLE {table} (id bigint, status int, outstanding numeric(19,6), lm timestamptz)")
     with wh.cursor() as cur:
-        for table, query in SOURCE_QUERIES.items():
+        for table, query in queries.items():
             with cur.copy(f"COPY pg_temp.{table} (id, status, outstanding, lm) FROM STDIN") as copy:
                 for row in _stream_source(mis, query):
                     copy.write_row(row)

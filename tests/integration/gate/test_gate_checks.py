@@ -331,3 +331,26 @@ def test_reconciliation_reads_a_mariadb_source(wh, mariadb_mis):
     assert result.numbers["loans_changed_since_extraction"] == 1  # naive datetimes compared as UTC
     assert result.numbers["loans_by_status"]["300"] == {"source": 15, "raw": 15}
     assert result.numbers["active_loans_compared"] == 15
+
+
+def test_reconciliation_reads_a_fineract16_source_without_audit_columns(wh, mis):
+    """Fineract 1.4-1.7 has no last_modified_on_utc: the check compares every row instead of failing."""
+    from spm_warehouse import meta
+
+    with psycopg.connect(mis) as src:
+        src.execute("ALTER TABLE m_client DROP COLUMN last_modified_on_utc")
+        src.execute("ALTER TABLE m_loan DROP COLUMN last_modified_on_utc")
+        src.commit()
+    meta.ensure_meta_schema(wh)
+    meta.record_source_profile(wh, RUN_ID, "mis_fineract:postgresql", "Fineract 1.4-1.7",
+                               {"m_client": "hash", "m_loan": "hash"})
+    wh.commit()
+    result = by_name(reconciliation.run(ctx_for(wh, conn_info(mis))))["reconciliation.source_counts"]
+    assert result.status == "pass", result.message
+    assert result.numbers["clients_changed_since_extraction"] == 0
+    assert result.numbers["active_loans_compared"] > 0
+    with psycopg.connect(mis) as src:
+        src.execute("UPDATE m_client SET status_enum = 600 WHERE id = 1")
+        src.commit()
+    result = by_name(reconciliation.run(ctx_for(wh, conn_info(mis))))["reconciliation.source_counts"]
+    assert result.status == "fail" and "clients with status 300: raw 16 vs source 15" in result.message
