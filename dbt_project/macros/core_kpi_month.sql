@@ -22,6 +22,8 @@
     active_clients = activation_date <= D < closedon_date (never for pending,
     rejected, withdrawn); new/exited = activation/closure in the period;
     retention_rate = the method of var retention_method (below);
+    retention_rate_12m = active / (active twelve periods earlier + new of the twelve
+    periods ending with this one), null with fewer than twelve earlier periods;
     active_borrowers = distinct clients with a loan outstanding at D, women_borrowers
     those whose gender is female; gross_loan_portfolio / par30_principal = sum of
     outstanding principal (days in arrears > 30); par30_ratio = par30 / portfolio;
@@ -52,8 +54,8 @@
     {{ return([
         'period_end', 'period_month', 'is_latest_period',
         'active_clients', 'new_clients', 'exited_clients', 'active_clients_previous',
-        'retention_rate', 'retention_rate_contract', 'retention_rate_iris', 'retention_rate_followon',
-        'repaid_loans_decided', 'dropouts',
+        'retention_rate', 'retention_rate_12m', 'retention_rate_contract', 'retention_rate_iris',
+        'retention_rate_followon', 'repaid_loans_decided', 'dropouts',
         'active_borrowers', 'women_borrowers', 'loans_outstanding',
         'gross_loan_portfolio', 'par30_principal', 'par30_ratio',
         'write_off_amount', 'loans_written_off', 'disbursed_amount', 'loans_disbursed',
@@ -64,7 +66,7 @@
 {#- The columns of kpi_branch_month that docs/kpi-contract.md names, in its order. -#}
 {% macro core_kpi_contract_columns() -%}
     {{ return([
-        'period_end', 'active_clients', 'new_clients', 'exited_clients', 'retention_rate',
+        'period_end', 'active_clients', 'new_clients', 'exited_clients', 'retention_rate', 'retention_rate_12m',
         'active_borrowers', 'women_borrowers', 'gross_loan_portfolio', 'par30_principal', 'par30_ratio',
         'ppi_assessed_clients', 'avg_poverty_likelihood'
     ]) }}
@@ -276,11 +278,17 @@ with periods as (
     select
         c.*,
         {% if client_basis == 'client' %}
-        coalesce(lag(c.active_clients) over (partition by {% for k in slice_columns %}c.{{ k }}{% if not loop.last %}, {% endif %}{% endfor %} order by c.period_month), 0) as active_clients_previous
+        coalesce(lag(c.active_clients) over w_slice, 0)                   as active_clients_previous,
+        -- retention_rate_12m: twelve periods back (null when the slice has fewer earlier periods)
+        lag(c.active_clients, 12) over w_slice                             as active_clients_12_earlier,
+        sum(c.new_clients) over (w_slice rows between 11 preceding and current row) as new_clients_12
         {% else %}
-        null::bigint as active_clients_previous
+        null::bigint as active_clients_previous,
+        null::bigint as active_clients_12_earlier,
+        null::bigint as new_clients_12
         {% endif %}
     from combined c
+    window w_slice as (partition by {% for k in slice_columns %}c.{{ k }}{% if not loop.last %}, {% endif %}{% endfor %} order by c.period_month)
 )
 
 select
@@ -293,6 +301,7 @@ select
     exited_clients::int                                                   as exited_clients,
     active_clients_previous::int                                          as active_clients_previous,
     {% if method == 'contract' %}retention_rate_contract{% elif method == 'iris_pi9319' %}retention_rate_iris{% else %}retention_rate_followon{% endif %} as retention_rate,
+    retention_rate_12m,
     retention_rate_contract,
     retention_rate_iris,
     retention_rate_followon,
@@ -314,6 +323,7 @@ from (
     select
         wp.*,
         wp.active_clients::numeric / nullif(wp.active_clients_previous + wp.new_clients, 0)             as retention_rate_contract,
+        wp.active_clients::numeric / nullif(wp.active_clients_12_earlier + wp.new_clients_12, 0)        as retention_rate_12m,
         (wp.active_clients_previous - wp.exited_prior_active)::numeric / nullif(wp.active_clients_previous, 0) as retention_rate_iris,
         (wp.repaid_loans_decided - wp.dropouts)::numeric / nullif(wp.repaid_loans_decided, 0)           as retention_rate_followon
     from with_previous wp

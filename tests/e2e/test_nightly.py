@@ -10,6 +10,7 @@ import hashlib
 import subprocess
 import sys
 from datetime import timedelta
+from decimal import Decimal
 
 import psycopg
 import pytest
@@ -64,6 +65,29 @@ def test_nightly_run_publishes(demo_warehouse):
             assert stamp is not None and "recycled_from_build_id" in stamp, (schema, stamp)
             assert conn.execute(f"SELECT count(*) FROM {schema}.fct_loan_transaction").fetchone()[0] == \
                 conn.execute("SELECT count(*) FROM analytics.fct_loan_transaction").fetchone()[0]
+
+
+def test_retention_rate_12m_follows_the_contract_formula(demo_warehouse):
+    """active / (active twelve periods earlier + new of the twelve periods ending here), per branch."""
+    _ok(demo_warehouse)
+    with psycopg.connect(demo_warehouse.warehouse_url) as conn:
+        rows = conn.execute("SELECT branch_id, period_end, active_clients, new_clients, retention_rate_12m "
+                            "FROM analytics.kpi_branch_month ORDER BY branch_id, period_end").fetchall()
+    by_branch: dict[int, list] = {}
+    for r in rows:
+        by_branch.setdefault(r[0], []).append(r)
+    checked = 0
+    for series in by_branch.values():
+        for i, (_b, period_end, active, _new, got) in enumerate(series):
+            if i < 12:
+                assert got is None, (period_end, got)
+                continue
+            denominator = series[i - 12][2] + sum(r[3] for r in series[i - 11:i + 1])
+            expected = None if denominator == 0 else Decimal(active) / Decimal(denominator)
+            assert (got is None) == (expected is None) and (got is None or abs(got - expected) < Decimal("1e-12")), \
+                (period_end, got, expected)
+            checked += got is not None
+    assert checked > 12, "the demo has branches with more than a year of periods"
 
 
 def test_raw_matches_source_counts(demo_warehouse):

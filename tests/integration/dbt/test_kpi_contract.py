@@ -69,7 +69,7 @@ BRANCH = {
     (4, "2024-06-30"): (2, 0, 0, "1", 1, 0, 150, 0, "0", 2, (L["C3"] + L["C4"]) / 2),
 }
 CONTRACT_COLUMNS = ["branch_id", "branch_name", "period_end", "active_clients", "new_clients", "exited_clients",
-                    "retention_rate", "active_borrowers", "women_borrowers", "gross_loan_portfolio",
+                    "retention_rate", "retention_rate_12m", "active_borrowers", "women_borrowers", "gross_loan_portfolio",
                     "par30_principal", "par30_ratio", "ppi_assessed_clients", "avg_poverty_likelihood"]
 
 
@@ -112,6 +112,7 @@ def test_kpi_branch_month_values(star_world):
         assert r["branch_name"] == names[r["branch_id"]], where
         assert (r["active_clients"], r["new_clients"], r["exited_clients"]) == exp[:3], where
         assert close(r["retention_rate"], exp[3]), (where, r["retention_rate"])
+        assert r["retention_rate_12m"] is None, f"{where}: six periods, fewer than twelve earlier ones"
         assert (r["active_borrowers"], r["women_borrowers"]) == exp[4:6], where
         assert r["gross_loan_portfolio"] == exp[6] and r["par30_principal"] == exp[7], where
         assert close(r["par30_ratio"], exp[8]), (where, r["par30_ratio"])

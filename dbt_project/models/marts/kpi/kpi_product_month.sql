@@ -15,7 +15,7 @@ select
     d.product_name,
     d.product_short_name,
     -- no client retention: clients belong to no product
-    {{ core_kpi_month_columns(except=['active_clients_previous', 'retention_rate_contract', 'retention_rate_iris']) }}
+    {{ core_kpi_month_columns(except=['active_clients_previous', 'retention_rate_12m', 'retention_rate_contract', 'retention_rate_iris']) }}
 from ({{ core_kpi_month(['branch_id', 'product_id'], slices_sql, client_basis='borrower') }}) k
 left join {{ ref('dim_branch') }} b on b.branch_id = k.branch_id
 left join {{ ref('dim_product') }} d on d.product_id = k.product_id
