@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 SCALE    ?= 10000
 SHAPE    ?=
 
-.PHONY: help install demo run backfill test lint airflow stop rollback status lock clean bench bench-extract dashboards test-dashboards
+.PHONY: help install demo run backfill test lint airflow stop rollback status unlock lock clean bench bench-extract dashboards test-dashboards
 
 help:
 	@echo "make demo                      build the demo warehouse end to end (first run installs everything)"
@@ -29,6 +29,7 @@ help:
 	@echo "make airflow                   Airflow UI, scheduler and workers on http://127.0.0.1:8080 (EXECUTOR=celery for Celery)"
 	@echo "make rollback                  restore the previous publication of analytics"
 	@echo "make status                    show what is published"
+	@echo "make unlock                    give back the warehouse of a night that died (one night runs at a time)"
 	@echo "make stop                      stop the embedded PostgreSQL"
 	@echo "make dashboards                Superset with the management dashboards on http://127.0.0.1:8088"
 	@echo "make test-dashboards           end-to-end test of the dashboards in headless Chromium (slow)"
@@ -71,6 +72,9 @@ rollback: $(STAMP)
 
 status: $(STAMP)
 	@$(CLI) status
+
+unlock: $(STAMP)
+	@$(CLI) unlock
 
 stop: $(STAMP)
 	@$(CLI) stop

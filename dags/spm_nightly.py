@@ -38,7 +38,7 @@ from spm_warehouse.dag_defaults import ANALYTICS, DEFAULT_ARGS, RAW_KOBO, RAW_MI
 def spm_nightly():
     @task
     def prepare(**context) -> dict:
-        return pipeline.prepare_warehouse()
+        return pipeline.prepare_warehouse(context["run_id"], as_of_date(context))
 
     @task_group(group_id="extract_mis")
     def extract_mis():

@@ -20,7 +20,7 @@ import sys
 import time
 from datetime import date, timedelta
 
-from spm_warehouse import airflow_stack, environment, pipeline, publication, settings
+from spm_warehouse import airflow_stack, environment, night_lock, pipeline, publication, settings
 from spm_warehouse.console import run_command
 from spm_warehouse.db import connect
 from spm_warehouse.embedded_postgres import EmbeddedPostgresError
@@ -150,6 +150,14 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_unlock(args: argparse.Namespace) -> int:
+    """Give back the warehouse lease of a night that died (refused while one of its stages runs)."""
+    environment.configure()
+    with connect(autocommit=True) as conn:
+        print(night_lock.unlock(conn))
+    return 0
+
+
 def cmd_stop(args: argparse.Namespace) -> int:
     cluster = environment.embedded_cluster()
     if not cluster.exists():
@@ -205,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_backfill)
     sub.add_parser("rollback", help="restore the previous publication").set_defaults(func=cmd_rollback)
     sub.add_parser("stop", help="stop the embedded PostgreSQL").set_defaults(func=cmd_stop)
+    sub.add_parser("unlock", help="give back the warehouse lease of a night that died").set_defaults(func=cmd_unlock)
     sub.add_parser("status", help="what is published now").set_defaults(func=cmd_status)
     p = sub.add_parser("airflow", help="run the deployed Airflow in the foreground (Ctrl-C stops it)")
     p.add_argument("--executor", choices=("local", "celery"), help="default: SPM_AIRFLOW_EXECUTOR (local)")
@@ -218,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
 def dispatch(args: argparse.Namespace) -> int:
     """Run the chosen command: a user error is one line on stderr and exit 2, never a traceback."""
     return run_command(args, (UserError, EmbeddedPostgresError, LookupError, publication.PublishError,
-                              publication.PublishBlocked))
+                              publication.PublishBlocked, night_lock.NightBusy))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ stage opens its own connection (tasks may run in different processes), owns
 its transaction (the library functions it calls never commit), returns a
 small JSON-able dict for XCom, and raises a clear exception when the night
 must stop.
+Every stage of a night runs under the warehouse's night lease (night_lock.py): two
+nights never interleave, whoever started them.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import shutil
 import time
 from datetime import date
 
-from spm_warehouse import meta, paths, publication, roles, settings
+from spm_warehouse import meta, night_lock, paths, publication, roles, settings
 from spm_warehouse import report as run_report
 from spm_warehouse.build import code_fingerprint, failure_summary, run_dbt
 from spm_warehouse.db import connect
@@ -29,19 +31,22 @@ class StageFailed(RuntimeError):
     """The night cannot go on; the message says why and what to look at."""
 
 
-def prepare_warehouse() -> dict:
-    """Create the schemas and bookkeeping tables every stage relies on (idempotent)."""
+def prepare_warehouse(run_id: str | None = None, as_of: date | None = None) -> dict:
+    """Create the schemas and bookkeeping tables every stage relies on (idempotent); take the night's lease."""
     with connect() as conn:
         meta.ensure_meta_schema(conn)
         conn.commit()
-    return {"ok": True}
+    if run_id is None:
+        return {"ok": True}
+    with night_lock.stage(run_id, as_of, "prepare") as lease:
+        return {"ok": True, **lease}
 
 
 def extract_mis(run_id: str, as_of: date, full_refresh: bool = False, reconcile: bool = False) -> dict:
     """Incremental extraction of the Fineract MIS into raw_mis."""
     source = settings.connection("mis_fineract")
     started = time.monotonic()
-    with connect() as conn:
+    with night_lock.stage(run_id, as_of, "extract_mis"), connect() as conn:
         manifest = fineract.extract_mis(source, conn, run_id=run_id, as_of=as_of,
                                         full_refresh=full_refresh, reconcile=reconcile)
     rows = sum(int(m.get("rows_read") or 0) for m in manifest)
@@ -63,7 +68,7 @@ def extract_surveys(run_id: str, as_of: date, full_refresh: bool = False) -> dic
         log.info("no kobotoolbox connection configured: API pull skipped, file drops only (%s)",
                  settings.survey_drop_dir())
         api = None
-    with connect() as conn:
+    with night_lock.stage(run_id, as_of, "extract_surveys"), connect() as conn:
         return kobo.extract_surveys(api, conn, run_id=run_id, drop_dir=settings.survey_drop_dir(),
                                     lookback_minutes=settings.get_int("SPM_EXTRACT_LOOKBACK_MINUTES"),
                                     full_refresh=full_refresh)
@@ -71,6 +76,11 @@ def extract_surveys(run_id: str, as_of: date, full_refresh: bool = False) -> dic
 
 def build(run_id: str, as_of: date, full_refresh: bool = False) -> dict:
     """dbt seed + build into the build schema; failures are judged by the gate."""
+    with night_lock.stage(run_id, as_of, "build"):
+        return _build(run_id, as_of, full_refresh)
+
+
+def _build(run_id: str, as_of: date, full_refresh: bool) -> dict:
     wh = settings.connection("warehouse")
     target = paths.dbt_target_dir(run_id)
     dbt_vars = {"as_of_date": as_of.isoformat(), "code_fingerprint": code_fingerprint(),
@@ -117,7 +127,7 @@ def gate(run_id: str, as_of: date, dbt_summary: dict) -> dict:
         mis = settings.connection("mis_fineract")
     except LookupError:
         mis = None
-    with connect() as conn:
+    with night_lock.stage(run_id, as_of, "gate"), connect() as conn:
         verdict = run_gate(conn, mis, run_id=run_id, as_of=as_of, dbt_result=dbt_summary)
         conn.commit()
     if not verdict.passed:
@@ -133,7 +143,7 @@ def publish(run_id: str, as_of: date, verdict: dict | None = None) -> dict:
     (by hand), the verdict recorded in meta for run_id is used.
     """
     judged = GateVerdict.from_dict(verdict) if verdict else None
-    with connect() as conn:
+    with night_lock.stage(run_id, as_of, "publish"), connect() as conn:
         roles.ensure_bi_roles(conn)
         conn.commit()
         result = publication.publish(conn, run_id=run_id, as_of=as_of, verdict=judged)
@@ -155,8 +165,8 @@ def publish(run_id: str, as_of: date, verdict: dict | None = None) -> dict:
 
 
 def report(run_id: str, as_of: date) -> dict:
-    """The one-page run report (also written when the night failed)."""
-    with connect() as conn:
+    """The one-page run report (also written when the night failed); the night ends: its lease is given back."""
+    with night_lock.stage(run_id, as_of, "report", release=True), connect() as conn:
         path = run_report.write_run_report(conn, run_id=run_id, as_of=as_of,
                                            out_dir=settings.reports_dir())
     log.info("run report: %s", path)
