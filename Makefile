@@ -18,12 +18,13 @@ PYTEST_ARGS ?=
 SCALE    ?= 10000
 SHAPE    ?=
 
-.PHONY: help install demo run backfill test lint airflow stop rollback status unlock lock clean bench bench-extract dashboards test-dashboards
+.PHONY: help install demo run backfill test lint airflow stop rollback status unlock lock clean bench bench-extract faults dashboards test-dashboards
 
 help:
 	@echo "make demo                      build the demo warehouse end to end (first run installs everything)"
 	@echo "make test                      run the linters and the test suite against a real PostgreSQL"
 	@echo "make lint                      ruff (Python) and sqlfluff (dbt SQL)"
+	@echo "make faults                    the fault-injection suite (kills, lost source, two nights; docs/reliability.md)"
 	@echo "make run RUN_DATE=YYYY-MM-DD   run the nightly DAG once for that as-of date (FULL_REFRESH=1 to rebuild)"
 	@echo "make backfill START=.. END=..  run the nightly DAG for each as-of date of a range"
 	@echo "make airflow                   Airflow UI, scheduler and workers on http://127.0.0.1:8080 (EXECUTOR=celery for Celery)"
@@ -81,6 +82,10 @@ stop: $(STAMP)
 
 dashboards: $(STAMP)
 	@$(SUPERSET) up
+
+# The fault-injection suite (docs/reliability.md): kills, lost sources, two nights, readers.
+faults: $(STAMP)
+	PYTHONPATH=plugins:. $(PY) -m pytest tests/faults/faults_suite.py $(PYTEST_ARGS)
 
 test-dashboards: $(STAMP)
 	@$(SUPERSET) install --browser

@@ -12,12 +12,14 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
+import sys
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spm_warehouse import paths, settings
+from spm_warehouse import faults, paths, settings
 from spm_warehouse.environment import venv_bin
 from spm_warehouse.paths import DBT_PROJECT_DIR
 from spm_warehouse.settings import ConnInfo
@@ -189,6 +191,21 @@ def run_dbt(
     return result
 
 
+def _die_with_parent() -> None:
+    """In the dbt child: die when the stage process dies (Linux PR_SET_PDEATHSIG).
+
+    Why: a stage killed by the OOM killer or a lost worker must not leave dbt building into
+    the build schema on its own, beside the retry's dbt (the night lock dies with the stage).
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent died before prctl took effect
+            os._exit(1)
+
+
 def _stream(command: list[str], env: dict[str, str]) -> tuple[int, str]:
     """Run dbt, logging each line as it comes; return its exit code and the last lines.
 
@@ -198,12 +215,14 @@ def _stream(command: list[str], env: dict[str, str]) -> tuple[int, str]:
     """
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     with subprocess.Popen(command, env=env, cwd=DBT_PROJECT_DIR, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
+                          stderr=subprocess.STDOUT, text=True, bufsize=1, preexec_fn=_die_with_parent) as proc:
         assert proc.stdout is not None
-        for line in proc.stdout:
+        for n, line in enumerate(proc.stdout):
             line = line.rstrip("\n")
             tail.append(line)
             log.info("dbt | %s", line)
+            if n == 40:  # dbt is building models by now
+                faults.point("build.dbt")
     return proc.returncode, "\n".join(tail)
 
 

@@ -258,26 +258,32 @@ def bucket_ranges(buckets: list[int], bucket_keys: int) -> list[tuple[int, int]]
     return ranges
 
 
-def keys_to_fetch(cur: psycopg.Cursor, spec: TableSpec, source_hashes: str, buckets: list[int],
-                  bucket_keys: int, null_column: str | None) -> str:
+def keys_to_fetch(cur: psycopg.Cursor, spec: TableSpec, source_hashes: str, ranges: list[tuple[int, int]],
+                  null_column: str | None) -> str:
     """landing.<t>__fetch: keys whose row the source must send again.
 
     A source key that raw lacks, holds deleted, or holds with another hash (changed); and a live
     raw key of a differing range that the source did not list (deleted in the source, or, for
     the NULL-audit rows of a cursor table, given an audit value: fetching it tells which).
+    The differing ranges are a work table joined by key range, so raw is read through its
+    primary key index, range by range, never scanned whole.
     """
     key = _q(spec.key[0])
     target = prepare_scratch(cur, spec, "fetch", f"{key} bigint PRIMARY KEY")
+    bounds = prepare_scratch(cur, spec, "ranges", "lo bigint, hi bigint")
+    with cur.copy(f"COPY {bounds} (lo, hi) FROM STDIN") as copy:
+        for lo, hi in ranges:
+            copy.write_row((lo, hi))
     cur.execute(f"ANALYZE {source_hashes}")
+    cur.execute(f"ANALYZE {bounds}")
     cur.execute(
         f"INSERT INTO {target} ({key}) "
         f"SELECT h.{key} FROM {source_hashes} h LEFT JOIN {raw_name(spec)} r ON r.{key} = h.{key} "
         f"WHERE r.{key} IS NULL OR r._deleted OR r.{ROW_HASH} IS DISTINCT FROM h.h "
         f"UNION "
-        f"SELECT r.{key} FROM {raw_name(spec)} r WHERE {_partition('r', null_column)} "
-        f"AND r.{key} / %(k)s = ANY(%(buckets)s) "
-        f"AND NOT EXISTS (SELECT 1 FROM {source_hashes} h WHERE h.{key} = r.{key})",
-        {"k": bucket_keys, "buckets": buckets})
+        f"SELECT r.{key} FROM {bounds} g JOIN {raw_name(spec)} r ON r.{key} >= g.lo AND r.{key} < g.hi "
+        f"WHERE {_partition('r', null_column)} "
+        f"AND NOT EXISTS (SELECT 1 FROM {source_hashes} h WHERE h.{key} = r.{key})")
     return target
 
 

@@ -17,7 +17,7 @@ import shutil
 import time
 from datetime import date
 
-from spm_warehouse import meta, night_lock, paths, publication, roles, settings
+from spm_warehouse import faults, meta, night_lock, paths, publication, roles, settings
 from spm_warehouse import report as run_report
 from spm_warehouse.build import code_fingerprint, failure_summary, run_dbt
 from spm_warehouse.db import connect
@@ -39,6 +39,7 @@ def prepare_warehouse(run_id: str | None = None, as_of: date | None = None) -> d
     if run_id is None:
         return {"ok": True}
     with night_lock.stage(run_id, as_of, "prepare") as lease:
+        faults.point("prepare")
         return {"ok": True, **lease}
 
 
@@ -111,6 +112,11 @@ def _build(run_id: str, as_of: date, full_refresh: bool) -> dict:
                    log_path=target / "logs")
     if not docs.success:
         log.warning("dbt docs generate failed; the run report will have no dbt docs:\n%s", docs.log_tail[-1500:])
+    lost = _lost_connection(result)
+    if lost:
+        # infrastructure, not data: fail the task so that Airflow retries the build
+        raise StageFailed(f"dbt lost its connection to the warehouse (restarted or unreachable?): {lost}. "
+                          "The build schema is rebuilt by the retry; analytics is unchanged")
     summary = result.summary()
     # Last in the task log, where an operator looks first: what failed or warned, by name.
     log.info("dbt build: %s in %.1fs", summary["counts"], result.elapsed_s)
@@ -119,6 +125,22 @@ def _build(run_id: str, as_of: date, full_refresh: bool) -> dict:
     if not result.results:
         raise StageFailed("dbt did not run (no run_results.json):\n" + result.log_tail[-3000:])
     return summary
+
+
+LOST_CONNECTION = ("server closed the connection unexpectedly", "terminating connection due to administrator command",
+                   "could not connect to server", "connection to server at", "the database system is shutting down",
+                   "the database system is starting up", "connection already closed", "SSL SYSCALL error")
+
+
+def _lost_connection(result) -> str | None:
+    """The first dbt error that says the warehouse went away, if any (then the night's data is not at fault)."""
+    texts = [str(r.get("message") or "") for r in result.failures()] + [result.log_tail]
+    for text in texts:
+        for marker in LOST_CONNECTION:
+            if marker in text:
+                line = next((x for x in text.splitlines() if marker in x), marker)
+                return line.strip()[:300]
+    return None
 
 
 def gate(run_id: str, as_of: date, dbt_summary: dict) -> dict:

@@ -45,6 +45,9 @@ SETTINGS: dict[str, tuple[str, str]] = {
                              "hash sums the source and the warehouse compare before comparing rows"),
     "SPM_NIGHT_LEASE_STALE_MINUTES": ("15", "one night at a time: a night that holds the warehouse but runs no stage and "
                                       "was last seen longer ago than this is taken to be dead and its lease taken over"),
+    "SPM_FAULT_POINT": ("", "tests only (make faults): the fault point where a stage kills itself (faults.py)"),
+    "SPM_FAULT_ACTION": ("kill", "tests only: kill, or pause at SPM_FAULT_POINT"),
+    "SPM_FAULT_PAUSE_S": ("30", "tests only: seconds a paused fault point sleeps"),
     "SPM_RECYCLE_BUILD": ("1", "1 = publish turns the publication before last into the next build schema, so incremental "
                           "marts catch up instead of being rebuilt every night; 0 = drop it (every night rebuilds all marts)"),
     "SPM_RECONCILE_EVERY_DAYS": ("7", "days between automatic key reconciliations (hard-delete detection) during the nightly extraction; 0 = only on demand"),

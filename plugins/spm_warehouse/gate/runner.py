@@ -28,7 +28,7 @@ from typing import Callable
 import psycopg
 import yaml
 
-from spm_warehouse import settings
+from spm_warehouse import faults, settings
 from spm_warehouse.gate import dbt_results, freshness, gx_suites, pii, quarantine, reconciliation, volume
 from spm_warehouse.gate.base import FAIL, CheckContext, CheckResult
 from spm_warehouse.gate.verdict import GateVerdict, ensure_gate_tables, record_verdict
@@ -117,6 +117,7 @@ def run_gate(
             log.info("gate %-5s %s: %s", r.status.upper(), r.name, r.message)
         log.info("gate checks of kind %s took %.1fs", kind, seconds)
         checks.extend(results)
+        faults.point("gate.checks")
     verdict = GateVerdict(passed=not any(c.blocks for c in checks), checks=checks, run_id=run_id, as_of=as_of,
                           started_at=started, finished_at=datetime.now(timezone.utc), facts=ctx.facts)
     record_verdict(wh_conn, verdict)

@@ -38,7 +38,7 @@ from datetime import date, datetime, timezone
 import psycopg
 from psycopg import sql
 
-from spm_warehouse import roles, settings
+from spm_warehouse import faults, roles, settings
 from spm_warehouse.gate import GateVerdict, ensure_gate_tables, read_verdict
 from spm_warehouse.publication import schemas
 from spm_warehouse.publication.health import create_health_views
@@ -175,6 +175,7 @@ def publish(wh_conn: psycopg.Connection, run_id: str, as_of: date, verdict: Gate
                 lock_live(wh_conn, [analytics], hint)
                 rename_schema(wh_conn, analytics, prev)
             rename_schema(wh_conn, build, analytics)
+            faults.point("publish.swap")
             if recycled is not None:
                 rename_schema(wh_conn, build + schemas.RECYCLING_SUFFIX, build)
                 write_state(wh_conn, build, SchemaState.recycled_copy(recycled))

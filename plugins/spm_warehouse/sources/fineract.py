@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from spm_warehouse import load, meta, settings
+from spm_warehouse import faults, load, meta, settings
 from spm_warehouse.settings import ConnInfo
 from spm_warehouse.sources.fineract_tables import TABLES, TABLES_BY_NAME, TableSpec
 from spm_warehouse.sources.fineract_versions import (
@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 
 class SourceSchemaError(RuntimeError):
     """The source lacks a table or column the warehouse needs; the message names them."""
+
+
+class SourceUnavailable(RuntimeError):
+    """The source went away (or timed out) while a table was read; the message names the table."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -91,6 +95,10 @@ class SourceSession:
         raise NotImplementedError
 
     def close(self) -> None:
+        raise NotImplementedError
+
+    def broken(self) -> bool:
+        """True when the source session can no longer be used (connection lost, statement timed out)."""
         raise NotImplementedError
 
     # -- reads, shared by both dialects
@@ -167,6 +175,11 @@ class SourceSession:
         raise NotImplementedError
 
 
+def _copy_fault_point(target: str) -> str:
+    """extract.copy:<table> for a COPY into raw_mis/landing (faults.py), whatever the work table's suffix."""
+    return "extract.copy:" + target.rsplit(".", 1)[-1].strip('"').split("__")[0]
+
+
 def _timeout_s() -> int:
     return settings.get_int("SPM_SOURCE_STATEMENT_TIMEOUT_S")
 
@@ -225,11 +238,15 @@ class _PostgresSource(SourceSession):
 
     def copy_rows(self, sql, params, wh_cur, target, columns, local_time=()):
         cols = ", ".join(f'"{c}"' for c in columns)
+        fault = _copy_fault_point(target)
         with self.conn.cursor() as scur:
             with scur.copy(f"COPY ({sql}) TO STDOUT (FORMAT BINARY)", params or None) as out, \
                     wh_cur.copy(f"COPY {target} ({cols}) FROM STDIN (FORMAT BINARY)") as inp:
                 for chunk in out:
                     inp.write(chunk)
+                    if fault:
+                        faults.point(fault)
+                        fault = None
         return wh_cur.rowcount
 
     def stream_buckets_to(self, plan, bucket_keys, wh_cur, target):
@@ -246,9 +263,15 @@ class _PostgresSource(SourceSession):
     def max_cursor(self, plan):
         return self.conn.execute(f"SELECT max({self.q(plan.spec.cursor)}) FROM {self.table(plan.name)}").fetchone()[0]
 
+    def broken(self) -> bool:
+        # a timed-out statement leaves the snapshot transaction aborted: unusable as well
+        return self.conn.broken or self.conn.closed or \
+            self.conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+
     def close(self) -> None:
         try:
-            self.conn.execute("ROLLBACK")  # read-only: nothing to keep
+            if not self.broken():
+                self.conn.execute("ROLLBACK")  # read-only: nothing to keep
         finally:
             self.conn.close()
 
@@ -338,8 +361,12 @@ class _MySqlSource(SourceSession):
     def copy_rows(self, sql, params, wh_cur, target, columns, local_time=()):
         cols = ", ".join(f'"{c}"' for c in columns)
         zone = self.zone
+        fault = _copy_fault_point(target)
         with wh_cur.copy(f"COPY {target} ({cols}) FROM STDIN") as inp:
             for row in self._rows(sql, params):
+                if fault:
+                    faults.point(fault)
+                    fault = None
                 if local_time:
                     row = list(row)
                     for i in local_time:
@@ -356,11 +383,24 @@ class _MySqlSource(SourceSession):
         # Fineract's MySQL DATETIME columns hold UTC
         return value.replace(tzinfo=dt.timezone.utc) if value is not None else None
 
+    def broken(self) -> bool:
+        if not self.conn.open:
+            return True
+        try:
+            self.conn.ping(reconnect=False)
+        except Exception:  # noqa: BLE001 - any failure to answer a ping means the session is gone
+            return True
+        return False
+
     def close(self) -> None:
         try:
-            self.conn.rollback()
+            if self.conn.open:
+                self.conn.rollback()
+        except Exception:  # noqa: BLE001 - a lost session has nothing to roll back
+            pass
         finally:
-            self.conn.close()
+            if self.conn.open:
+                self.conn.close()
 
 
 def open_source(info: ConnInfo) -> SourceSession:
@@ -456,7 +496,17 @@ def extract_mis(source: ConnInfo, wh_conn: psycopg.Connection, run_id: str, as_o
             for spec in tables:
                 load.ensure_raw_table(wh_conn, spec)
         for plan in profile.plans:
-            manifest.append(_extract_table(session, wh_conn, plan, run_id, as_of, label, full_refresh, lookback))
+            try:
+                manifest.append(_extract_table(session, wh_conn, plan, run_id, as_of, label, full_refresh,
+                                               lookback))
+            except Exception as exc:
+                if not (session.broken() or type(exc).__module__.startswith("pymysql")):
+                    raise
+                # one line naming the table; its transaction rolled back, so a retry merges it once
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise SourceUnavailable(
+                    f"reading {plan.name} from {label} failed: {first}. Nothing of {plan.name} was merged; "
+                    f"the tables before it are kept and a retry reads it again") from None
         for spec in absent:
             manifest.append(_record_absent(wh_conn, spec, run_id, as_of, label))
         with wh_conn.transaction():
@@ -515,6 +565,7 @@ def _extract_table(session: SourceSession, wh_conn: psycopg.Connection, plan: Ta
             target = load.prepare_landing(cur, spec, hashed)
             rows_read = session.stream_to(plan, since, cur, target)
             rows_merged = load.merge_landing(cur, spec, run_id, hashed)
+            faults.point("extract.merge:" + spec.name)
             # a table read whole shows its hard deletes for free
             rows_deleted = load.mark_deleted_from_landing(cur, spec, run_id) if since is None else 0
             if since is not None:
@@ -571,9 +622,10 @@ def _compare_by_hash(session: SourceSession, cur: psycopg.Cursor, plan: TablePla
     figures = {"rows_hashed": hashed_rows, "ranges_changed": len(changed)}
     if not changed:
         return 0, 0, 0, figures
+    ranges = load.bucket_ranges(changed, bucket_keys)
     hashes = load.prepare_scratch(cur, spec, "hashes", f'"{plan.key}" bigint, h bigint')
-    session.stream_key_hashes_to(plan, load.bucket_ranges(changed, bucket_keys), cur, hashes)
-    fetch = load.keys_to_fetch(cur, spec, hashes, changed, bucket_keys, null_column)
+    session.stream_key_hashes_to(plan, ranges, cur, hashes)
+    fetch = load.keys_to_fetch(cur, spec, hashes, ranges, null_column)
     landing = load.prepare_landing(cur, spec, hashed=True)
     rows_read = 0
     with cur.connection.cursor() as kcur:
