@@ -122,11 +122,17 @@ def stage(run_id: str, as_of: dt.date | None, name: str, release: bool = False) 
         try:
             yield lease
         finally:
-            conn.execute("UPDATE meta.night_lease SET heartbeat_at = now() "
-                         "WHERE id = 1 AND run_id = %s AND released_at IS NULL", (run_id,))
-            if release:
-                conn.execute("UPDATE meta.night_lease SET released_at = now() WHERE id = 1 AND run_id = %s",
-                             (run_id,))
+            try:
+                conn.execute("UPDATE meta.night_lease SET heartbeat_at = now() "
+                             "WHERE id = 1 AND run_id = %s AND released_at IS NULL", (run_id,))
+                if release:
+                    conn.execute("UPDATE meta.night_lease SET released_at = now() WHERE id = 1 AND run_id = %s",
+                                 (run_id,))
+            except psycopg.OperationalError as exc:
+                # the warehouse went away during the stage: the stage's own error says so; the lease
+                # stays with this night, whose retry renews it
+                log.warning("night lease of %s not updated (warehouse connection lost: %s)", run_id,
+                            str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
 
 
 def unlock(conn: psycopg.Connection) -> str:

@@ -121,29 +121,40 @@ def test_kill_in_every_stage(world, point, stage, request):
 
 
 @pytest.mark.parametrize("how", ["terminated", "statement timeout"])
-@scenario("the source goes away during extraction", "pg_terminate_backend of the source session, or a 1 s "
-          "statement timeout, while m_loan_transaction is being copied",
+@scenario("the source goes away during extraction", "pg_terminate_backend of the source session while "
+          "m_loan_transaction is being copied, or a 1 s statement timeout while a lock holds that table",
           "the stage fails with one line naming the table, no traceback; the retry succeeds; nothing merged twice; "
           "the night publishes what an uninterrupted one does")
 def test_source_goes_away_during_extraction(world, how, request):
     url = clone(world, "fault_source")
-    env = world.env(url, SPM_FAULT_POINT="extract.copy:m_loan_transaction", SPM_FAULT_ACTION="pause",
-                    SPM_FAULT_PAUSE_S="4")
-    if how == "statement timeout":
-        env["SPM_SOURCE_STATEMENT_TIMEOUT_S"] = "1"
-    assert run_stage(env, "prepare", "tonight", TONIGHT).returncode == 0
     if how == "terminated":
-        def terminate():
-            time.sleep(2)  # the stage is paused inside the COPY
-            with psycopg.connect(world.mis_url, autocommit=True) as conn:
+        env = world.env(url, SPM_FAULT_POINT="extract.copy:m_loan_transaction", SPM_FAULT_ACTION="pause",
+                        SPM_FAULT_PAUSE_S="4")
+    else:
+        env = world.env(url, SPM_SOURCE_STATEMENT_TIMEOUT_S="1")
+    assert run_stage(env, "prepare", "tonight", TONIGHT).returncode == 0
+    stop = threading.Event()
+
+    def break_source():
+        with psycopg.connect(world.mis_url, autocommit=True) as conn:
+            if how == "terminated":
+                time.sleep(2)  # the stage is paused inside the COPY
                 conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                              "WHERE application_name = 'spm_warehouse_extract'")
-        killer = threading.Thread(target=terminate)
-        killer.start()
-    run = run_stage(env, "extract_mis", "tonight", TONIGHT)
-    if how == "terminated":
-        killer.join()
-    assert run.returncode != 0
+            else:  # a DBA's long lock on the table: the read waits past the statement timeout
+                with conn.transaction():
+                    conn.execute("LOCK TABLE m_loan_transaction IN ACCESS EXCLUSIVE MODE")
+                    stop.wait(30)
+
+    breaker = threading.Thread(target=break_source)
+    breaker.start()
+    time.sleep(0.5)
+    try:
+        run = run_stage(env, "extract_mis", "tonight", TONIGHT)
+    finally:
+        stop.set()
+        breaker.join()
+    assert run.returncode != 0, run.stdout[-500:]
     line = one_line_error(run)
     assert "m_loan_transaction" in line and "Nothing of m_loan_transaction was merged" in line, line
     with psycopg.connect(url) as conn:
@@ -199,7 +210,8 @@ def test_readers_during_publications_and_rollbacks(world, request):
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"ALTER ROLE bi_reader WITH LOGIN PASSWORD '{password}'")
         counts = {r[0]: r[1] for r in conn.execute(
-            "SELECT build_id, (row_counts ->> 'kpi_branch_month')::int FROM meta.publications")}
+            "SELECT build_id, (row_counts ->> 'kpi_branch_month')::int FROM meta.publications "
+            "WHERE action = 'publish'")}
     reader_url = psycopg.conninfo.make_conninfo(url, user="bi_reader", password=password)
     stop = threading.Event()
     seen: list[tuple] = []
@@ -209,9 +221,9 @@ def test_readers_during_publications_and_rollbacks(world, request):
         with psycopg.connect(reader_url, autocommit=True) as conn:
             while not stop.is_set():
                 try:
-                    with conn.transaction():
-                        build = conn.execute("SELECT build_id FROM analytics.publication_info").fetchone()[0]
-                        n = conn.execute("SELECT count(*) FROM analytics.kpi_branch_month").fetchone()[0]
+                    # one statement: one snapshot, every name resolved at once (what a BI query is)
+                    build, n = conn.execute("SELECT (SELECT build_id FROM analytics.publication_info), "
+                                            "(SELECT count(*) FROM analytics.kpi_branch_month)").fetchone()
                     seen.append((build, n))
                 except psycopg.Error as exc:
                     errors.append(str(exc).splitlines()[0])
@@ -253,16 +265,24 @@ def test_warehouse_restarts_during_dbt(world, request):
     env = world.env(url)
     for stage in ("prepare", "extract_mis", "extract_surveys"):
         assert run_stage(env, stage, "tonight", TONIGHT).returncode == 0
-    paused = world.env(url, SPM_FAULT_POINT="build.dbt", SPM_FAULT_ACTION="pause", SPM_FAULT_PAUSE_S="6")
+    # the fault point only signals (on stderr) that dbt is building models; then the restart
+    signal_only = world.env(url, SPM_FAULT_POINT="build.dbt", SPM_FAULT_ACTION="pause", SPM_FAULT_PAUSE_S="1")
     cmd = [sys.executable, "-m", "spm_warehouse.stage", "build", "--run-id", "tonight", "--as-of",
            TONIGHT.isoformat()]
-    build = subprocess.Popen(cmd, env=paused, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    time.sleep(3)
+    build = subprocess.Popen(cmd, env=signal_only, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             cwd=ROOT)
+    early: list[str] = []
+    for line in build.stderr:
+        early.append(line)
+        if "fault point build.dbt" in line:
+            break
+    assert any("fault point build.dbt" in x for x in early), "".join(early)[-2000:]
     t0 = time.monotonic()
     cluster.stop()
     cluster.start()
     restart_s = time.monotonic() - t0
     out, err = build.communicate(timeout=900)
+    err = "".join(early) + err
     assert build.returncode != 0, out[-2000:]
     from harness import StageRun
     line = one_line_error(StageRun("build", build.returncode, out, err, 0))
