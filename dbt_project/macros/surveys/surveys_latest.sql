@@ -20,3 +20,11 @@
     {{ p }}kobo_id, {{ p }}mis_created_on nulls first, {{ p }}mis_survey_id
     {%- endif -%}
 {%- endmacro %}
+
+{#- True when `relation` (e.g. a source()) exists in the warehouse; false at parse time. For raw
+    tables that an extraction creates only when it has something to land (raw_mis.datatable_values). -#}
+{% macro core_relation_exists(relation) -%}
+    {%- if not execute -%}{{ return(false) }}{%- endif -%}
+    {{ return(adapter.get_relation(database=relation.database, schema=relation.schema,
+                                   identifier=relation.identifier) is not none) }}
+{%- endmacro %}

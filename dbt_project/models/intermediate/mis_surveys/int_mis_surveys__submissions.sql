@@ -168,7 +168,7 @@ select
     s.client_id,
     s.created_on,
     s.created_on::date                                                  as interview_date,
-    exists (select 1 from lookups as l where l.survey_id = s.survey_id) as is_ppi_survey,
+    coalesce(ppi.is_ppi_survey, false)                                  as is_ppi_survey,
     s.answer_rows,
     s.ppi_score::integer                                                as ppi_score,
     m.lookup_matches,
@@ -182,6 +182,8 @@ select
 from submissions as s
 left join surveys as sv
     on sv.survey_id = s.survey_id
+left join (select distinct survey_id, true as is_ppi_survey from lookups) as ppi
+    on ppi.survey_id = s.survey_id
 left join matches as m
     on m.survey_id = s.survey_id
    and m.client_id = s.client_id

@@ -2,9 +2,7 @@
     once an extraction has read the datatables; before that this view is empty, so the marts
     build the same either way. -#}
 {%- set src = source('fineract_datatables', 'datatable_values') %}
-{%- set relation = adapter.get_relation(database=src.database, schema=src.schema, identifier=src.identifier)
-    if execute else none %}
-{%- if relation is not none %}
+{%- if core_relation_exists(src) %}
 select
     datatable::text         as datatable,
     entity::text            as entity,
