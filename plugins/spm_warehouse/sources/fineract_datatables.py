@@ -33,12 +33,14 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import psycopg
 
 from spm_warehouse import load, paths
-from spm_warehouse.sources.fineract import SourceSchemaError, SourceSession
+
+if TYPE_CHECKING:  # fineract.py may import this module: no import of it at run time (no import circle)
+    from spm_warehouse.sources.fineract import SourceSession
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +53,8 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _CHUNK = 5000
 
 
-class DatatableError(SourceSchemaError):
-    """A mapped datatable column the source lacks, or a malformed map; the message names datatable.column."""
+class DatatableError(RuntimeError):
+    """A mapped datatable column the source lacks, or a malformed map; one line naming datatable.column."""
 
 
 @dataclass(frozen=True)
@@ -104,14 +106,14 @@ def ensure_raw_table(wh_conn: psycopg.Connection) -> None:
             PRIMARY KEY (datatable, row_id, column_name))""")
 
 
-def _registered(session: SourceSession) -> dict[str, str] | None:
+def _registered(session: "SourceSession") -> dict[str, str]:
     """datatable -> application table (m_client, m_loan, ...) as x_registered_table registers them."""
     sql = "SELECT registered_table_name, application_table_name FROM x_registered_table"
     rows = list(_stream(session, sql))
     return {str(r[0]): str(r[1]) for r in rows}
 
 
-def _stream(session: SourceSession, sql: str) -> Iterator[tuple]:
+def _stream(session: "SourceSession", sql: str) -> Iterator[tuple]:
     """Rows of a SELECT in the session's snapshot, in chunks (PostgreSQL: a named cursor; MySQL: SSCursor)."""
     if session.dialect == "postgresql":
         with session.conn.cursor(name=f"spm_datatables_{time.monotonic_ns()}") as cur:
@@ -144,7 +146,7 @@ def _text(value: object) -> str | None:
     return str(value)
 
 
-def extract_datatables(session: SourceSession, wh_conn: psycopg.Connection, run_id: str, as_of: dt.date,
+def extract_datatables(session: "SourceSession", wh_conn: psycopg.Connection, run_id: str, as_of: dt.date,
                        source_label: str, map_path: Path = MAP_SEED) -> list[dict]:
     """Land the mapped datatable columns into raw_mis.datatable_values; returns one manifest row per datatable.
 
@@ -207,7 +209,7 @@ def extract_datatables(session: SourceSession, wh_conn: psycopg.Connection, run_
     return manifest
 
 
-def _load_table(session: SourceSession, wh_conn: psycopg.Connection, table: str, entity: str, key_col: str,
+def _load_table(session: "SourceSession", wh_conn: psycopg.Connection, table: str, entity: str, key_col: str,
                 row_id: str, columns: list[str], run_id: str, as_of: dt.date, source_label: str) -> dict:
     started_at = dt.datetime.now(dt.timezone.utc)
     t0 = time.monotonic()
