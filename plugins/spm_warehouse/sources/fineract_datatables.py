@@ -11,8 +11,11 @@ What it promises:
   nothing else of a datatable, so no personal data reaches the warehouse
   unless someone maps it;
 - every value lands as text in one long table, raw_mis.datatable_values
-  (datatable, entity, entity_id, row_id, column_name, value_text), replaced
-  whole per datatable at each extraction (datatables have no audit cursor);
+  (datatable, entity, entity_id, row_id, column_name, value_text); each
+  extraction reads a datatable whole (datatables have no audit cursor) and
+  merges it: new and changed values are written, values gone are deleted, and
+  a rerun on an unchanged source writes nothing (manifest rows_read = datatable
+  rows, rows_merged / rows_deleted = values);
 - a datatable the source does not have is skipped with an "absent" manifest
   row (not every MFI has every datatable); a mapped column missing from a
   datatable that exists, a datatable registered (x_registered_table) for
@@ -150,7 +153,7 @@ def extract_datatables(session: "SourceSession", wh_conn: psycopg.Connection, ru
                        source_label: str, map_path: Path = MAP_SEED) -> list[dict]:
     """Land the mapped datatable columns into raw_mis.datatable_values; returns one manifest row per datatable.
 
-    Reads in the caller's source snapshot (`session`). Each datatable is replaced in a transaction
+    Reads in the caller's source snapshot (`session`). Each datatable is merged in a transaction
     of its own (given a connection with no transaction open, each commits as it finishes), and its
     manifest row (table_name `datatable:<name>`, mode snapshot or absent) goes to meta.load_manifest.
     Raises DatatableError (one line, naming datatable.column) before writing anything when a mapped
@@ -224,22 +227,33 @@ def _load_table(session: "SourceSession", wh_conn: psycopg.Connection, table: st
     rows_read = 0
     with wh_conn.transaction(), wh_conn.cursor() as cur:
         load.begin_load(cur, run_id)
-        cur.execute(f"SELECT count(*) FROM {RAW_TABLE} WHERE datatable = %s", (table,))
-        before = cur.fetchone()[0]
-        cur.execute(f"DELETE FROM {RAW_TABLE} WHERE datatable = %s", (table,))
-        with cur.copy(f"COPY {RAW_TABLE} (datatable, entity, entity_id, row_id, column_name, value_text) "
-                      "FROM STDIN") as inp:
+        cur.execute("CREATE TEMP TABLE IF NOT EXISTS spm_datatable_landing (entity_id bigint, row_id text, "
+                    "column_name text, value_text text) ON COMMIT DELETE ROWS")
+        cur.execute("TRUNCATE spm_datatable_landing")
+        with cur.copy("COPY spm_datatable_landing (entity_id, row_id, column_name, value_text) FROM STDIN") as inp:
             for row in _stream(session, sql):
                 rows_read += 1
                 entity_id, rid = row[0], _text(row[1])
                 for column, value in zip(columns, row[2:]):
-                    inp.write_row((table, entity, int(entity_id), rid, column, _text(value)))
-        cur.execute(f"SELECT count(DISTINCT row_id) FROM {RAW_TABLE} WHERE datatable = %s", (table,))
-        after_rows = cur.fetchone()[0]
+                    inp.write_row((int(entity_id), rid, column, _text(value)))
+        # merge: a rerun on an unchanged datatable writes nothing (rows_merged 0, _extracted_at kept)
+        cur.execute(f"""DELETE FROM {RAW_TABLE} r WHERE r.datatable = %s AND NOT EXISTS (
+                            SELECT 1 FROM spm_datatable_landing l
+                            WHERE l.row_id = r.row_id AND l.column_name = r.column_name)""", (table,))
+        deleted_values = cur.rowcount
+        cur.execute(f"""INSERT INTO {RAW_TABLE} AS r (datatable, entity, entity_id, row_id, column_name, value_text)
+                        SELECT %s, %s, entity_id, row_id, column_name, value_text FROM spm_datatable_landing
+                        ON CONFLICT (datatable, row_id, column_name) DO UPDATE
+                        SET entity = EXCLUDED.entity, entity_id = EXCLUDED.entity_id, value_text = EXCLUDED.value_text,
+                            _extracted_at = now(), _run_id = EXCLUDED._run_id
+                        WHERE (r.entity, r.entity_id, r.value_text)
+                              IS DISTINCT FROM (EXCLUDED.entity, EXCLUDED.entity_id, EXCLUDED.value_text)""",
+                    (table, entity))
+        merged_values = cur.rowcount
         seconds = time.monotonic() - t0
         manifest = {"run_id": run_id, "source": source_label, "table_name": f"datatable:{table}", "mode": "snapshot",
                     "as_of": as_of, "watermark_from": None, "watermark_to": None, "rows_read": rows_read,
-                    "rows_merged": after_rows, "rows_deleted": max(0, before // max(len(columns), 1) - after_rows),
+                    "rows_merged": merged_values, "rows_deleted": deleted_values,
                     "seconds": round(seconds, 3), "started_at": started_at}
         load.write_manifest(cur, manifest)
     log.info("datatable %-26s snapshot    read %9d rows (%d mapped columns)  %7.2fs", table, rows_read,

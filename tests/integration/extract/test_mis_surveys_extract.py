@@ -91,12 +91,19 @@ def test_postgresql_survey_module_and_datatables_are_extracted(spm_source, wareh
                             "WHERE datatable = 'client_spm' AND entity_id = %s", (client_id,)))
     assert got == {"household_size": str(size), "monthly_income": str(int(income)), "area": area,
                    "business_type": business}
-    # a second night replaces the datatable's values: an edited value, a deleted row
+    # a rerun on an unchanged source writes nothing
+    _, dt_manifest = extract_all(parse_conn_uri("mis_fineract", url), warehouse, "run_pg_again")
+    assert (dt_manifest[0]["rows_read"], dt_manifest[0]["rows_merged"], dt_manifest[0]["rows_deleted"]) == (
+        counts["client_spm"], 0, 0)
+    # a second night merges the datatable's changes: an edited value, a deleted row (its four values)
     with psycopg.connect(url) as conn:
         conn.execute("UPDATE client_spm SET household_size = 42 WHERE client_id = %s", (client_id,))
         conn.execute("DELETE FROM client_spm WHERE client_id = %s", (src[1][0],))
     _, dt_manifest = extract_all(parse_conn_uri("mis_fineract", url), warehouse, "run_pg_2")
-    assert dt_manifest[0]["rows_read"] == counts["client_spm"] - 1
+    assert (dt_manifest[0]["rows_read"], dt_manifest[0]["rows_merged"], dt_manifest[0]["rows_deleted"]) == (
+        counts["client_spm"] - 1, 1, len(MAPPED))
+    assert q(warehouse, "SELECT _run_id FROM raw_mis.datatable_values WHERE entity_id = %s "
+                        "AND column_name = 'household_size'", (client_id,)) == [("run_pg_2",)]
     assert q(warehouse, "SELECT value_text FROM raw_mis.datatable_values WHERE entity_id = %s "
                         "AND column_name = 'household_size'", (client_id,)) == [("42",)]
     assert q(warehouse, "SELECT count(*) FROM raw_mis.datatable_values WHERE entity_id = %s", (src[1][0],)) == [(0,)]
