@@ -50,11 +50,11 @@ _ids = iter(range(1, 100_000))
 SCORECARDS: list[dict] = []
 
 
-def answer(survey: int, client: int, created: str, points: dict[str, int], *, extra: list | None = None,
+def answer(survey: int, client: int, created: str | None, points: dict[str, int], *, extra: list | None = None,
            wrong_response: str | None = None) -> str:
     """Rows of one MIS submission; returns its submission_key. wrong_response: that question gets a response of
     question 'a' (or 'b' when it is 'a')."""
-    created_on = datetime.fromisoformat(created)
+    created_on = datetime.fromisoformat(created) if created else None
     rows = [(k, QUESTIONS[survey][k], RESPONSES[QUESTIONS[survey][k]][p], p) for k, p in points.items()]
     rows += extra or []
     for key, qid, rid, p in rows:
@@ -63,7 +63,7 @@ def answer(survey: int, client: int, created: str, points: dict[str, int], *, ex
             rid = RESPONSES[other][p]
         SCORECARDS.append({"id": next(_ids), "survey_id": survey, "question_id": qid, "response_id": rid,
                            "client_id": client, "created_on": created_on, "a_value": p})
-    return f"mis:{survey}:{client}:{created_on:%Y-%m-%dT%H:%M:%S.%f}"
+    return f"mis:{survey}:{client}:{created_on:%Y-%m-%dT%H:%M:%S.%f}" if created_on else f"mis:{survey}:{client}:null"
 
 
 ALL5 = {"a": 5, "b": 5, "c": 5}            # 15 -> 50 % in survey 1, 40 % in survey 5
@@ -82,6 +82,7 @@ C5_EARLY = answer(5, 5, "2024-04-02 09:00:00", {"a": 0, "b": 0, "c": 0})        
 # client 6: MIS on an earlier date than Kobo: Kobo is the latest
 C6_MIS = answer(1, 6, "2024-04-30 18:00:00", ALL5)
 OVERLAP = answer(4, 3, "2024-02-06 10:00:00", ALL5)  # 15 falls in both bands of survey 4
+NO_DATE = answer(1, 7, None, ALL5)                     # created_on empty: no interview date
 
 # A late entry, added before the second build: client 1 interviewed on 2024-01-05 (80 %)
 LATE = {"survey": 1, "client": 1, "created": "2024-01-05 15:00:00", "points": {"a": 0, "b": 5, "c": 0}}
@@ -190,17 +191,18 @@ def test_each_quarantine_reason(world):
              "'national' (a gap)",
         OVERLAP: "no_single_lookup_row: score 15 of survey PPI_T4 is in 2 bands (0-15, 15-30) of "
                  "m_survey_lookup_tables for 'national' (an overlap)",
+        NO_DATE: "missing_created_on: survey PPI_T1 answers of client 7 have no created_on",
     }
     codes = dict(q(conn, "SELECT source_key, reason_code FROM intermediate.int_mis_surveys__quarantine"))
     assert codes == {MISSING: "question_not_answered_once", TWICE: "question_not_answered_once",
                      OTHER_RESPONSE: "response_of_other_question", GAP: "no_single_lookup_row",
-                     OVERLAP: "no_single_lookup_row"}
+                     OVERLAP: "no_single_lookup_row", NO_DATE: "missing_created_on"}
     assert NOT_PPI not in got  # a survey that is not a PPI survey is never quarantined
     assert q(conn, "SELECT DISTINCT source, channel FROM intermediate.int_mis_surveys__quarantine") == [
         ("fineract:m_survey_scorecards", "mis")]
     # quarantined and non-PPI submissions count for no KPI
     assessed = {r[0] for r in q(conn, "SELECT instance_id FROM intermediate.int_client__ppi_assessments")}
-    assert not assessed & {MISSING, TWICE, OTHER_RESPONSE, GAP, OVERLAP, NOT_PPI}
+    assert not assessed & {MISSING, TWICE, OTHER_RESPONSE, GAP, OVERLAP, NOT_PPI, NO_DATE}
 
 
 def latest_span(conn, client: int) -> tuple:

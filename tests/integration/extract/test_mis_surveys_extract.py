@@ -11,7 +11,9 @@ import hashlib
 
 import psycopg
 import pytest
+from databases import conn_uri_for
 
+from spm_warehouse import pipeline
 from spm_warehouse.settings import ConnInfo, parse_conn_uri
 from spm_warehouse.sources import fineract as mis
 from spm_warehouse.sources import fineract_datatables as datatables
@@ -156,3 +158,15 @@ def test_mariadb_gives_the_same_raw_tables_as_postgresql(spm_source, mariadb_dat
     conn.commit()
     with pytest.raises(datatables.DatatableError, match=r"column client_spm\.area is missing"):
         extract_all(info, wh_my, "run_my_missing")
+
+
+def test_the_extract_stage_lands_the_datatables_once(spm_source, warehouse, monkeypatch):
+    """pipeline.extract_mis (the DAG's extract task) extracts the mapped datatables after the MIS tables."""
+    url, counts = spm_source
+    monkeypatch.setenv("AIRFLOW_CONN_MIS_FINERACT", conn_uri_for(url))
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", conn_uri_for(warehouse))
+    result = pipeline.extract_mis("stage_run", AS_OF)
+    assert result["tables"] == len(tables.TABLES) + 1
+    assert q(warehouse, "SELECT mode, rows_read FROM meta.load_manifest WHERE run_id = 'stage_run' "
+                        "AND table_name = 'datatable:client_spm'") == [("snapshot", counts["client_spm"])]
+    assert q(warehouse, "SELECT count(*) FROM raw_mis.datatable_values") == [(counts["client_spm"] * len(MAPPED),)]

@@ -19,7 +19,11 @@
 
 with answers as (
 
-    select * from {{ ref('stg_fineract__m_survey_scorecards') }}
+    -- created_key: created_on with an empty one as -infinity, so that submissions join by equality
+    select
+        *,
+        coalesce(created_on, '-infinity'::timestamp) as created_key
+    from {{ ref('stg_fineract__m_survey_scorecards') }}
 
 ),
 
@@ -54,12 +58,13 @@ submissions as (
     select
         survey_id,
         client_id,
-        created_on,
+        created_key,
+        min(created_on)             as created_on,
         count(*)                    as answer_rows,
         sum(points)                 as ppi_score,
         max(extracted_at)           as extracted_at
     from answers
-    group by survey_id, client_id, created_on
+    group by survey_id, client_id, created_key
 
 ),
 
@@ -69,7 +74,7 @@ question_counts as (
     select
         s.survey_id,
         s.client_id,
-        s.created_on,
+        s.created_key,
         coalesce(q.question_key, 'question ' || q.question_id)     as question_label,
         q.sequence_no,
         true                                                        as in_survey,
@@ -80,7 +85,7 @@ question_counts as (
     left join answers as a
         on a.survey_id = s.survey_id
        and a.client_id = s.client_id
-       and a.created_on is not distinct from s.created_on
+       and a.created_key = s.created_key
        and a.question_id = q.question_id
     group by 1, 2, 3, 4, 5, 6
 
@@ -89,7 +94,7 @@ question_counts as (
     select
         a.survey_id,
         a.client_id,
-        a.created_on,
+        a.created_key,
         'question ' || a.question_id,
         2147483647,
         false,
@@ -109,7 +114,7 @@ question_problems as (
     select
         survey_id,
         client_id,
-        created_on,
+        created_key,
         string_agg(
             case when in_survey then format('%s answered %s times', question_label, times_answered)
                  else format('%s (not a question of this survey) answered', question_label) end,
@@ -126,7 +131,7 @@ response_problems as (
     select
         a.survey_id,
         a.client_id,
-        a.created_on,
+        a.created_key,
         string_agg(
             case when r.response_id is null
                  then format('response %s (question %s) does not exist', a.response_id, a.question_id)
@@ -147,7 +152,7 @@ matches as (
     select
         s.survey_id,
         s.client_id,
-        s.created_on,
+        s.created_key,
         count(l.lookup_id)                                                  as lookup_matches,
         min(l.likelihood_pct)                                               as likelihood_pct,
         string_agg(format('%s-%s', l.value_from, l.value_to), ', '
@@ -187,12 +192,12 @@ left join (select distinct survey_id, true as is_ppi_survey from lookups) as ppi
 left join matches as m
     on m.survey_id = s.survey_id
    and m.client_id = s.client_id
-   and m.created_on is not distinct from s.created_on
+   and m.created_key = s.created_key
 left join question_problems as qp
     on qp.survey_id = s.survey_id
    and qp.client_id = s.client_id
-   and qp.created_on is not distinct from s.created_on
+   and qp.created_key = s.created_key
 left join response_problems as rp
     on rp.survey_id = s.survey_id
    and rp.client_id = s.client_id
-   and rp.created_on is not distinct from s.created_on
+   and rp.created_key = s.created_key
