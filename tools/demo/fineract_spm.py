@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 # table -> (column, PostgreSQL type, constraint), Fineract's columns (Liquibase 0001_initial_schema; the
 # warehouse reads fewer: see plugins/spm_warehouse/sources/fineract_tables.py)
-SPM_COLUMNS: dict[str, list[tuple[str, str, str]]] = {
+MODULE_COLUMNS: dict[str, list[tuple[str, str, str]]] = {
     "m_surveys": [
         ("id", "bigint", "NOT NULL"), ("a_key", "varchar(32)", "NOT NULL"), ("a_name", "varchar(255)", "NOT NULL"),
         ("description", "varchar(4000)", ""), ("country_code", "varchar(2)", "NOT NULL"),
@@ -85,9 +85,9 @@ SPM_COLUMNS: dict[str, list[tuple[str, str, str]]] = {
         ("created_at", "timestamp", ""), ("updated_at", "timestamp", ""),
     ],
 }
-SPM_KEYS = {t: ("id",) for t in SPM_COLUMNS}
-SPM_KEYS["x_registered_table"] = ("registered_table_name",)
-SPM_KEYS["client_spm"] = ("client_id",)
+MODULE_KEYS = {t: ("id",) for t in MODULE_COLUMNS}
+MODULE_KEYS["x_registered_table"] = ("registered_table_name",)
+MODULE_KEYS["client_spm"] = ("client_id",)
 PPI_SURVEY_ID = 1
 OTHER_SURVEY_ID = 2
 BUSINESS_TYPES = ("trade", "agriculture", "services", "manufacturing", "livestock")
@@ -117,17 +117,17 @@ def _kobo_interviews(drop_dir: Path | None) -> dict[str, list[dt.date]]:
 
 
 def _create_tables(conn: psycopg.Connection) -> None:
-    for table in reversed(list(SPM_COLUMNS)):
+    for table in reversed(list(MODULE_COLUMNS)):
         conn.execute(f"DROP TABLE IF EXISTS {table}")
-    for table, cols in SPM_COLUMNS.items():
+    for table, cols in MODULE_COLUMNS.items():
         body = ",\n    ".join(f"{n} {t} {extra}".rstrip() for n, t, extra in cols)
-        conn.execute(f"CREATE TABLE {table} (\n    {body},\n    PRIMARY KEY ({', '.join(SPM_KEYS[table])})\n)")
+        conn.execute(f"CREATE TABLE {table} (\n    {body},\n    PRIMARY KEY ({', '.join(MODULE_KEYS[table])})\n)")
 
 
 def _insert(conn: psycopg.Connection, table: str, rows: list[tuple]) -> int:
     if not rows:
         return 0
-    names = [c[0] for c in SPM_COLUMNS[table]]
+    names = [c[0] for c in MODULE_COLUMNS[table]]
     with conn.cursor() as cur:
         with cur.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN") as cp:
             for row in rows:
@@ -155,7 +155,7 @@ def add_mis_surveys(conn: psycopg.Connection, seed: int, as_of: dt.date, survey_
     kobo = _kobo_interviews(survey_drop_dir)
 
     _create_tables(conn)
-    rows: dict[str, list[tuple]] = {t: [] for t in SPM_COLUMNS}
+    rows: dict[str, list[tuple]] = {t: [] for t in MODULE_COLUMNS}
     rows["m_surveys"] += [
         (PPI_SURVEY_ID, scorecard, f"Poverty Probability Index ({scorecard}, synthetic demo scorecard)",
          "Demo PPI survey built from seeds/ppi_scorecard_points.csv", "KE", dt.date(2020, 1, 1), None),
@@ -254,10 +254,10 @@ def copy_spm_to_mysql(pg_conn: psycopg.Connection, mysql_conn) -> dict[str, int]
     """Copy the tables add_mis_surveys made into the current database of a PyMySQL connection (Fineract's MySQL types)."""
     counts: dict[str, int] = {}
     with mysql_conn.cursor() as mcur:
-        for table, cols in SPM_COLUMNS.items():
+        for table, cols in MODULE_COLUMNS.items():
             mcur.execute(f"DROP TABLE IF EXISTS `{table}`")
             body = [f"`{n}` {S.mysql_type(t)} {extra}".rstrip() for n, t, extra in cols]
-            body.append(f"PRIMARY KEY ({', '.join('`' + k + '`' for k in SPM_KEYS[table])})")
+            body.append(f"PRIMARY KEY ({', '.join('`' + k + '`' for k in MODULE_KEYS[table])})")
             mcur.execute(f"CREATE TABLE `{table}` (\n    " + ",\n    ".join(body)
                          + "\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
             names = [c[0] for c in cols]

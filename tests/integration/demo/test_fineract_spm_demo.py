@@ -51,7 +51,7 @@ def test_deterministic_for_a_seed(spm_demo, fresh_database):
     with psycopg.connect(other) as conn:
         demo_mis.build_demo_mis(conn, clients=CLIENTS, seed=11, as_of=AS_OF)
         assert fineract_spm.add_mis_surveys(conn, seed=11, as_of=AS_OF, survey_drop_dir=drop) == counts
-    for table in fineract_spm.SPM_COLUMNS:
+    for table in fineract_spm.MODULE_COLUMNS:
         assert rows(url, f"SELECT * FROM {table} ORDER BY 1") == rows(other, f"SELECT * FROM {table} ORDER BY 1"), table
     with psycopg.connect(other) as conn:  # another seed gives other answers
         fineract_spm.add_mis_surveys(conn, seed=12, as_of=AS_OF, survey_drop_dir=drop)
