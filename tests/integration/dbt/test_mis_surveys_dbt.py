@@ -17,7 +17,15 @@ from decimal import Decimal
 import psycopg
 import pytest
 from databases import TempDatabase
-from surveys_support import SURVEY_SELECTION, answer_codes, create_raw_mis, expected_likelihood, project_copy, run_dbt
+from surveys_support import (
+    SEEDS,
+    SURVEY_SELECTION,
+    answer_codes,
+    create_raw_mis,
+    expected_likelihood,
+    project_copy,
+    run_dbt,
+)
 
 from spm_warehouse.sources import fineract_datatables, kobo
 
@@ -91,6 +99,7 @@ LATE = {"survey": 1, "client": 1, "created": "2024-01-05 15:00:00", "points": {"
 def mis_rows() -> dict[str, list[dict]]:
     rows: dict[str, list[dict]] = {
         "m_office": [{"id": 1, "name": "North"}],
+        "m_loan": [{"id": 11, "client_id": 1, "loan_status_id": 300}],
         "m_client": [{"id": c, "account_no": f"{c:09d}", "status_enum": 300, "office_id": 1,
                       "activation_date": date(2023, 1, 1)} for c in range(1, 8)],
         "m_surveys": [{"id": s, "a_key": f"PPI_T{s}" if s != 2 else "SATISFACTION", "a_name": f"Survey {s}",
@@ -127,7 +136,10 @@ DATATABLE_VALUES = [  # as fineract_datatables lands them (client_spm is mapped 
     ("client_spm", "client", 1, "1", "monthly_income", "n/a"),        # not a number: no row
     ("client_spm", "client", 2, "2", "household_size", "3"),
     ("not_mapped", "client", 2, "2", "secret", "x"),                  # not in the seed: ignored
+    ("loan_spm", "loan", 11, "5", "purpose", "Business"),             # a loan datatable: the loan's client (1)
 ]
+# the shipped map plus a loan datatable column
+MAP_SEED = (SEEDS / "datatable_indicator_map.csv").read_text() + "loan_spm,purpose,loan,loan_main_purpose,text\n"
 
 
 def build(project, url):
@@ -151,7 +163,7 @@ def world(pg_server_url, tmp_path_factory):
                                 "column_name, value_text) VALUES (%s, %s, %s, %s, %s, %s)", DATATABLE_VALUES)
             conn.commit()
             assert kobo.extract_surveys(None, conn, "test-run", drop)["files_loaded"] == 1
-        project = project_copy(tmp)
+        project = project_copy(tmp, seeds={"datatable_indicator_map.csv": MAP_SEED})
         run = build(project, db.url)
         with psycopg.connect(db.url, autocommit=True) as conn:
             yield run, conn, project, db.url
@@ -246,6 +258,7 @@ def test_mapped_datatable_columns_reach_the_indicator_fact(world):
         (1, "business_type", "mis", "datatable:client_spm:1", 0, as_of, None, "trade"),
         (1, "household_area", "mis", "datatable:client_spm:1", 0, as_of, None, "rural"),
         (1, "household_size", "mis", "datatable:client_spm:1", 0, as_of, Decimal("6"), None),
+        (1, "loan_main_purpose", "mis", "datatable:loan_spm:5", 0, as_of, None, "business"),
         (2, "household_size", "mis", "datatable:client_spm:2", 0, as_of, Decimal("3"), None),
     ]
 

@@ -170,3 +170,14 @@ def test_the_extract_stage_lands_the_datatables_once(spm_source, warehouse, monk
     assert q(warehouse, "SELECT mode, rows_read FROM meta.load_manifest WHERE run_id = 'stage_run' "
                         "AND table_name = 'datatable:client_spm'") == [("snapshot", counts["client_spm"])]
     assert q(warehouse, "SELECT count(*) FROM raw_mis.datatable_values") == [(counts["client_spm"] * len(MAPPED),)]
+
+
+def test_a_datatable_registered_for_another_entity_is_a_one_line_error(spm_source, warehouse):
+    url, _ = spm_source
+    with psycopg.connect(url) as conn:
+        conn.execute("UPDATE x_registered_table SET application_table_name = 'm_loan' "
+                     "WHERE registered_table_name = 'client_spm'")
+    with pytest.raises(datatables.DatatableError) as err:
+        extract_all(parse_conn_uri("mis_fineract", url), warehouse, "run_wrong_entity")
+    assert "datatable client_spm is registered for m_loan, mapped as a client datatable (m_client)" in str(err.value)
+    assert "\n" not in str(err.value)
