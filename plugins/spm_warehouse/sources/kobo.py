@@ -60,6 +60,7 @@ What a fault ends in (the fault suite, tests/faults, injects each one):
 
 from __future__ import annotations
 
+import codecs
 import csv
 import email.utils
 import hashlib
@@ -798,9 +799,46 @@ def _read_json_export(path: Path) -> Iterator[dict]:
                         lines += buf.count("\n", 0, pos)
                         buf, pos = buf[pos:], 0
     except UnicodeDecodeError as exc:
-        raise BadExportFile(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise _not_utf8(path, exc) from None
     if index and not seen_id:
         raise BadExportFile("no submission has meta/instanceID or _uuid: not a Kobo/ODK export")
+
+
+def _not_utf8(path: Path, exc: UnicodeDecodeError) -> BadExportFile:
+    """The reason for a file that is not UTF-8, with the offset of the first bad byte in the file.
+
+    Why read it again: a streamed read reports the position inside the chunk being decoded,
+    not in the file. Only rejected files pay for this.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    fed = 0
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                pending = len(decoder.getstate()[0])
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as bad:
+                    line = _line_of(path, fed - pending + bad.start)
+                    return BadExportFile(f"not UTF-8 text ({bad.reason} at byte {fed - pending + bad.start}, "
+                                         f"line {line}): export it again as UTF-8")
+                fed += len(chunk)
+    except OSError:
+        pass
+    return BadExportFile(f"not UTF-8 text ({exc.reason}): export it again as UTF-8")
+
+
+def _line_of(path: Path, offset: int) -> int:
+    with open(path, "rb") as fh:
+        lines = 1
+        left = offset
+        while left > 0:
+            chunk = fh.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            lines += chunk.count(b"\n")
+            left -= len(chunk)
+    return lines
 
 
 def _read_json_lines(path: Path) -> Iterator[dict]:
@@ -822,7 +860,7 @@ def _read_json_lines(path: Path) -> Iterator[dict]:
                 seen_id = seen_id or instance_id_of(item) is not None
                 yield item
     except UnicodeDecodeError as exc:
-        raise BadExportFile(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise _not_utf8(path, exc) from None
     if count and not seen_id:
         raise BadExportFile("no submission has meta/instanceID or _uuid: not a Kobo/ODK export")
 
@@ -833,7 +871,7 @@ def _read_csv_export(path: Path) -> Iterator[dict]:
         with open(path, encoding="utf-8-sig", newline="") as fh:
             head = fh.readline()
     except UnicodeDecodeError as exc:
-        raise BadExportFile(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise _not_utf8(path, exc) from None
     if not head.strip():
         raise BadExportFile("empty file (no header line)")
     delimiter = ";" if head.count(";") >= head.count(",") else ","
@@ -860,7 +898,7 @@ def _csv_rows(path: Path, delimiter: str, header: list[str]) -> Iterator[dict]:
                                         f"the header has {len(header)}")
                 yield dict(zip(header, row))
     except UnicodeDecodeError as exc:
-        raise BadExportFile(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise _not_utf8(path, exc) from None
     except csv.Error as exc:
         raise BadExportFile(f"CSV cannot be parsed: {exc}") from None
 

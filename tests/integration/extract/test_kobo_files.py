@@ -221,9 +221,11 @@ def test_invalid_utf8_late_in_a_file_rejects_it_whole_with_its_reason(wh, drop, 
     else:
         data = ("meta/instanceID;x\n" + "".join(f"uuid:{n};a\n" for n in range(50))).encode() + b"uuid:99;\xe9\n"
     (drop / name).write_bytes(data)
+    bad_at = next(i for i, b in enumerate(data) if b >= 0x80)
     counts = kobo.load_drop_dir(wh, drop, "run-1")
     assert counts["files_rejected"] == 1 and counts["files_loaded"] == 0
-    assert "not UTF-8 text" in counts["rejected"][0]["reason"]
+    # the offset in the file, not in the chunk the streamed read was decoding
+    assert f"at byte {bad_at}, line {data[:bad_at].count(10) + 1})" in counts["rejected"][0]["reason"]
     assert (drop / "rejected" / name).read_bytes() == data  # kept as it came
     assert "not UTF-8 text" in (drop / "rejected" / f"{name}.reason.txt").read_text()
     assert rows(wh) == []  # nothing half-loaded
