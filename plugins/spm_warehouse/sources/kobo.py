@@ -443,12 +443,14 @@ class KoboClient:
         """Yield the `results` of each page, following `next` until it is null.
 
         Broken paging stops the asset with a KoboError rather than looping or skipping: a `next`
-        link seen before, a page with the same submissions as the previous one, an empty page
-        that still has a `next` link. The caller keeps the watermark, so nothing is lost.
+        link seen before, a page with the same submissions as an earlier page of this pull, an
+        empty page that still has a `next` link. The caller keeps the watermark, so nothing is lost.
+        Pages are compared by their submissions' keys (_id, instanceID, _submission_time): a
+        digest per page, so a pull of a million submissions remembers a thousand digests.
         """
         url: str | None = self.data_url(asset_uid, since)
         seen: set[str] = set()
-        previous: str | None = None
+        pages_seen: dict[str, int] = {}
         number = 0
         while url:
             if url in seen:
@@ -466,14 +468,14 @@ class KoboClient:
             if not results and nxt:
                 raise KoboError(f"asset {asset_uid}: page {number} is empty but has a `next` link; stopped "
                                 "(paging is broken on the server), the watermark stays and the next run asks again")
-            digest = hashlib.sha256(json.dumps(results, sort_keys=True, default=str).encode(
-                "utf-8", "surrogatepass")).hexdigest() if results else None
-            if digest is not None and digest == previous:
-                raise KoboError(f"asset {asset_uid}: page {number} ({_paging(url)}) repeats page {number - 1} "
+            digest = _page_digest(results) if results else None
+            if digest is not None and digest in pages_seen:
+                raise KoboError(f"asset {asset_uid}: page {number} ({_paging(url)}) repeats page {pages_seen[digest]} "
                                 f"(the same {len(results)} submissions): the server's paging is broken (a cache "
                                 "or proxy ignoring the query string?); stopped, pages 1 to "
                                 f"{number - 1} are stored, the watermark stays and the next run asks again")
-            previous = digest
+            if digest is not None:
+                pages_seen[digest] = number
             yield [r for r in results if isinstance(r, dict)]
             url = nxt
 
@@ -608,6 +610,12 @@ def _not_json(body: bytes, content_type: str) -> str:
         return f"an answer that is not UTF-8 ({exc.reason} at byte {exc.start})"
     return (f"JSON that is truncated or not valid ({len(body)} bytes, ending {body[-40:]!r}); "
             "the connection was cut?")
+
+
+def _page_digest(results: list) -> str:
+    keys = [(r.get("_id"), r.get("meta/instanceID"), r.get("_submission_time")) if isinstance(r, dict) else r
+            for r in results]
+    return hashlib.sha256(repr(keys).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _paging(url: str) -> str:
