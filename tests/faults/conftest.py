@@ -1,8 +1,9 @@
 """`make faults`: writes docs/reliability.md from the scenarios' outcomes (see faults_suite.py).
 
 A scenario's `injected` and `asserted` may be dicts keyed by the test's parameter id (one row
-per case, each with its own text). Rows of scenarios that did not run in this session (a
-targeted run, e.g. `make faults PYTEST_ARGS="-k kobo"`) are kept from the existing file.
+per case, named `<scenario>: <id>`, each with its own text). Rows whose name did not run in
+this session (a targeted run, e.g. `make faults PYTEST_ARGS="-k kobo"`) are kept from the
+existing file.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ def pytest_runtest_makereport(item, call):
         return
     case = getattr(getattr(item, "callspec", None), "id", None)
     if case is not None and isinstance(meta["injected"], dict):
-        meta = {"name": f"{meta['name']}: {case}", "base": meta["name"],
+        meta = {"name": f"{meta['name']}: {case}",
                 "injected": meta["injected"][case], "asserted": meta["asserted"][case]}
-    entry = OUTCOMES.setdefault(item.nodeid, {"base": meta["name"], **meta, "result": "not run", "seconds": 0.0,
+    entry = OUTCOMES.setdefault(item.nodeid, {**meta, "result": "not run", "seconds": 0.0,
                                               "figures": ""})
     entry["seconds"] += report.duration
     if report.when == "call":
@@ -55,8 +56,8 @@ def pytest_sessionfinish(session, exitstatus):
         "|---|---|---|---|---:|---|",
     ]
     path = Path(ROOT / "docs" / "reliability.md")
-    ran = {entry["base"] for entry in OUTCOMES.values()}
-    kept = [row for row in _table_rows(path) if _base_name(row) not in ran]
+    ran = {entry["name"] for entry in OUTCOMES.values()}
+    kept = [row for row in _table_rows(path) if _row_name(row) not in ran]
     for entry in OUTCOMES.values():
         lines.append(f"| {entry['name']} | {entry['injected']} | {entry['asserted']} | {entry['result']} | "
                      f"{entry['seconds']:.0f} | {entry['figures']} |")
@@ -72,5 +73,5 @@ def _table_rows(path: Path) -> list[str]:
     return rows[1:]  # without the header (the |---| line does not start with "| ")
 
 
-def _base_name(row: str) -> str:
-    return row.split(" | ", 1)[0][2:].split(": ", 1)[0]
+def _row_name(row: str) -> str:
+    return row.split(" | ", 1)[0][2:]

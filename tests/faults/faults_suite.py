@@ -338,10 +338,10 @@ KOBO_FAULTS = {
         "stored verbatim; dbt quarantines it with a reason (missing_ppi_answer: every PPI question) and lists "
         "each unread field of v9 in int_surveys__unknown_fields; the 7 v1 submissions are accepted"),
     "answer_10mb": (
-        "a 10 MB answer (a free-text note) in one submission from the API",
-        "the submission is stored with a marker in that answer's place (raw payload < 10 kB), the whole answer "
-        "in meta.quarantine (oversized_answer, once even when pulled again); dbt builds and accepts its other "
-        "answers"),
+        "a 10 MB answer (a free-text note) in one submission from the API, and one in a CSV export",
+        "each submission is stored with a marker in that answer's place (raw payload < 10 kB), the whole answer "
+        "in meta.quarantine (oversized_answer, once even when pulled again); the CSV file is loaded, not "
+        "rejected; dbt builds and accepts their other answers"),
 }
 
 
@@ -527,21 +527,26 @@ def kobo_unknown_form_version(k: KoboWorld, tmp_path) -> str:
 def kobo_answer_10mb(k: KoboWorld, tmp_path) -> str:
     big = "Lorem ipsum dolor sit amet. " * (10_485_760 // 28 + 1)
     k.server.add_submissions(KOBO_ASSET, [kobo_submission(7, **{"notes/comment": big})])
+    in_file = kobo_submission(8, **{"notes/comment": big})
+    header = sorted(in_file)
+    (k.drop / f"{KOBO_ASSET}__export.csv").write_text(
+        ";".join(header) + "\n" + ";".join(str(in_file[h]) for h in header) + "\n")
     result = kobo_ok(k.stage())
     assert result["api_rows_new"] == 8 and result["assets"][KOBO_ASSET]["oversized"] == 1
+    assert result["files_loaded"] == 1 and result["file_rows_oversized"] == 1
     payload, size = k.query("SELECT payload, octet_length(payload::text) FROM raw_kobo.submissions "
                             "WHERE instance_id = 'uuid:kobo-fault-0007'")[0]
     assert payload["notes/comment"].startswith(f"[oversized answer: {len(big)} bytes")
     assert payload["_spm_oversized"] == {"notes/comment": len(big)} and size < 10_000
     kobo_ok(k.stage())  # the same submission pulled again (lookback): no second quarantine row
     rows = k.query("SELECT source, source_key, split_part(reason, ':', 1), length(payload -> 'answers' ->> "
-                   "'notes/comment') FROM meta.quarantine")
-    assert rows == [(f"kobo:{KOBO_ASSET}", "uuid:kobo-fault-0007", "oversized_answer", len(big))]
+                   "'notes/comment') FROM meta.quarantine ORDER BY source_key")
+    assert rows == [(f"kobo:{KOBO_ASSET}", f"uuid:kobo-fault-000{n}", "oversized_answer", len(big)) for n in (7, 8)]
     kobo_dbt_build(k, tmp_path)
-    accepted = k.query("SELECT count(*) FROM intermediate.int_surveys__accepted WHERE instance_id = %s",
-                       "uuid:kobo-fault-0007")[0][0]
-    assert accepted == 1
-    return f"{len(big) / 1e6:.1f} MB answer: stored row {size / 1e3:.1f} kB, whole answer in meta.quarantine"
+    accepted = k.query("SELECT count(*) FROM intermediate.int_surveys__accepted WHERE instance_id IN (%s, %s)",
+                       "uuid:kobo-fault-0007", "uuid:kobo-fault-0008")[0][0]
+    assert accepted == 2
+    return f"{len(big) / 1e6:.1f} MB answers (API, CSV): stored rows {size / 1e3:.1f} kB, whole answers in meta.quarantine"
 
 
 KOBO_CASES = {

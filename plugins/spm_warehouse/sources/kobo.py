@@ -894,6 +894,10 @@ def _read_csv_export(path: Path) -> Iterator[dict]:
 
 
 def _csv_rows(path: Path, delimiter: str, header: list[str]) -> Iterator[dict]:
+    # csv's default field limit (128 kB) would reject a whole export for one long answer;
+    # answers are bounded after reading (bounded_rows), like in JSON exports
+    if csv.field_size_limit() < _JSON_MAX_ELEMENT:
+        csv.field_size_limit(_JSON_MAX_ELEMENT)
     try:
         with open(path, encoding="utf-8-sig", newline="") as fh:
             reader = csv.reader(fh, delimiter=delimiter)

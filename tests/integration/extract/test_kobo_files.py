@@ -262,3 +262,16 @@ def test_a_ten_megabyte_answer_in_a_file_is_bounded_and_quarantined(wh, drop):
                                        "FROM meta.quarantine").fetchone()
     assert source == "kobo:aForm" and reason.startswith("oversized_answer: 'notes/comment' is 10.0 MB")
     assert whole == big["notes/comment"]
+
+
+def test_a_ten_megabyte_answer_in_a_csv_export_does_not_reject_the_file(wh, drop):
+    big = "y" * (10 << 20)
+    (drop / "aForm__big.csv").write_text(f"meta/instanceID;notes/comment\nuuid:1;short\nuuid:2;{big}\n")
+    counts = kobo.load_drop_dir(wh, drop, "run-1")
+    assert counts["files_loaded"] == 1 and counts["files_rejected"] == 0, counts["rejected"]
+    assert counts["file_rows_new"] == 2 and counts["file_rows_oversized"] == 1
+    stored = wh.execute("SELECT payload ->> 'notes/comment' FROM raw_kobo.submissions "
+                        "WHERE instance_id = 'uuid:2'").fetchone()[0]
+    assert stored.startswith("[oversized answer: 10485760 bytes")
+    assert wh.execute("SELECT length(payload -> 'answers' ->> 'notes/comment') FROM meta.quarantine "
+                      "WHERE reason LIKE 'oversized_answer:%'").fetchone()[0] == 10 << 20
