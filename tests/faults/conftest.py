@@ -50,7 +50,10 @@ def pytest_sessionfinish(session, exitstatus):
         f"({platform.machine()}, Python {platform.python_version()}). Each scenario runs on a small demo "
         "warehouse with real processes: every stage of a night is its own process "
         "(`python -m spm_warehouse.stage`, as Airflow's workers run them), against a real PostgreSQL; "
-        "faults are injected at fault points (plugins/spm_warehouse/faults.py) or from outside.",
+        "faults are injected at fault points (plugins/spm_warehouse/faults.py) or from outside. "
+        "The Kobo faults need no night: the extract_surveys stage runs in its own process against a fresh "
+        "warehouse and the KoboToolbox replay server (tools/demo/kobo_replay.py, scripted faults), and the "
+        "survey dbt models are built where the fault ends in dbt's quarantine.",
         "",
         "| scenario | what was injected | what was asserted | result | seconds | figures |",
         "|---|---|---|---|---:|---|",

@@ -5,6 +5,10 @@ every scenario), one business day simulated in the MIS, and a reference warehous
 tonight ran without a fault. A scenario breaks tonight on a clone of the base, checks
 what the warehouse looks like right after, then reruns the night and compares with the
 reference.
+
+The Kobo faults (test_kobo_faults, one case per fault) need none of that world: each runs
+the extract_surveys stage in its own process against a fresh warehouse and the replay
+server, whose scripted faults (KoboReplayServer.inject) break the API's answers.
 """
 
 from __future__ import annotations

@@ -295,7 +295,17 @@ def test_429_asking_for_longer_than_the_cap_stops_at_once_without_waiting(wh, tm
     assert raw_count(wh) == 0 and watermark_of(wh) is None
 
 
-def test_429_without_retry_after_backs_off():
+def test_429_without_retry_after_backs_off(wh, tmp_path):
+    with KoboReplayServer(token=TOKEN) as server:
+        server.add_submissions(ASSET, [submission(1, T0)])
+        server.inject("throttle")
+        client, pauses = fast_client(server, backoff_s=1.0)
+        result = kobo.extract_surveys(conn_info(server), wh, "run-1", tmp_path, client=client)
+    assert len(pauses) == 1 and 1.0 <= pauses[0] <= 1.25  # our backoff, with its jitter
+    assert result["api_rows_new"] == 1
+
+
+def test_retry_after_is_read_as_seconds_or_an_http_date():
     client = kobo.KoboClient(base_url="http://127.0.0.1:9", token=TOKEN)
     assert kobo._retry_after_seconds(None) is None and kobo._retry_after_seconds("soon") is None
     assert kobo._retry_after_seconds("12") == 12.0
