@@ -601,7 +601,8 @@ def _html_title(body: bytes) -> str:
 def _not_json(body: bytes, content_type: str) -> str:
     """What an unreadable 200 answer was, for the retry log and the final error line."""
     if _looks_like_html(body) or "html" in content_type.lower():
-        return f"an HTML page ({_html_title(body)!r}) instead of JSON; a proxy or maintenance page?"
+        return (f"an HTML page ({_html_title(body)!r}) instead of JSON: a proxy's or maintenance page, or a "
+                "host that is not the KoboToolbox server?")
     if not body.strip():
         return "an empty answer instead of JSON"
     try:
