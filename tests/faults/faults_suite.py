@@ -339,8 +339,9 @@ KOBO_FAULTS = {
         "raw_kobo.loaded_files and meta.quarantine; the good file loads; the stage succeeds"),
     "unknown_form_version": (
         "a submission of form version v9, whose PPI and household questions were renamed (ppi2/*, hh2/*)",
-        "stored verbatim; dbt quarantines it with a reason (missing_ppi_answer: every PPI question) and lists "
-        "each unread field of v9 in int_surveys__unknown_fields; the 7 v1 submissions are accepted"),
+        "stored verbatim; dbt quarantines it with a reason (missing_ppi_answer: every PPI question), the gate's "
+        "copy puts that row in meta.quarantine, and int_surveys__unknown_fields lists each unread field of v9; "
+        "the 7 v1 submissions are accepted"),
     "answer_10mb": (
         "a 10 MB answer (a free-text note) in one submission from the API, and one in a CSV export",
         "each submission is stored with a marker in that answer's place (raw payload < 10 kB), the whole answer "
@@ -525,6 +526,11 @@ def kobo_unknown_form_version(k: KoboWorld, tmp_path) -> str:
     assert [d[0] for d in drift] == ["hh2/members"] + [f"ppi2/q{n:02d}" for n in range(1, 11)]
     accepted = k.query("SELECT count(*) FROM intermediate.int_surveys__accepted")[0][0]
     assert accepted == 7
+    from spm_warehouse.gate.quarantine import copy_dbt_quarantine
+    with psycopg.connect(k.url) as conn:  # what the gate does: dbt's quarantine into meta.quarantine
+        copy_dbt_quarantine(conn, "kobo_night")
+    assert k.query("SELECT source, source_key, reason FROM meta.quarantine WHERE run_id = 'kobo_night'") == \
+        [(f"kobo:{KOBO_ASSET}", "uuid:kobo-fault-0007", reasons[0][1])]
     return f"1 quarantined (missing_ppi_answer), {len(drift)} unread fields of v9 listed, {accepted} accepted"
 
 

@@ -25,7 +25,8 @@ KoboToolbox account or network access. The server answers like Kobo does:
     closes half-way (the client sees an incomplete read);
   - ``throttle``: ``status`` (default 429) with ``Retry-After: <retry_after>``;
   - ``repeat``: the submissions of the previous page again, under this page's
-    ``next`` link (a cache ignoring the query string, or broken paging).
+    ``next`` link (a cache ignoring the query string, or broken paging);
+  - ``empty``: no submissions, but this page's ``next`` link.
 
 Submissions come from recorded pages (``<dir>/<asset_uid>/*.json``, each an
 API page ``{"results": [...]}`` or a plain list), as written by
@@ -53,7 +54,7 @@ from typing import Any
 
 DATA_PATH = re.compile(r"^/api/v2/assets/(?P<uid>[^/]+)/data(?:/|\.json)?$")
 DEFAULT_TOKEN = "demo-token"
-FAULT_KINDS = ("html", "truncated", "cut", "throttle", "repeat")
+FAULT_KINDS = ("html", "truncated", "cut", "throttle", "repeat", "empty")
 
 
 class KoboReplayServer:
@@ -196,6 +197,8 @@ class KoboReplayServer:
         page = rows[start:start + limit]
         if fault and fault["kind"] == "repeat":
             page = rows[max(0, start - limit):start] or page
+        elif fault and fault["kind"] == "empty":
+            page = []
         host = req.headers.get("Host") or f"127.0.0.1:{self.port}"
         base = f"http://{host}{parts.path}"
 
@@ -208,7 +211,7 @@ class KoboReplayServer:
             "previous": link(max(0, start - limit)) if start > 0 else None,
             "results": page,
         }
-        if fault and fault["kind"] != "repeat":
+        if fault and fault["kind"] not in ("repeat", "empty"):
             return self._send_fault(req, fault, json.dumps(body).encode("utf-8"))
         return self._send(req, 200, body)
 

@@ -343,6 +343,18 @@ def test_a_next_link_that_never_ends_with_the_same_page_does_not_loop(wh, tmp_pa
         assert len(server.requests) == 2
 
 
+def test_an_empty_page_that_still_has_a_next_link_stops_the_asset(wh, tmp_path):
+    subs = [submission(i, T0 + timedelta(minutes=i)) for i in range(7)]
+    with KoboReplayServer(token=TOKEN, page_size=3) as server:
+        server.add_submissions(ASSET, subs)
+        server.inject("empty", start=3)
+        client, _ = fast_client(server)
+        with pytest.raises(kobo.KoboError, match=r"page 2 is empty but has a `next` link; stopped"):
+            kobo.extract_surveys(conn_info(server), wh, "run-1", tmp_path, client=client)
+        assert raw_count(wh) == 3 and watermark_of(wh) is None
+        assert kobo.extract_surveys(conn_info(server), wh, "run-2", tmp_path, client=client)["api_rows_new"] == 4
+
+
 def test_a_ten_megabyte_answer_is_stored_bounded_and_quarantined_whole(wh, tmp_path):
     big = "x" * (10 << 20)
     subs = [submission(1, T0), submission(2, T0, **{"notes/comment": big})]
