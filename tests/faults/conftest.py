@@ -29,6 +29,8 @@ def pytest_runtest_makereport(item, call):
     if case is not None and isinstance(meta["injected"], dict):
         meta = {"name": f"{meta['name']}: {case}",
                 "injected": meta["injected"][case], "asserted": meta["asserted"][case]}
+    elif case is not None:  # one text for every case: the case still gets a row of its own
+        meta = {**meta, "name": f"{meta['name']}: {case}"}
     entry = OUTCOMES.setdefault(item.nodeid, {**meta, "result": "not run", "seconds": 0.0,
                                               "figures": ""})
     entry["seconds"] += report.duration
