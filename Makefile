@@ -24,7 +24,7 @@ help:
 	@echo "make demo                      build the demo warehouse end to end (first run installs everything)"
 	@echo "make test                      run the linters and the test suite against a real PostgreSQL"
 	@echo "make lint                      ruff (Python) and sqlfluff (dbt SQL)"
-	@echo "make faults                    the fault-injection suite (kills, lost source, two nights; docs/reliability.md)"
+	@echo "make faults                    the fault-injection suite (kills, lost source, two nights, Kobo faults; docs/reliability.md)"
 	@echo "make run RUN_DATE=YYYY-MM-DD   run the nightly DAG once for that as-of date (FULL_REFRESH=1 to rebuild)"
 	@echo "make backfill START=.. END=..  run the nightly DAG for each as-of date of a range"
 	@echo "make airflow                   Airflow UI, scheduler and workers on http://127.0.0.1:8080 (EXECUTOR=celery for Celery)"

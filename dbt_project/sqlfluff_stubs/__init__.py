@@ -186,3 +186,17 @@ def surveys_state_columns():
 
 def surveys_submissions_prepare():
     return "select 1"
+
+
+# macros/surveys/surveys_latest.sql
+def surveys_order(alias, desc=False):
+    p = f"{alias}." if alias else ""
+    if desc:
+        return (f"{p}interview_date desc, ({p}channel = 'mis') desc, {p}submission_time desc nulls last, "
+                f"{p}kobo_id desc nulls first, {p}mis_created_on desc nulls last, {p}mis_survey_id desc nulls first")
+    return (f"{p}interview_date, ({p}channel = 'mis'), {p}submission_time nulls first, {p}kobo_id, "
+            f"{p}mis_created_on nulls first, {p}mis_survey_id")
+
+
+def core_relation_exists(relation):
+    return True

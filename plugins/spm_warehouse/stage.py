@@ -18,6 +18,8 @@ from pathlib import Path
 from spm_warehouse import night_lock, pipeline
 from spm_warehouse.console import run_command
 from spm_warehouse.sources.fineract import SourceSchemaError, SourceUnavailable
+from spm_warehouse.sources.fineract_datatables import DatatableError
+from spm_warehouse.sources.kobo import KoboError
 
 STAGES = ("prepare", "extract_mis", "extract_surveys", "build", "gate", "publish", "report")
 
@@ -52,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--full-refresh", action="store_true")
     p.set_defaults(func=run_stage)
     return run_command(p.parse_args(argv), (pipeline.StageFailed, night_lock.NightBusy, SourceSchemaError,
-                                            SourceUnavailable, LookupError, ValueError))
+                                            SourceUnavailable, DatatableError, KoboError, LookupError,
+                                            ValueError))
 
 
 if __name__ == "__main__":

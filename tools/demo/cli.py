@@ -24,6 +24,7 @@ from spm_warehouse.cli import UserError, airflow_dags_test, dispatch, print_summ
 from spm_warehouse.db import connect
 from spm_warehouse.embedded_postgres import free_port
 from tools.demo import fineract as demo_mis
+from tools.demo import fineract_spm as demo_spm
 from tools.demo import shapes as demo_shapes
 from tools.demo import surveys as demo_surveys
 
@@ -52,20 +53,25 @@ def ensure_demo_sources(clients: int, seed: int, as_of: date, shape: str = "curr
         counts = demo_mis.build_demo_mis(conn, clients=clients, seed=seed, as_of=as_of)
         conn.commit()
         print(f"  demo MIS: {clients} clients generated in {time.monotonic() - started:.1f}s", flush=True)
-        _apply_shape(conn, shape, seed, as_of)
+        drop = settings.survey_drop_dir()
+        drop.mkdir(parents=True, exist_ok=True)
+        survey_counts = demo_surveys.generate_surveys(conn, out_dir=drop, seed=seed, as_of=as_of)
+        _apply_shape(conn, shape, seed, as_of, drop)
         # the marker last: a build or shape that failed half-way is rebuilt next time
         conn.execute("DROP TABLE IF EXISTS public.spm_demo_info")
         conn.execute("CREATE TABLE public.spm_demo_info (info jsonb NOT NULL)")
         conn.execute("INSERT INTO public.spm_demo_info VALUES (%s)", (json.dumps(wanted),))
         conn.commit()
-        drop = settings.survey_drop_dir()
-        drop.mkdir(parents=True, exist_ok=True)
-        survey_counts = demo_surveys.generate_surveys(conn, out_dir=drop, seed=seed, as_of=as_of)
     return {"reused": False, **wanted, "tables": counts, "surveys": survey_counts}
 
 
-def _apply_shape(conn, shape: str, seed: int, as_of: date) -> None:
+def _apply_shape(conn, shape: str, seed: int, as_of: date, drop) -> None:
     if shape == "current":
+        return
+    if shape == "mis_surveys":
+        # Fineract's survey module with a PPI survey and a client_spm datatable, beside the Kobo drops
+        counts = demo_spm.add_mis_surveys(conn, seed=seed, as_of=as_of, survey_drop_dir=drop)
+        print(f"  demo MIS: SPM data in the MIS: {counts}", flush=True)
         return
     demo_shapes.apply_shape_postgres(conn, shape, as_of, settings.legacy_timezone())
     print(f"  demo MIS: shaped as {shape}", flush=True)

@@ -13,6 +13,20 @@ KoboToolbox account or network access. The server answers like Kobo does:
 * failure modes for tests: the first ``fail_first`` data requests answer
   ``fail_status`` (default 503), then success; ``hang_first`` requests stall
   ``hang_s`` seconds before answering (client timeouts).
+* scripted faults (``inject(kind, times=1, start=None, ...)``, or ``--fault``):
+  the next ``times`` data requests (only those for page ``start``, when given)
+  answer with the fault instead of the page:
+
+  - ``html``: an HTML error page (``status`` 200 or 502, ...), as a proxy or a
+    maintenance page sends it;
+  - ``truncated``: the page's JSON cut after ``keep`` bytes (default half),
+    with a matching Content-Length (a proxy that gave up mid-body);
+  - ``cut``: the page's headers announce the whole body, then the connection
+    closes half-way (the client sees an incomplete read);
+  - ``throttle``: ``status`` (default 429) with ``Retry-After: <retry_after>``;
+  - ``repeat``: the submissions of the previous page again, under this page's
+    ``next`` link (a cache ignoring the query string, or broken paging);
+  - ``empty``: no submissions, but this page's ``next`` link.
 
 Submissions come from recorded pages (``<dir>/<asset_uid>/*.json``, each an
 API page ``{"results": [...]}`` or a plain list), as written by
@@ -40,6 +54,7 @@ from typing import Any
 
 DATA_PATH = re.compile(r"^/api/v2/assets/(?P<uid>[^/]+)/data(?:/|\.json)?$")
 DEFAULT_TOKEN = "demo-token"
+FAULT_KINDS = ("html", "truncated", "cut", "throttle", "repeat", "empty")
 
 
 class KoboReplayServer:
@@ -55,6 +70,8 @@ class KoboReplayServer:
         self.hang_first = hang_first
         self.hang_s = hang_s
         self.requests: list[dict] = []  # what clients asked, for assertions
+        self.faults: list[dict] = []  # scripted faults still to serve (inject)
+        self.served_faults: list[str] = []  # kinds served, in order
         self._lock = threading.Lock()
         self._assets: dict[str, list[dict]] = {}
         if pages_dir is not None:
@@ -86,6 +103,25 @@ class KoboReplayServer:
                     rows.append(dict(sub))
                 else:
                     rows[index] = dict(sub)
+
+    def inject(self, kind: str, times: int = 1, start: int | None = None, status: int | None = None,
+               retry_after: str | None = None, keep: int | None = None) -> "KoboReplayServer":
+        """Answer the next `times` data requests (for page offset `start` only, when given) with a fault."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {kind!r}; one of {', '.join(FAULT_KINDS)}")
+        with self._lock:
+            self.faults.append({"kind": kind, "times": times, "start": start, "status": status,
+                                "retry_after": retry_after, "keep": keep})
+        return self
+
+    def _take_fault(self, start: int) -> dict | None:
+        with self._lock:
+            for fault in self.faults:
+                if fault["times"] > 0 and (fault["start"] is None or fault["start"] == start):
+                    fault["times"] -= 1
+                    self.served_faults.append(fault["kind"])
+                    return fault
+        return None
 
     def submissions(self, asset_uid: str) -> list[dict]:
         with self._lock:
@@ -157,7 +193,12 @@ class KoboReplayServer:
             return self._send(req, 400, {"detail": str(exc)})
         limit = min(int(params.get("limit") or self.page_size), self.page_size)
         start = int(params.get("start") or 0)
+        fault = self._take_fault(start)
         page = rows[start:start + limit]
+        if fault and fault["kind"] == "repeat":
+            page = rows[max(0, start - limit):start] or page
+        elif fault and fault["kind"] == "empty":
+            page = []
         host = req.headers.get("Host") or f"127.0.0.1:{self.port}"
         base = f"http://{host}{parts.path}"
 
@@ -170,7 +211,37 @@ class KoboReplayServer:
             "previous": link(max(0, start - limit)) if start > 0 else None,
             "results": page,
         }
+        if fault and fault["kind"] not in ("repeat", "empty"):
+            return self._send_fault(req, fault, json.dumps(body).encode("utf-8"))
         return self._send(req, 200, body)
+
+    @staticmethod
+    def _send_fault(req: BaseHTTPRequestHandler, fault: dict, page: bytes) -> None:
+        kind = fault["kind"]
+        status = fault["status"] or {"html": 200, "throttle": 429}.get(kind, 200)
+        headers: dict[str, str] = {}
+        if kind == "html":
+            data = (b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n<body><center>"
+                    b"<h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>\n")
+            ctype = "text/html"
+        elif kind == "throttle":
+            data = json.dumps({"detail": "Request was throttled."}).encode()
+            ctype = "application/json"
+            if fault["retry_after"] is not None:
+                headers["Retry-After"] = str(fault["retry_after"])
+        else:  # truncated, cut
+            data = page[:fault["keep"] if fault["keep"] is not None else len(page) // 2]
+            ctype = "application/json"
+        req.send_response(status)
+        req.send_header("Content-Type", ctype)
+        req.send_header("Content-Length", str(len(page) if kind == "cut" else len(data)))
+        for key, value in headers.items():
+            req.send_header(key, value)
+        req.end_headers()
+        req.wfile.write(data)
+        if kind == "cut":
+            req.wfile.flush()
+            req.close_connection = True
 
     def _select(self, uid: str, params: dict) -> list[dict]:
         rows = self.submissions(uid)
@@ -229,9 +300,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--page-size", type=int, default=1000, help="maximum submissions per page")
     parser.add_argument("--fail-first", type=int, default=0, help="answer the first N requests with --fail-status")
     parser.add_argument("--fail-status", type=int, default=503)
+    parser.add_argument("--fault", action="append", default=[], metavar="KIND[:TIMES]",
+                        help=f"serve a scripted fault to the next TIMES data requests (kinds: {', '.join(FAULT_KINDS)})")
     args = parser.parse_args(argv)
     server = KoboReplayServer(args.dir, token=args.token, host=args.host, port=args.port,
                               page_size=args.page_size, fail_first=args.fail_first, fail_status=args.fail_status)
+    for spec in args.fault:
+        kind, _, times = spec.partition(":")
+        server.inject(kind, times=int(times or 1), retry_after="5" if kind == "throttle" else None)
     assets = ", ".join(f"{uid} ({len(server.submissions(uid))})" for uid in sorted(server._assets))
     print(f"replaying KoboToolbox API at {server.url} for assets: {assets or 'none'}", flush=True)
     try:

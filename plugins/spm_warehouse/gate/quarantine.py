@@ -12,6 +12,8 @@ The share of a source = its rows quarantined in this run / the rows of that
 source this night judged:
 - kobo:<asset>: current submissions of that form (int_surveys__submissions,
   else raw_kobo.submissions);
+- fineract:m_survey_scorecards (int_mis_surveys__quarantine): the PPI submissions of the MIS
+  survey module (int_mis_surveys__submissions);
 - any other source: the raw_mis table named by the source's last part
   ("fineract:m_loan_transaction", "raw_mis.m_loan_transaction" and
   "m_loan_transaction" all name raw_mis.m_loan_transaction).
@@ -33,7 +35,9 @@ KIND = "quarantine"
 DBT_SCHEMA = "intermediate"
 DBT_MODEL_PATTERN = re.compile(r"^int_[a-z0-9_]+__quarantine$")
 NEEDED = {"source", "source_key", "reason"}
-PAYLOAD_COLUMNS = ("reason_code", "kobo_id", "instance_id", "asset_uid", "loaded_at", "submission_time")
+MIS_SURVEYS_SOURCE = "fineract:m_survey_scorecards"  # int_mis_surveys__quarantine
+PAYLOAD_COLUMNS = ("reason_code", "kobo_id", "instance_id", "asset_uid", "loaded_at", "submission_time",
+                   "channel", "survey_id", "client_id")  # the last three: MIS survey module only
 
 
 def dbt_quarantine_models(conn: psycopg.Connection) -> list[str]:
@@ -68,6 +72,11 @@ def _population(conn: psycopg.Connection, source: str, kobo_counts: dict[str, in
     """How many rows of `source` this night judged (None when we cannot tell)."""
     if source.startswith("kobo:"):
         return (kobo_counts or {}).get(source)
+    if source == MIS_SURVEYS_SOURCE and relation_exists(conn, f"{DBT_SCHEMA}.int_mis_surveys__submissions"):
+        # the MIS survey module's quarantine is per submission (many answer rows each): judge it on the
+        # PPI submissions, not on the raw rows
+        return conn.execute(f"SELECT count(*) FROM {DBT_SCHEMA}.int_mis_surveys__submissions "
+                            "WHERE is_ppi_survey").fetchone()[0]
     table = re.split(r"[:.]", source)[-1]
     if not re.fullmatch(r"[a-z0-9_]+", table) or not relation_exists(conn, f"raw_mis.{table}"):
         return None

@@ -28,6 +28,7 @@ import psycopg
 
 from spm_warehouse import faults, load, meta, settings
 from spm_warehouse.settings import ConnInfo
+from spm_warehouse.sources import fineract_datatables
 from spm_warehouse.sources.fineract_tables import TABLES, TABLES_BY_NAME, TableSpec
 from spm_warehouse.sources.fineract_versions import (
     ColumnSource,
@@ -509,6 +510,8 @@ def extract_mis(source: ConnInfo, wh_conn: psycopg.Connection, run_id: str, as_o
                     f"the tables before it are kept and a retry reads it again") from None
         for spec in absent:
             manifest.append(_record_absent(wh_conn, spec, run_id, as_of, label))
+        # the MFI's own datatable fields mapped to indicators (seeds/datatable_indicator_map.csv), same snapshot
+        manifest += fineract_datatables.extract_datatables(session, wh_conn, run_id, as_of, label)
         with wh_conn.transaction():
             due = bool(reconcile_every_days) and load.reconcile_due(wh_conn, reconcile_every_days, label)
         if reconcile or due:

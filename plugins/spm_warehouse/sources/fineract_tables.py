@@ -109,6 +109,27 @@ TABLES: tuple[TableSpec, ...] = (
         "field_officer_id bigint, status_enum int, activatedon_date date, closedon_date date, "
         "account_balance_derived numeric(19,6), created_on_utc timestamptz, last_modified_on_utc timestamptz"),
               CURSOR, required=False),
+    # ---- Fineract's SPM survey module (a client's "Surveys" in the Mifos X web app), issue 14 part 4.
+    # Columns and types as Fineract's Liquibase changelogs create them (tenant/parts/0001_initial_schema,
+    # 0023: m_surveys.valid_from/valid_to are dates; 0117: created_on is datetime(6)). Optional: many
+    # MFIs never use the module. None has an audit cursor and the module only adds rows, so each is read
+    # whole every night. Left out: free-text descriptions and m_survey_scorecards.user_id (app user).
+    TableSpec("m_surveys", ("id",), _cols(
+        "id bigint, a_key varchar, a_name varchar, country_code varchar, valid_from date, valid_to date"),
+              required=False),
+    TableSpec("m_survey_components", ("id",), _cols(
+        "id bigint, survey_id bigint, a_key varchar, a_text varchar, sequence_no int"), required=False),
+    TableSpec("m_survey_questions", ("id",), _cols(
+        "id bigint, survey_id bigint, component_key varchar, a_key varchar, a_text varchar, sequence_no int"),
+              required=False),
+    TableSpec("m_survey_responses", ("id",), _cols(
+        "id bigint, question_id bigint, a_text varchar, a_value int, sequence_no int"), required=False),
+    TableSpec("m_survey_lookup_tables", ("id",), _cols(
+        "id bigint, survey_id bigint, a_key varchar, description int, value_from int, value_to int, "
+        "score numeric(5,2)"), required=False),
+    TableSpec("m_survey_scorecards", ("id",), _cols(
+        "id bigint, survey_id bigint, question_id bigint, response_id bigint, client_id bigint, "
+        "created_on timestamp, a_value int"), required=False),
 )
 
 TABLES_BY_NAME = {t.name: t for t in TABLES}

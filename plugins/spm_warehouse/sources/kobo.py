@@ -22,11 +22,47 @@ Two roads in:
 
 A submission is stored once per distinct content (``content_hash``), so
 re-pulling or re-dropping the same data changes nothing.
+
+What a fault ends in (the fault suite, tests/faults, injects each one):
+
+* the API answers an HTML page (a proxy's error or maintenance page, with
+  status 200 or 5xx), a truncated or otherwise unreadable JSON body, a 5xx, a
+  timeout or a reset: retried with backoff; after the last attempt the asset
+  fails with one line (KoboUnavailableError) and its watermark stays, so the
+  next run asks again. Pages already stored are harmless (reloads are no-ops).
+* 429 (or 503) with ``Retry-After`` (seconds or an HTTP date): that wait is
+  honoured, up to ``max_retry_after_s`` (5 minutes). A server asking for more
+  is not waited for in a worker slot: the asset fails at once with one line
+  saying so, and the Airflow retry or the next night continues.
+* a page that repeats the previous one (the same submissions again, under a
+  new ``next`` link: a cache that ignores the query string, broken paging), an
+  empty page that still has a ``next`` link, or a ``next`` link seen before:
+  the asset stops with one line; never an endless loop, never a page skipped
+  silently (the watermark stays, so nothing after the broken page is lost).
+* a file drop that is not UTF-8, not JSON/CSV, or half a file: rejected whole,
+  moved to ``rejected/`` next to ``<name>.reason.txt``, recorded in
+  raw_kobo.loaded_files and meta.quarantine; the other files still load.
+* an answer larger than ``MAX_ANSWER_BYTES`` (1 MiB; a photo pasted into a
+  text question, a runaway note): the submission is stored, with that answer
+  replaced by a marker (``[oversized answer: ...]``) and its size listed in
+  ``_spm_oversized``, and the whole answer is kept in meta.quarantine
+  (reason ``oversized_answer``, payload ``answers``). Why not verbatim: a
+  10 MB value would flow into dbt's text columns and indexes (and a 10 MB
+  ``meta/instanceID`` cannot be indexed at all); why not drop it: nothing is
+  lost, the full text is one query away.
+* a submission of a form version the warehouse does not know is stored like
+  any other; dbt quarantines it with the reason it cannot be used
+  (int_surveys__quarantine, e.g. missing_ppi_answer) and lists its unread
+  fields per form version (int_surveys__unknown_fields).
+* a value PostgreSQL refuses (e.g. a number too large for jsonb): a file is
+  rejected with the reason; an API page fails the asset with one line.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import email.utils
 import hashlib
 import http.client
 import json
@@ -141,8 +177,21 @@ def _without_nul(value: Any) -> Any:
     return value
 
 
+def _storable(text: str) -> str:
+    """text, with lone UTF-16 surrogates (from a `\\ud800` escape in JSON) replaced by U+FFFD.
+
+    Such text cannot be encoded as UTF-8, so PostgreSQL could not be sent it; checked by
+    encoding, which costs nothing extra for the text that is fine.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
 def content_hash(payload: dict) -> str:
-    return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+    return hashlib.sha256(_storable(canonical_json(payload)).encode("utf-8")).hexdigest()
 
 
 def parse_submission_time(value: Any) -> datetime | None:
@@ -178,9 +227,97 @@ def instance_id_of(payload: dict) -> str | None:
     return None
 
 
+MAX_ANSWER_BYTES = 1 << 20  # no real answer comes near (Kobo text questions, select codes, URLs)
+OVERSIZED_KEY = "_spm_oversized"
+
+
+def oversized_answers(payload: Any, limit: int = MAX_ANSWER_BYTES, prefix: str = "") -> dict[str, int]:
+    """{field: UTF-8 bytes} of every text answer longer than limit (repeat groups: field[i]/child)."""
+    found: dict[str, int] = {}
+    if isinstance(payload, dict):
+        for key, value in payload.items():
+            name = f"{prefix}/{key}" if prefix else str(key)
+            if isinstance(value, str):
+                if len(value) * 4 > limit and len(value.encode("utf-8", "surrogatepass")) > limit:
+                    found[name] = len(value.encode("utf-8", "surrogatepass"))
+            elif isinstance(value, (dict, list)):
+                found.update(oversized_answers(value, limit, name))
+    elif isinstance(payload, list):
+        for i, value in enumerate(payload):
+            name = f"{prefix}[{i}]"
+            if isinstance(value, str):
+                if len(value) * 4 > limit and len(value.encode("utf-8", "surrogatepass")) > limit:
+                    found[name] = len(value.encode("utf-8", "surrogatepass"))
+            elif isinstance(value, (dict, list)):
+                found.update(oversized_answers(value, limit, name))
+    return found
+
+
+def _marker(size: int, limit: int) -> str:
+    return (f"[oversized answer: {size} bytes, more than the {limit}-byte limit; "
+            "the whole answer is in meta.quarantine]")
+
+
+def bound_answers(payload: dict, limit: int = MAX_ANSWER_BYTES) -> tuple[dict, dict[str, str]]:
+    """(payload to store, {field: whole answer}) - every answer over limit replaced by a marker.
+
+    The stored payload lists the sizes under `_spm_oversized` (a `_` key: dbt's drift report and
+    models ignore it). Deterministic, so re-pulling the same submission stores nothing new.
+    """
+    sizes = oversized_answers(payload, limit)
+    if not sizes:
+        return payload, {}
+    whole: dict[str, str] = {}
+
+    def walk(value: Any, prefix: str) -> Any:
+        if isinstance(value, dict):
+            return {k: walk(v, f"{prefix}/{k}" if prefix else str(k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, f"{prefix}[{i}]") for i, v in enumerate(value)]
+        if isinstance(value, str) and prefix in sizes:
+            whole[prefix] = value
+            return _marker(sizes[prefix], limit)
+        return value
+
+    stored = walk(payload, "")
+    stored[OVERSIZED_KEY] = sizes
+    return stored, whole
+
+
+def _mb(size: int) -> str:
+    return f"{size / (1 << 20):.1f} MB" if size >= 1 << 20 else f"{size / 1024:.0f} kB"
+
+
+def quarantine_oversized(conn: psycopg.Connection, row: tuple, whole: dict[str, str], limit: int,
+                         run_id: str) -> None:
+    """One meta.quarantine row per stored submission that had oversized answers (once per content)."""
+    source, asset, _, instance_id, _, _, digest, _ = row
+    fields = ", ".join(f"{name!r} is {_mb(len(value.encode('utf-8', 'surrogatepass')))}"
+                       for name, value in whole.items())
+    reason = (f"oversized_answer: {fields}, more than the {_mb(limit)} limit; stored in raw_kobo.submissions "
+              "with a marker in its place, the whole answer is kept here (payload -> 'answers')")
+    conn.execute("""
+        INSERT INTO meta.quarantine (source, source_key, reason, run_id, payload)
+        SELECT %s, %s, %s, %s, %s
+        WHERE NOT EXISTS (SELECT 1 FROM meta.quarantine
+                          WHERE payload ->> 'origin' = 'loader:kobo' AND payload ->> 'content_hash' = %s)
+    """, (f"kobo:{asset or 'unknown_form'}", instance_id or f"content:{digest}", reason, run_id,
+          _storable(json.dumps({"origin": "loader:kobo", "content_hash": digest, "load_source": source,
+                                "answers": _without_nul(whole)}, ensure_ascii=False)), digest))
+
+
 def submission_row(payload: dict, source: str, asset_uid: str | None, run_id: str) -> tuple:
-    """The raw_kobo.submissions row (SUBMISSION_COLUMNS order) of one submission."""
+    """The raw_kobo.submissions row (SUBMISSION_COLUMNS order) of one submission.
+
+    Text PostgreSQL cannot store (a lone UTF-16 surrogate from a `\\ud800` escape) is replaced
+    by U+FFFD, like NUL.
+    """
     text = canonical_json(payload)
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = _storable(text)
+        data = text.encode("utf-8")
     asset = asset_uid or (payload.get("_xform_id_string") if isinstance(payload.get("_xform_id_string"), str) else None)
     return (
         source,
@@ -189,9 +326,36 @@ def submission_row(payload: dict, source: str, asset_uid: str | None, run_id: st
         instance_id_of(payload),
         parse_submission_time(payload.get("_submission_time")),
         text,
-        hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        hashlib.sha256(data).hexdigest(),
         run_id,
     )
+
+
+def bounded_rows(payloads: Iterable[dict], source: str, asset_uid: str | None, run_id: str,
+                 limit: int, oversized: list[tuple[tuple, dict[str, str]]]) -> Iterator[tuple]:
+    """submission_row of each payload, answers over limit replaced by a marker.
+
+    The (row, whole answers) of such submissions are appended to `oversized`, for
+    quarantine_oversized once the COPY is over (no other statement may run during it).
+    """
+    for payload in payloads:
+        row = submission_row(payload, source, asset_uid, run_id)
+        if len(row[5]) * 4 > limit:  # only then can one answer be over the limit (<= 4 bytes a character)
+            stored, whole = bound_answers(payload, limit)
+            if whole:
+                row = submission_row(stored, source, asset_uid, run_id)
+                oversized.append((row, whole))
+                log.warning("kobo %s: submission %s has oversized answers (%s): stored with a marker, "
+                            "the whole answers are in meta.quarantine", source, row[3] or row[6][:12],
+                            ", ".join(whole))
+        yield row
+
+
+def quarantine_all(conn: psycopg.Connection, oversized: list[tuple[tuple, dict[str, str]]], limit: int,
+                   run_id: str) -> int:
+    for row, whole in oversized:
+        quarantine_oversized(conn, row, whole, limit, run_id)
+    return len(oversized)
 
 
 def load_submission_rows(conn: psycopg.Connection, rows: Iterable[tuple]) -> tuple[int, int]:
@@ -261,6 +425,7 @@ class KoboClient:
     max_attempts: int = 5
     backoff_s: float = 2.0
     max_backoff_s: float = 60.0
+    max_retry_after_s: float = 300.0  # a longer Retry-After fails the asset now (the next run continues)
     page_size: int = 1000  # Kobo's maximum per page since 2026
     sleep: Callable[[float], None] = time.sleep
     requests_made: int = field(default=0, init=False)
@@ -275,20 +440,44 @@ class KoboClient:
         return f"{self.base_url}/api/v2/assets/{quoted}/data/?{urllib.parse.urlencode(params)}"
 
     def iter_pages(self, asset_uid: str, since: datetime | None = None) -> Iterator[list[dict]]:
-        """Yield the `results` of each page, following `next` until it is null."""
+        """Yield the `results` of each page, following `next` until it is null.
+
+        Broken paging stops the asset with a KoboError rather than looping or skipping: a `next`
+        link seen before, a page with the same submissions as an earlier page of this pull, an
+        empty page that still has a `next` link. The caller keeps the watermark, so nothing is lost.
+        Pages are compared by their submissions' keys (_id, instanceID, _submission_time): a
+        digest per page, so a pull of a million submissions remembers a thousand digests.
+        """
         url: str | None = self.data_url(asset_uid, since)
         seen: set[str] = set()
+        pages_seen: dict[str, int] = {}
+        number = 0
         while url:
             if url in seen:
-                raise KoboError(f"asset {asset_uid}: the server's `next` link loops back to {url}")
+                raise KoboError(f"asset {asset_uid}: the server's `next` link loops back to {self._redact(url)} "
+                                f"after page {number}; stopped (paging is broken on the server), the watermark "
+                                "stays and the next run asks again")
             seen.add(url)
+            number += 1
             page = self.get_json(url, what=f"asset {asset_uid}")
             results = page.get("results") if isinstance(page, dict) else None
             if not isinstance(results, list):
                 raise KoboError(f"asset {asset_uid}: unexpected answer from {self._redact(url)} "
                                 "(no `results` list); is the host a KoboToolbox server?")
+            nxt = self._same_server(page.get("next"))
+            if not results and nxt:
+                raise KoboError(f"asset {asset_uid}: page {number} is empty but has a `next` link; stopped "
+                                "(paging is broken on the server), the watermark stays and the next run asks again")
+            digest = _page_digest(results) if results else None
+            if digest is not None and digest in pages_seen:
+                raise KoboError(f"asset {asset_uid}: page {number} ({_paging(url)}) repeats page {pages_seen[digest]} "
+                                f"(the same {len(results)} submissions): the server's paging is broken (a cache "
+                                "or proxy ignoring the query string?); stopped, pages 1 to "
+                                f"{number - 1} are stored, the watermark stays and the next run asks again")
+            if digest is not None:
+                pages_seen[digest] = number
             yield [r for r in results if isinstance(r, dict)]
-            url = self._same_server(page.get("next"))
+            url = nxt
 
     def _same_server(self, next_url: str | None) -> str | None:
         """Follow `next` on the configured server.
@@ -316,11 +505,11 @@ class KoboClient:
                 self.requests_made += 1
                 with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                     body = response.read()
+                    content_type = response.headers.get("Content-Type", "")
                 try:
                     return json.loads(body)
-                except ValueError:
-                    raise KoboError(f"{what}: {self._redact(url)} did not answer JSON "
-                                    f"(starts with {body[:80]!r}); is the host a KoboToolbox server?") from None
+                except ValueError:  # also UnicodeDecodeError: bytes that are not UTF-8
+                    last_problem = _not_json(body, content_type)
             except urllib.error.HTTPError as exc:
                 status = exc.code
                 if status in (401, 403):
@@ -330,8 +519,13 @@ class KoboClient:
                                     "in the extra of connection 'kobotoolbox' and that the form is deployed") from None
                 if status != 429 and status < 500:
                     raise KoboError(f"{what}: HTTP {status} from {self._redact(url)}") from None
-                last_problem = f"HTTP {status}"
+                last_problem = f"HTTP {status}" + _error_page_title(exc)
                 retry_after = _retry_after_seconds(exc.headers.get("Retry-After") if exc.headers else None)
+                if retry_after is not None and retry_after > self.max_retry_after_s:
+                    raise KoboUnavailableError(
+                        f"{what}: {self.base_url} answered HTTP {status} asking to retry after {retry_after:.0f}s, "
+                        f"longer than this run waits ({self.max_retry_after_s:.0f}s); stopped, the watermark stays "
+                        "and the task's retry or the next run continues") from None
             except (TimeoutError, socket.timeout) as exc:
                 last_problem = f"timeout after {self.timeout_s:g}s ({exc})"
             except urllib.error.URLError as exc:
@@ -364,10 +558,70 @@ class KoboClient:
         return url.split("?", 1)[0]
 
 
-def _retry_after_seconds(value: str | None) -> float | None:
-    if value and value.strip().isdigit():
-        return min(float(value.strip()), 300.0)
-    return None
+def _retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds: delta-seconds or an HTTP date (RFC 9110); None when absent or unreadable."""
+    if not value or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+
+
+def _error_page_title(exc: urllib.error.HTTPError) -> str:
+    """' (HTML page "502 Bad Gateway")' when an error came as an HTML page, else ''."""
+    try:
+        body = exc.read(4096) or b""
+    except Exception:  # noqa: BLE001 - the body of an error is a nicety, never a second failure
+        return ""
+    return f" (HTML page {_html_title(body)!r})" if _looks_like_html(body) else ""
+
+
+def _looks_like_html(body: bytes) -> bool:
+    head = body[:512].lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml")) or b"<html" in head
+
+
+def _html_title(body: bytes) -> str:
+    text = body[:8192].decode("utf-8", "replace")
+    start = text.lower().find("<title>")
+    end = text.lower().find("</title>", start + 7)
+    title = " ".join(text[start + 7:end].split()) if start >= 0 and end > start else ""
+    return title[:80] or "no title"
+
+
+def _not_json(body: bytes, content_type: str) -> str:
+    """What an unreadable 200 answer was, for the retry log and the final error line."""
+    if _looks_like_html(body) or "html" in content_type.lower():
+        return (f"an HTML page ({_html_title(body)!r}) instead of JSON: a proxy's or maintenance page, or a "
+                "host that is not the KoboToolbox server?")
+    if not body.strip():
+        return "an empty answer instead of JSON"
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"an answer that is not UTF-8 ({exc.reason} at byte {exc.start})"
+    return (f"JSON that is truncated or not valid ({len(body)} bytes, ending {body[-40:]!r}); "
+            "the connection was cut?")
+
+
+def _page_digest(results: list) -> str:
+    keys = [(r.get("_id"), r.get("meta/instanceID"), r.get("_submission_time")) if isinstance(r, dict) else r
+            for r in results]
+    return hashlib.sha256(repr(keys).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _paging(url: str) -> str:
+    query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+    return ", ".join(f"{k}={query[k]}" for k in ("start", "limit") if k in query) or "first page"
 
 
 def watermark_name(asset_uid: str) -> str:
@@ -376,7 +630,8 @@ def watermark_name(asset_uid: str) -> str:
 
 
 def pull_asset(client: KoboClient, conn: psycopg.Connection, asset_uid: str, run_id: str,
-               lookback_minutes: int = 60, full_refresh: bool = False) -> dict:
+               lookback_minutes: int = 60, full_refresh: bool = False,
+               max_answer_bytes: int = MAX_ANSWER_BYTES) -> dict:
     """Pull one asset's submissions since its watermark minus the lookback; one transaction block per page.
 
     Why the watermark moves only at the end: if a page fails, the rows already
@@ -389,16 +644,22 @@ def pull_asset(client: KoboClient, conn: psycopg.Connection, asset_uid: str, run
         watermark = load.read_watermark(conn, watermark_name(asset_uid))
     since = None if full_refresh or watermark is None else watermark - timedelta(minutes=lookback_minutes)
     source = f"api:{asset_uid}"
-    received = new = pages = 0
+    received = new = pages = quarantined = 0
     newest = watermark
     for results in client.iter_pages(asset_uid, since):
         pages += 1
-        rows = [submission_row(r, source, asset_uid, run_id) for r in results]
+        oversized: list[tuple[tuple, dict[str, str]]] = []
+        rows = list(bounded_rows(results, source, asset_uid, run_id, max_answer_bytes, oversized))
         for row in rows:
             if row[4] is not None and (newest is None or row[4] > newest):
                 newest = row[4]
-        with conn.transaction():
-            got, added = load_submission_rows(conn, rows)
+        try:
+            with conn.transaction():
+                got, added = load_submission_rows(conn, rows)
+                quarantined += quarantine_all(conn, oversized, max_answer_bytes, run_id)
+        except psycopg.DataError as exc:
+            raise KoboError(f"asset {asset_uid}: PostgreSQL refused page {pages} "
+                            f"({str(exc).splitlines()[0]}); stopped, the watermark stays") from None
         received += got
         new += added
     with conn.transaction(), conn.cursor() as cur:
@@ -411,7 +672,7 @@ def pull_asset(client: KoboClient, conn: psycopg.Connection, asset_uid: str, run
             "rows_deleted": 0, "seconds": round(time.monotonic() - started, 3), "started_at": started_at})
     log.info("kobo asset %s: %d pages, %d submissions received, %d new (since %s)",
              asset_uid, pages, received, new, since)
-    return {"pages": pages, "received": received, "new": new,
+    return {"pages": pages, "received": received, "new": new, "oversized": quarantined,
             "since": since.isoformat() if since else None,
             "watermark": newest.isoformat() if newest else None}
 
@@ -547,9 +808,46 @@ def _read_json_export(path: Path) -> Iterator[dict]:
                         lines += buf.count("\n", 0, pos)
                         buf, pos = buf[pos:], 0
     except UnicodeDecodeError as exc:
-        raise BadExportFile(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise _not_utf8(path, exc) from None
     if index and not seen_id:
         raise BadExportFile("no submission has meta/instanceID or _uuid: not a Kobo/ODK export")
+
+
+def _not_utf8(path: Path, exc: UnicodeDecodeError) -> BadExportFile:
+    """The reason for a file that is not UTF-8, with the offset of the first bad byte in the file.
+
+    Why read it again: a streamed read reports the position inside the chunk being decoded,
+    not in the file. Only rejected files pay for this.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    fed = 0
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                pending = len(decoder.getstate()[0])
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as bad:
+                    line = _line_of(path, fed - pending + bad.start)
+                    return BadExportFile(f"not UTF-8 text ({bad.reason} at byte {fed - pending + bad.start}, "
+                                         f"line {line}): export it again as UTF-8")
+                fed += len(chunk)
+    except OSError:
+        pass
+    return BadExportFile(f"not UTF-8 text ({exc.reason}): export it again as UTF-8")
+
+
+def _line_of(path: Path, offset: int) -> int:
+    with open(path, "rb") as fh:
+        lines = 1
+        left = offset
+        while left > 0:
+            chunk = fh.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            lines += chunk.count(b"\n")
+            left -= len(chunk)
+    return lines
 
 
 def _read_json_lines(path: Path) -> Iterator[dict]:
@@ -571,7 +869,7 @@ def _read_json_lines(path: Path) -> Iterator[dict]:
                 seen_id = seen_id or instance_id_of(item) is not None
                 yield item
     except UnicodeDecodeError as exc:
-        raise BadExportFile(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise _not_utf8(path, exc) from None
     if count and not seen_id:
         raise BadExportFile("no submission has meta/instanceID or _uuid: not a Kobo/ODK export")
 
@@ -582,7 +880,7 @@ def _read_csv_export(path: Path) -> Iterator[dict]:
         with open(path, encoding="utf-8-sig", newline="") as fh:
             head = fh.readline()
     except UnicodeDecodeError as exc:
-        raise BadExportFile(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise _not_utf8(path, exc) from None
     if not head.strip():
         raise BadExportFile("empty file (no header line)")
     delimiter = ";" if head.count(";") >= head.count(",") else ","
@@ -597,6 +895,10 @@ def _read_csv_export(path: Path) -> Iterator[dict]:
 
 
 def _csv_rows(path: Path, delimiter: str, header: list[str]) -> Iterator[dict]:
+    # csv's default field limit (128 kB) would reject a whole export for one long answer;
+    # answers are bounded after reading (bounded_rows), like in JSON exports
+    if csv.field_size_limit() < _JSON_MAX_ELEMENT:
+        csv.field_size_limit(_JSON_MAX_ELEMENT)
     try:
         with open(path, encoding="utf-8-sig", newline="") as fh:
             reader = csv.reader(fh, delimiter=delimiter)
@@ -609,7 +911,7 @@ def _csv_rows(path: Path, delimiter: str, header: list[str]) -> Iterator[dict]:
                                         f"the header has {len(header)}")
                 yield dict(zip(header, row))
     except UnicodeDecodeError as exc:
-        raise BadExportFile(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise _not_utf8(path, exc) from None
     except csv.Error as exc:
         raise BadExportFile(f"CSV cannot be parsed: {exc}") from None
 
@@ -651,13 +953,14 @@ def candidate_files(drop_dir: Path) -> list[Path]:
                   and not p.name.lower().endswith(SKIPPED_FILE_SUFFIXES))
 
 
-def load_drop_dir(conn: psycopg.Connection, drop_dir: Path, run_id: str) -> dict:
+def load_drop_dir(conn: psycopg.Connection, drop_dir: Path, run_id: str,
+                  max_answer_bytes: int = MAX_ANSWER_BYTES) -> dict:
     """Load each new export file once; move it to loaded/ or, unreadable, to rejected/ with its reason.
 
     Each file is one transaction block: a file that turns out unreadable half-way leaves no rows.
     """
     counts = {"files_loaded": 0, "files_rejected": 0, "files_already_loaded": 0,
-              "file_rows": 0, "file_rows_new": 0, "rejected": []}
+              "file_rows": 0, "file_rows_new": 0, "file_rows_oversized": 0, "rejected": []}
     for path in candidate_files(drop_dir):
         digest = file_sha256(path)
         with conn.transaction():
@@ -672,13 +975,18 @@ def load_drop_dir(conn: psycopg.Connection, drop_dir: Path, run_id: str) -> dict
         file_asset = asset_uid_from_filename(path.name)
         started_at = datetime.now(timezone.utc)
         started = time.monotonic()
+        oversized: list[tuple[tuple, dict[str, str]]] = []
         try:
             with conn.transaction():
                 submissions = read_export_file(path)
-                received, new = load_submission_rows(
-                    conn, (submission_row(s, source, file_asset, run_id) for s in submissions))
+                try:
+                    received, new = load_submission_rows(
+                        conn, bounded_rows(submissions, source, file_asset, run_id, max_answer_bytes, oversized))
+                except psycopg.DataError as exc:
+                    raise BadExportFile(f"PostgreSQL refused a value: {str(exc).splitlines()[0]}") from None
                 if received == 0:
                     raise BadExportFile("no submissions in the file")
+                counts["file_rows_oversized"] += quarantine_all(conn, oversized, max_answer_bytes, run_id)
                 _record_file(conn, digest, path.name, received, "loaded", None, new, run_id)
                 with conn.cursor() as cur:
                     load.write_manifest(cur, {
@@ -722,13 +1030,14 @@ def client_for(kobo: ConnInfo) -> KoboClient:
         timeout_s=float(extra.get("timeout_s", 60)),
         max_attempts=int(extra.get("max_attempts", 5)),
         backoff_s=float(extra.get("backoff_s", 2.0)),
+        max_retry_after_s=float(extra.get("max_retry_after_s", 300)),
         page_size=int(extra.get("page_size", 1000)),
     )
 
 
 def extract_surveys(kobo: ConnInfo | None, wh_conn: psycopg.Connection, run_id: str, drop_dir: Path,
                     lookback_minutes: int = 60, full_refresh: bool = False,
-                    client: KoboClient | None = None) -> dict:
+                    client: KoboClient | None = None, max_answer_bytes: int = MAX_ANSWER_BYTES) -> dict:
     """Pull every configured Kobo asset, then load new files from drop_dir.
 
     API failures do not stop the file drops: files are loaded first-come
@@ -752,7 +1061,8 @@ def extract_surveys(kobo: ConnInfo | None, wh_conn: psycopg.Connection, run_id: 
                 uids = []
             for uid in uids:
                 try:
-                    counts = pull_asset(api, wh_conn, uid, run_id, lookback_minutes, full_refresh)
+                    counts = pull_asset(api, wh_conn, uid, run_id, lookback_minutes, full_refresh,
+                                        max_answer_bytes)
                 except KoboError as exc:
                     errors.append(exc)
                     result["assets"][uid] = {"error": str(exc)}
@@ -763,7 +1073,7 @@ def extract_surveys(kobo: ConnInfo | None, wh_conn: psycopg.Connection, run_id: 
                 result["assets"][uid] = counts
                 result["api_rows_received"] += counts["received"]
                 result["api_rows_new"] += counts["new"]
-    result.update(load_drop_dir(wh_conn, Path(drop_dir), run_id))
+    result.update(load_drop_dir(wh_conn, Path(drop_dir), run_id, max_answer_bytes))
     result["rows_new"] = result["api_rows_new"] + result["file_rows_new"]
     if errors:
         first = next((e for e in errors if isinstance(e, KoboAuthError)), errors[0])

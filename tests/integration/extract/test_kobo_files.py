@@ -205,3 +205,73 @@ def test_reading_a_large_json_export_keeps_memory_bounded(tmp_path):
         tracemalloc.stop()
     assert count == 40_000
     assert peak < 12_000_000, f"peak {peak / 1e6:.1f} MB while reading a {path.stat().st_size / 1e6:.0f} MB file"
+
+
+# ---- faults (issue 15) ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["late_bad_bytes.json", "late_bad_bytes.jsonl", "late_bad_bytes.csv"])
+def test_invalid_utf8_late_in_a_file_rejects_it_whole_with_its_reason(wh, drop, monkeypatch, name):
+    monkeypatch.setattr(kobo, "_JSON_CHUNK", 256)  # the bad bytes come after elements already loaded
+    subs = [api_submission(n) for n in range(1, 20)]
+    if name.endswith(".json"):
+        text = json.dumps(subs, indent=1).encode()
+        data = text[:-200] + b"\xff\xfe" + text[-200:]
+    elif name.endswith(".jsonl"):
+        data = ("\n".join(json.dumps(s) for s in subs) + "\n").encode() + b'{"x": "\xc3\x28"}\n'
+    else:
+        data = ("meta/instanceID;x\n" + "".join(f"uuid:{n};a\n" for n in range(50))).encode() + b"uuid:99;\xe9\n"
+    (drop / name).write_bytes(data)
+    bad_at = next(i for i, b in enumerate(data) if b >= 0x80)
+    counts = kobo.load_drop_dir(wh, drop, "run-1")
+    assert counts["files_rejected"] == 1 and counts["files_loaded"] == 0
+    # the offset in the file, not in the chunk the streamed read was decoding
+    assert f"at byte {bad_at}, line {data[:bad_at].count(10) + 1})" in counts["rejected"][0]["reason"]
+    assert (drop / "rejected" / name).read_bytes() == data  # kept as it came
+    assert "not UTF-8 text" in (drop / "rejected" / f"{name}.reason.txt").read_text()
+    assert rows(wh) == []  # nothing half-loaded
+    assert wh.execute("SELECT count(*) FROM meta.quarantine WHERE reason LIKE 'bad_export_file: not UTF-8%'"
+                      ).fetchone()[0] == 1
+
+
+def test_a_number_postgresql_cannot_store_rejects_the_file_not_the_night(wh, drop):
+    (drop / "huge_number.json").write_text('[{"meta/instanceID": "uuid:1", "_id": 1, "hh/members": 1e400}]')
+    (drop / "good.json").write_text(json.dumps([api_submission(9)]))
+    counts = kobo.load_drop_dir(wh, drop, "run-1")
+    assert counts["files_rejected"] == 1 and counts["files_loaded"] == 1
+    assert counts["rejected"][0]["reason"].startswith("PostgreSQL refused a value: ")
+    assert (drop / "rejected" / "huge_number.json.reason.txt").exists()
+    assert [r[2] for r in rows(wh)] == [9]
+
+
+def test_lone_surrogate_escapes_are_stored_as_replacement_characters(wh, drop):
+    (drop / "surrogate.json").write_text('[{"meta/instanceID": "uuid:1", "_id": 1, "note": "a\\ud800b"}]')
+    counts = kobo.load_drop_dir(wh, drop, "run-1")
+    assert counts["files_loaded"] == 1
+    assert rows(wh)[0][5]["note"] == "a\ufffdb"
+
+
+def test_a_ten_megabyte_answer_in_a_file_is_bounded_and_quarantined(wh, drop):
+    big = dict(api_submission(2), **{"notes/comment": "é" * (5 << 20) + "!"})  # 10 MB of UTF-8
+    (drop / "big_answer.jsonl").write_text(json.dumps(api_submission(1)) + "\n" + json.dumps(big) + "\n")
+    counts = kobo.load_drop_dir(wh, drop, "run-1")
+    assert counts["files_loaded"] == 1 and counts["file_rows_new"] == 2 and counts["file_rows_oversized"] == 1
+    payload = rows(wh, "kobo_id = 2")[0][5]
+    assert payload["notes/comment"].startswith("[oversized answer: 10485761 bytes")
+    assert payload["_spm_oversized"] == {"notes/comment": 10485761}
+    source, reason, whole = wh.execute("SELECT source, reason, payload -> 'answers' ->> 'notes/comment' "
+                                       "FROM meta.quarantine").fetchone()
+    assert source == "kobo:aForm" and reason.startswith("oversized_answer: 'notes/comment' is 10.0 MB")
+    assert whole == big["notes/comment"]
+
+
+def test_a_ten_megabyte_answer_in_a_csv_export_does_not_reject_the_file(wh, drop):
+    big = "y" * (10 << 20)
+    (drop / "aForm__big.csv").write_text(f"meta/instanceID;notes/comment\nuuid:1;short\nuuid:2;{big}\n")
+    counts = kobo.load_drop_dir(wh, drop, "run-1")
+    assert counts["files_loaded"] == 1 and counts["files_rejected"] == 0, counts["rejected"]
+    assert counts["file_rows_new"] == 2 and counts["file_rows_oversized"] == 1
+    stored = wh.execute("SELECT payload ->> 'notes/comment' FROM raw_kobo.submissions "
+                        "WHERE instance_id = 'uuid:2'").fetchone()[0]
+    assert stored.startswith("[oversized answer: 10485760 bytes")
+    assert wh.execute("SELECT length(payload -> 'answers' ->> 'notes/comment') FROM meta.quarantine "
+                      "WHERE reason LIKE 'oversized_answer:%'").fetchone()[0] == 10 << 20

@@ -354,3 +354,27 @@ def test_reconciliation_reads_a_fineract16_source_without_audit_columns(wh, mis)
         src.commit()
     result = by_name(reconciliation.run(ctx_for(wh, conn_info(mis))))["reconciliation.source_counts"]
     assert result.status == "fail" and "clients with status 300: raw 16 vs source 15" in result.message
+
+
+def test_mis_survey_quarantine_is_judged_per_ppi_submission(wh):
+    """int_mis_surveys__quarantine: share = quarantined / PPI submissions of the survey module (not answer rows)."""
+    wh.execute("CREATE SCHEMA IF NOT EXISTS intermediate")
+    wh.execute("CREATE TABLE intermediate.int_mis_surveys__submissions (submission_key text, is_ppi_survey boolean)")
+    wh.execute("""INSERT INTO intermediate.int_mis_surveys__submissions
+                  SELECT 'mis:1:' || g, g <= 80 FROM generate_series(1, 100) g""")  # 80 PPI, 20 other surveys
+    wh.execute("""CREATE VIEW intermediate.int_mis_surveys__quarantine AS
+                  SELECT 'fineract:m_survey_scorecards'::text AS source, submission_key AS source_key,
+                         'no_single_lookup_row: score 15 of survey PPI is in no band'::text AS reason,
+                         'no_single_lookup_row'::text AS reason_code, 'mis'::text AS channel, 1::bigint AS survey_id,
+                         7::bigint AS client_id
+                  FROM intermediate.int_mis_surveys__submissions WHERE is_ppi_survey LIMIT 12""")
+    wh.commit()
+    with wh.transaction():
+        results = by_name(quarantine.run(ctx_for(wh)))
+    res = results["quarantine.shares"]
+    assert res.numbers["sources"]["fineract:m_survey_scorecards"] == {
+        "quarantined": 12, "population": 80, "share": 0.15, "max_share": 0.1, "reasons": ["no_single_lookup_row"]}
+    assert res.status == "fail" and "fineract:m_survey_scorecards 12/80" in res.message
+    payload = wh.execute("SELECT payload FROM meta.quarantine WHERE source = 'fineract:m_survey_scorecards' "
+                         "LIMIT 1").fetchone()[0]
+    assert payload["channel"] == "mis" and payload["survey_id"] == 1 and payload["client_id"] == 7

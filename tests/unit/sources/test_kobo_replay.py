@@ -93,3 +93,39 @@ def test_runs_as_a_command(tmp_path):
 def test_missing_pages_folder_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         KoboReplayServer(tmp_path / "nowhere")
+
+
+def raw_get(url: str) -> tuple[int, dict, bytes]:
+    request = urllib.request.Request(url, headers={"Authorization": "Token t"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def test_scripted_faults_answer_as_broken_servers_do(tmp_path):
+    import http.client
+
+    with KoboReplayServer(pages_dir(tmp_path), token="t", page_size=2) as server:
+        data = f"{server.url}/api/v2/assets/aAsset/data/"
+        server.inject("html", status=502).inject("html").inject("throttle", retry_after="7")
+        server.inject("truncated", keep=10).inject("repeat", start=2).inject("cut")
+        status, headers, body = raw_get(data)
+        assert status == 502 and headers["Content-Type"] == "text/html" and b"<title>502 Bad Gateway" in body
+        status, headers, body = raw_get(data)
+        assert status == 200 and body.startswith(b"<!DOCTYPE html>")
+        status, headers, body = raw_get(data)
+        assert status == 429 and headers["Retry-After"] == "7"
+        status, _, body = raw_get(data)
+        assert status == 200 and body == b'{"count": '  # the first 10 bytes of the page
+        _, _, body = raw_get(data + "?start=2&limit=2")
+        repeated = json.loads(body)
+        assert [r["_id"] for r in repeated["results"]] == [1, 2] and "start=4" in repeated["next"]
+        with pytest.raises(http.client.IncompleteRead):
+            raw_get(data)
+        assert server.served_faults == ["html", "html", "throttle", "truncated", "repeat", "cut"]
+        status, _, body = raw_get(data)  # the script is spent: pages again
+        assert status == 200 and [r["_id"] for r in json.loads(body)["results"]] == [1, 2]
+        with pytest.raises(ValueError, match="unknown fault"):
+            server.inject("teapot")

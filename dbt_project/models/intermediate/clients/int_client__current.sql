@@ -26,7 +26,7 @@ with clients as (
         a.poverty_likelihood,
         row_number() over (
             partition by a.client_id
-            order by a.interview_date, a.submission_time nulls first, a.kobo_id
+            order by {{ surveys_order('a') }}
         ) as assessment_seq
     from {{ ref('int_client__ppi_assessments') }} a
 )

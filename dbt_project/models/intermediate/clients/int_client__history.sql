@@ -103,7 +103,7 @@ with known as (
     -- poverty band of each assessment
     union all
     select a.client_id, a.interview_date,
-        1000000 + row_number() over (partition by a.client_id, a.interview_date order by a.submission_time nulls first, a.kobo_id),
+        1000000 + row_number() over (partition by a.client_id, a.interview_date order by {{ surveys_order('a') }}),
         null, null, null, null, coalesce(pb.band_code, 'unknown'), 5
     from {{ ref('int_client__ppi_assessments') }} a
     join known k on k.client_id = a.client_id

@@ -14,8 +14,8 @@
     period_end (IRIS PI9319: clients retained from the start of the period).
   * ppi: +1 / +likelihood when the client is both active and covered by an
     assessment, -1 / -likelihood when that stops. Each assessment covers from
-    its interview date until the next one (latest by interview date, then
-    submission time, then kobo id); intersected with the active interval it
+    its interview date until the next one (latest by macro surveys_order, across
+    Kobo and the MIS survey module); intersected with the active interval it
     gives exactly "active at D, latest assessment interviewed on or before D".
 -#}
 with clients as (

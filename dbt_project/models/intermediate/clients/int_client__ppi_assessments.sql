@@ -1,11 +1,17 @@
 {{ config(materialized='view') }}
--- The surveys models' accepted PPI assessments that the warehouse may know at
--- the as-of date: interviewed on or before it and submitted by its end. The
--- client must be a known Fineract client.
+-- The surveys models' accepted PPI assessments (both channels: Kobo and the
+-- MIS survey module) that the warehouse may know at the as-of date: interviewed
+-- on or before it and (Kobo) submitted by its end. The client must be a known
+-- Fineract client. An MIS submission entered late with an older created_on
+-- counts from its interview date: the models downstream are rebuilt whole, so
+-- the months since then are restated.
 select
     a.client_id,
     a.instance_id,
+    a.channel,
     a.kobo_id,
+    a.mis_survey_id,
+    a.mis_created_on,
     a.interview_date,
     a.submission_time,
     a.scorecard_code,

@@ -1,6 +1,13 @@
 {#-
     One row per client, indicator and accepted survey interviewed on or
     before the as-of date: the value an indicator took in that interview.
+    Surveys come from both channels (column channel): Kobo submissions
+    (int_surveys__accepted) and PPI submissions of Fineract's survey module
+    (int_mis_surveys__accepted: ppi_score and poverty_likelihood). Values of
+    the MIS datatable columns mapped in seeds/datatable_indicator_map.csv
+    (int_mis_surveys__datatable_values) are rows too: channel 'mis',
+    instance_id 'datatable:<datatable>:<row>', survey_sequence 0, dated at the
+    as-of date (a datatable holds current values).
 
     Numeric indicators carry value_numeric; categorical ones (loan main
     purpose, exit reason) value_text. Indicators a survey has no value for
@@ -10,22 +17,72 @@
     when dim_client does not know the client at the as-of date).
 -#}
 
-with accepted as (
+with surveys as (
 
-    select * from {{ ref('int_surveys__accepted') }}
+    select
+        client_id,
+        instance_id,
+        'kobo'::text                    as channel,
+        kobo_id,
+        asset_uid,
+        null::bigint                    as mis_survey_id,
+        null::timestamp                 as mis_created_on,
+        survey_type,
+        interview_date,
+        submission_time,
+        scorecard_code,
+        poverty_likelihood::numeric     as poverty_likelihood,
+        ppi_score,
+        hh_members,
+        children_school_age,
+        school_enrolment_rate,
+        monthly_hh_income,
+        loan_main_purpose,
+        nps,
+        exit_reason
+    from {{ ref('int_surveys__accepted') }}
+    where interview_date <= {{ core_as_of_date() }}
+
+    union all
+
+    select
+        client_id,
+        submission_key,
+        channel,
+        null::bigint,
+        null::text,
+        survey_id,
+        created_on,
+        null::text,
+        interview_date,
+        null::timestamptz,
+        survey_key,
+        poverty_likelihood::numeric,
+        ppi_score,
+        null::integer,
+        null::integer,
+        null::numeric,
+        null::numeric,
+        null::text,
+        null::integer,
+        null::text
+    from {{ ref('int_mis_surveys__accepted') }}
     where interview_date <= {{ core_as_of_date() }}
 
 ),
 
 waves as (
 
+    -- the contract's order of a client's surveys across channels (macro surveys_order), with
+    -- a missing Kobo submission time last, as this fact always numbered them
     select
-        accepted.*,
+        surveys.*,
         row_number() over (
             partition by client_id
-            order by interview_date, submission_time nulls last, kobo_id
+            order by interview_date, (channel = 'mis'), submission_time nulls last, kobo_id,
+                     mis_created_on nulls first, mis_survey_id
         ) as survey_sequence
-    from accepted
+    from surveys
 
 ),
 
@@ -34,6 +91,7 @@ values_long as (
     select
         w.client_id,
         w.instance_id,
+        w.channel,
         w.kobo_id,
         w.asset_uid,
         w.survey_type,
@@ -47,7 +105,7 @@ values_long as (
     from waves as w
     cross join lateral (
         values
-            ('poverty_likelihood',        w.poverty_likelihood::numeric, null::text),
+            ('poverty_likelihood',        w.poverty_likelihood,          null::text),
             ('ppi_score',                 w.ppi_score::numeric,          null),
             ('household_size',            w.hh_members::numeric,         null),
             ('school_age_children',       w.children_school_age::numeric, null),
@@ -66,6 +124,26 @@ values_long as (
     where v.value_numeric is not null
        or v.value_text is not null
 
+    union all
+
+    select
+        d.client_id,
+        d.instance_id,
+        'mis'::text,
+        null::bigint,
+        null::text,
+        null::text,
+        0::bigint,
+        {{ core_as_of_date() }},
+        null::timestamptz,
+        null::text,
+        d.indicator_code,
+        d.value_numeric,
+        d.value_text
+    from {{ ref('int_mis_surveys__datatable_values') }} as d
+    where d.client_id is not null
+      and (d.value_numeric is not null or d.value_text is not null)
+
 )
 
 select
@@ -74,6 +152,7 @@ select
     c.branch_id,
     l.indicator_code,
     l.instance_id,
+    l.channel,
     l.kobo_id,
     l.asset_uid,
     l.survey_type,
