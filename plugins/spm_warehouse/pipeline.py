@@ -99,6 +99,9 @@ def build(run_id: str, as_of: date, full_refresh: bool = False) -> dict:
             conn.commit()
         if seeded:
             log.info("build schema seeded with the published incremental marts: %s", ", ".join(seeded))
+    with connect() as conn:
+        publication.reset_restricted_build(conn)  # tonight's real account numbers only
+        conn.commit()
     args = ["build"] + (["--full-refresh"] if full_refresh else [])
     result = run_dbt(args, wh, dbt_vars=dbt_vars, target_path=target / "target", log_path=target / "logs")
     with connect() as conn:

@@ -146,6 +146,21 @@ def build_schema() -> str:
     return get("SPM_BUILD_SCHEMA")
 
 
+def restricted_schema() -> str:
+    """Where the real account numbers are published (with analytics, never granted to bi_reader)."""
+    return analytics_schema() + "_restricted"
+
+
+def restricted_build_schema() -> str:
+    """Tonight's restricted marts, before publication."""
+    return restricted_schema() + "_build"
+
+
+def restricted_prev_schema() -> str:
+    """The restricted schema of the previous publication (for rollback)."""
+    return restricted_schema() + "_prev"
+
+
 @dataclass(frozen=True)
 class ConnInfo:
     """A connection in neutral form, whatever store it came from."""
