@@ -186,3 +186,9 @@ def surveys_state_columns():
 
 def surveys_submissions_prepare():
     return "select 1"
+
+
+# macros/account_pseudonym.sql
+def account_pseudonym(column):
+    return (f"case when {column} is null then null else "
+            f"'P' || left(encode(sha256(convert_to({column}::text, 'UTF8')), 'hex'), 16) end")
