@@ -121,7 +121,10 @@ def print_summary(as_of: date) -> None:
             print(f"  {schema}.{name:<32} {n:>9} rows")
     wh = settings.connection("warehouse")
     print("\nWhere to look next:")
-    print(f"  tables:   psql '{wh.libpq_url()}' -c 'select * from {settings.analytics_schema()}.kpi_branch_month limit 5'")
+    url = failure_text.redact(wh.libpq_url()).replace(":***@", "@")  # the password stays in secrets.env
+    print(f"  tables:   psql '{url}' -c 'select * from {settings.analytics_schema()}.kpi_branch_month limit 5'"
+          + (f"\n            password: AIRFLOW_CONN_WAREHOUSE's, on the embedded cluster SPM_PG_SUPERUSER_PASSWORD in "
+             f"{settings.local_dir() / 'secrets.env'}" if wh.password else ""))
     print(f"  reports:  {settings.reports_dir()}/latest/index.html (run report, dbt docs, GX Data Docs)")
     print(f"  logs:     {settings.local_dir() / 'logs'}")
     print(f"  Airflow:  make airflow   (UI on http://{settings.get('SPM_AIRFLOW_HOST')}:{settings.get('SPM_AIRFLOW_PORT')})")
