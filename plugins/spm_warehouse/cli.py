@@ -59,7 +59,9 @@ def airflow_dags_test(dag_id: str, as_of: date, conf: dict | None = None) -> tup
     if proc.returncode == 0:
         return 0, ""
     if outcome.is_file() and outcome.read_text(encoding="utf-8").strip():
-        text = outcome.read_text(encoding="utf-8").strip()
+        # one block per failed task try; a retried task that failed the same way twice is shown once
+        blocks = [b.strip() for b in outcome.read_text(encoding="utf-8").split("\n\n") if b.strip()]
+        text = "\n\n".join(dict.fromkeys(blocks))
     else:  # Airflow itself failed before any stage ran: the log's error lines, without a traceback
         lines = log_file.read_text(errors="replace").splitlines()
         errors = [line.strip() for line in lines if "ERROR" in line and not line.startswith((" ", "\t"))]
