@@ -170,6 +170,9 @@ def run_dbt(
     log_path = Path(log_path or target_path.parent / "logs")
     target_path.mkdir(parents=True, exist_ok=True)
     log_path.mkdir(parents=True, exist_ok=True)
+    # the compiled SQL carries the pseudonym key (macros/account_pseudonym.sql): owner only
+    for folder in (target_path, log_path):
+        os.chmod(folder, 0o700)
     command = [
         venv_bin("dbt"),
         *args,

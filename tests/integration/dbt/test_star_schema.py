@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import stat
 from datetime import date
 
 import psycopg
@@ -140,6 +141,9 @@ def test_account_numbers_are_published_as_keyed_pseudonyms(star_world):
                             JOIN analytics_restricted_build.loan_account r ON r.loan_id = f.loan_id""")
     assert loans and all(r["loan_account_no"] == expected(r["raw_no"]) and r["real_no"] == r["raw_no"] for r in loans)
     assert star_world.one("SELECT count(*) AS n FROM analytics_build.fct_loan")["n"] == len(loans)
+    # the compiled SQL holds the key: dbt's target folders are the owner's only
+    for run in star_world.runs:
+        assert stat.S_IMODE(run.target_path.stat().st_mode) == 0o700, run.target_path
 
 
 def test_dimensions_have_unknown_members_and_hierarchy(star_world):
