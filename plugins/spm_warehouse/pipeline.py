@@ -20,13 +20,11 @@ from spm_warehouse import preflight as preflight_checks
 from spm_warehouse import report as run_report
 from spm_warehouse.build import code_fingerprint, failure_summary, run_dbt
 from spm_warehouse.db import connect
-from spm_warehouse.failure_text import StageFailed, run_stage
+from spm_warehouse.failure_text import StageFailed, run_stage  # noqa: F401 - run_stage: the DAG's tasks call pipeline.run_stage
 from spm_warehouse.gate import GateVerdict, run_gate
 from spm_warehouse.sources import fineract, kobo
 
 log = logging.getLogger(__name__)
-
-__all__ = ["StageFailed", "run_stage"]
 
 
 def preflight() -> dict:
