@@ -2,8 +2,13 @@
 
 One run = one as-of date (the logical date). Stages, each a task group:
 
-    prepare -> extract_mis -> build -> gate -> publish -> report
-            -> extract_surveys ->
+    preflight -> prepare -> extract_mis -> build -> gate -> publish -> report
+                         -> extract_surveys ->
+
+preflight checks the configuration (dbt vars, branch-access file, AIRFLOW_CONN_*)
+before anything is extracted. Every task goes through pipeline.run_stage: a
+failure becomes a StageFailed whose message (also the alert's text) names what
+failed, with its numbers, the run report and what to do next.
 
 The business rules live in dbt (dbt_project/) and the stage logic in
 plugins/spm_warehouse/pipeline.py; this file is wiring only.
@@ -36,18 +41,24 @@ from spm_warehouse.dag_defaults import ANALYTICS, DEFAULT_ARGS, RAW_KOBO, RAW_MI
     doc_md=__doc__,
 )
 def spm_nightly():
+    def stage(name: str, context, func, *args, **kwargs):
+        return pipeline.run_stage(name, context["run_id"], as_of_date(context), func, *args, **kwargs)
+
+    @task(retries=0)
+    def preflight(**context) -> dict:
+        return stage("preflight", context, pipeline.preflight)
+
     @task
     def prepare(**context) -> dict:
-        return pipeline.prepare_warehouse(context["run_id"], as_of_date(context))
+        return stage("prepare", context, pipeline.prepare_warehouse, context["run_id"], as_of_date(context))
 
     @task_group(group_id="extract_mis")
     def extract_mis():
         @task(outlets=[RAW_MIS])
         def extract_fineract(**context) -> dict:
             params = context["params"]
-            return pipeline.extract_mis(context["run_id"], as_of_date(context),
-                                        full_refresh=bool(params["full_refresh"]),
-                                        reconcile=bool(params["reconcile_keys"]))
+            return stage("extract_mis", context, pipeline.extract_mis, context["run_id"], as_of_date(context),
+                         full_refresh=bool(params["full_refresh"]), reconcile=bool(params["reconcile_keys"]))
 
         return extract_fineract()
 
@@ -55,17 +66,19 @@ def spm_nightly():
     def extract_surveys():
         @task(outlets=[RAW_KOBO])
         def extract_kobo(**context) -> dict:
-            return pipeline.extract_surveys(context["run_id"], as_of_date(context),
-                                            full_refresh=bool(context["params"]["full_refresh"]))
+            return stage("extract_surveys", context, pipeline.extract_surveys, context["run_id"], as_of_date(context),
+                         full_refresh=bool(context["params"]["full_refresh"]))
 
         return extract_kobo()
 
     @task_group(group_id="build")
     def build():
-        @task(retries=0)
+        # retried like the extractions: build raises only when dbt could not run or lost the warehouse
+        # (failing models and tests are judged by the gate, not retried)
+        @task
         def dbt_build(**context) -> dict:
-            return pipeline.build(context["run_id"], as_of_date(context),
-                                  full_refresh=bool(context["params"]["full_refresh"]))
+            return stage("build", context, pipeline.build, context["run_id"], as_of_date(context),
+                         full_refresh=bool(context["params"]["full_refresh"]))
 
         return dbt_build()
 
@@ -73,7 +86,7 @@ def spm_nightly():
     def gate(dbt_summary):
         @task(retries=0)
         def quality_gate(dbt_summary: dict, **context) -> dict:
-            return pipeline.gate(context["run_id"], as_of_date(context), dbt_summary)
+            return stage("gate", context, pipeline.gate, context["run_id"], as_of_date(context), dbt_summary)
 
         return quality_gate(dbt_summary)
 
@@ -81,7 +94,7 @@ def spm_nightly():
     def publish(verdict):
         @task(retries=0, outlets=[ANALYTICS])
         def publish_analytics(verdict: dict, **context) -> dict:
-            return pipeline.publish(context["run_id"], as_of_date(context), verdict)
+            return stage("publish", context, pipeline.publish, context["run_id"], as_of_date(context), verdict)
 
         return publish_analytics(verdict)
 
@@ -90,6 +103,7 @@ def spm_nightly():
         return pipeline.report(context["run_id"], as_of_date(context))
 
     ready = prepare()
+    preflight() >> ready
     extracted = [extract_mis(), extract_surveys()]
     ready >> extracted
     built = build()

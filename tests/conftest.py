@@ -27,6 +27,7 @@ import pytest
 # plugins/, the repository root and tests/fixtures are on sys.path (pyproject.toml: pythonpath)
 from databases import conn_uri_for, create_database, drop_database, unique_name
 from databases import mariadb_database as _mariadb_database
+from psycopg import sql
 from published_fingerprint import fingerprint
 from star_world import build_world
 
@@ -38,6 +39,7 @@ from tools.demo import surveys as demo_surveys
 DEMO_AS_OF = date(2024, 6, 30)
 DEMO_CLIENTS = 150
 DEMO_SEED = 7
+DEMO_PSEUDONYM_KEY = "spm-test-pseudonym-key-not-secret-0123456789abcdef"
 
 
 def pytest_addoption(parser):
@@ -49,11 +51,29 @@ def pytest_addoption(parser):
 def pg_server_url() -> str:
     """postgresql:// URL of a server where tests may CREATE DATABASE."""
     url = os.environ.get("SPM_TEST_DATABASE_URL")
-    if url:
-        return url
-    cluster = EmbeddedPostgres(settings.local_dir() / "pg")
-    cluster.start()
-    return cluster.url("postgres")
+    if not url:
+        # the embedded cluster: scram-sha-256, its superuser's password is in the URL (secrets.env)
+        cluster = EmbeddedPostgres(settings.local_dir() / "pg")
+        cluster.start()
+        url = cluster.url("postgres")
+        # bi_reader logs in with the password generated for this installation, as `make demo` sets it
+        os.environ.setdefault("SPM_BI_READER_PASSWORD", environment.bi_reader_password())
+    ensure_bi_reader_login(url)
+    return url
+
+
+def ensure_bi_reader_login(server_url: str) -> None:
+    """bi_reader (cluster-wide) exists and logs in with SPM_BI_READER_PASSWORD, as tests connect as it."""
+    password = os.environ.get("SPM_BI_READER_PASSWORD", "")
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(hashtext('spm_warehouse.roles'))")
+        try:
+            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'bi_reader'").fetchone():
+                conn.execute("CREATE ROLE bi_reader LOGIN")
+            if password:
+                conn.execute(sql.SQL("ALTER ROLE bi_reader WITH LOGIN PASSWORD {}").format(sql.Literal(password)))
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext('spm_warehouse.roles'))")
 
 
 @pytest.fixture
@@ -122,6 +142,8 @@ def demo_warehouse(pg_server_url, tmp_path_factory):
             "AIRFLOW_CONN_WAREHOUSE": conn_uri_for(wh_url),
             "AIRFLOW_CONN_MIS_FINERACT": conn_uri_for(mis_url),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://" + airflow_url.split("://", 1)[1],
+            # a fixed key: the published pseudonyms, and so the recorded fingerprint, are the same every run
+            "SPM_PSEUDONYM_KEY": DEMO_PSEUDONYM_KEY,
         }
     )
     saved = dict(os.environ)

@@ -200,3 +200,9 @@ def surveys_order(alias, desc=False):
 
 def core_relation_exists(relation):
     return True
+
+
+# macros/account_pseudonym.sql
+def account_pseudonym(column):
+    return (f"case when {column} is null then null else "
+            f"'P' || left(encode(sha256(convert_to({column}::text, 'UTF8')), 'hex'), 16) end")

@@ -9,10 +9,13 @@ where to send, from the settings:
   backend (the [email]/[smtp] settings or the smtp_default connection).
 Both may be set; with neither, the failure is only logged.
 
-The message names the DAG, run, task and as-of date, carries the error (for
-a blocked gate that is the verdict summary: every failed check and its
-numbers) and points at the run report. An alert that cannot be sent is
-logged and never hides the task's own failure.
+The message names the DAG, run, task and as-of date and carries the error:
+for a night's stage that is failure_text's text (every failing check with its
+numbers, the run report, what to do next), the same text `make run` prints
+and the task fails with. Alerts go only to the configured targets, and their
+text goes through failure_text.redact: no password of a connection string,
+no secret setting. An alert that cannot be sent is logged and never hides the
+task's own failure.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from urllib.parse import urlsplit
 from airflow.sdk import BaseNotifier
 
 from spm_warehouse import settings
+from spm_warehouse.failure_text import StageFailed, redact
 from spm_warehouse.paths import run_dir_name
 
 log = logging.getLogger(__name__)
@@ -60,17 +64,15 @@ def failure_message(context: dict) -> tuple[str, str]:
     report = settings.reports_dir() / run_dir_name(str(run_id)) / "index.html"
     log_url = getattr(ti, "log_url", None)
     subject = f"[spm-warehouse] {dag_id}.{task_id} failed (as of {as_of})"
-    lines = [
-        subject,
-        f"run: {run_id}" + (f", try {try_number}" if try_number else ""),
-        "",
-        f"{type(error).__name__ + ': ' if error is not None else ''}{error_text}",
-        "",
-        f"run report: {report}",
-    ]
+    lines = [subject, f"run: {run_id}" + (f", try {try_number}" if try_number else ""), ""]
+    if isinstance(error, StageFailed) and error.complete:
+        lines.append(error_text)  # failure_text's text: checks, numbers, run report, next steps
+    else:
+        lines += [f"{type(error).__name__ + ': ' if error is not None else ''}{error_text}", "",
+                  f"run report: {report}"]
     if log_url:
         lines.append(f"task log: {log_url}")
-    return subject, "\n".join(lines)
+    return redact(subject), redact("\n".join(lines))
 
 
 def post_webhook(url: str, text: str) -> None:

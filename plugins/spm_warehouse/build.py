@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spm_warehouse import faults, paths, settings
-from spm_warehouse.environment import venv_bin
+from spm_warehouse.environment import local_secrets, venv_bin
 from spm_warehouse.paths import DBT_PROJECT_DIR
 from spm_warehouse.settings import ConnInfo
 
@@ -103,6 +103,11 @@ class DbtResult:
         }
 
 
+def pseudonym_key() -> str:
+    """SPM_PSEUDONYM_KEY, else the one generated once into <SPM_LOCAL_DIR>/secrets.env."""
+    return settings.get("SPM_PSEUDONYM_KEY") or local_secrets()["SPM_PSEUDONYM_KEY"]
+
+
 def dbt_env(wh: ConnInfo) -> dict[str, str]:
     """Environment for a dbt child process: the profile reads these."""
     env = dict(os.environ)
@@ -115,6 +120,9 @@ def dbt_env(wh: ConnInfo) -> dict[str, str]:
             "SPM_DBT_DBNAME": wh.schema,
             "SPM_DBT_SCHEMA": "build",
             "SPM_BUILD_SCHEMA": settings.build_schema(),
+            "SPM_RESTRICTED_BUILD_SCHEMA": settings.restricted_build_schema(),
+            # read by macros/account_pseudonym.sql while executing only (never at parse time)
+            "SPM_DBT_PSEUDONYM_KEY": pseudonym_key(),
             "SPM_DBT_THREADS": settings.get("SPM_DBT_THREADS"),
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
             "DO_NOT_TRACK": "1",
@@ -164,6 +172,9 @@ def run_dbt(
     log_path = Path(log_path or target_path.parent / "logs")
     target_path.mkdir(parents=True, exist_ok=True)
     log_path.mkdir(parents=True, exist_ok=True)
+    # the compiled SQL carries the pseudonym key (macros/account_pseudonym.sql): owner only
+    for folder in (target_path, log_path):
+        os.chmod(folder, 0o700)
     command = [
         venv_bin("dbt"),
         *args,

@@ -20,7 +20,16 @@ import sys
 import time
 from datetime import date, timedelta
 
-from spm_warehouse import airflow_stack, environment, night_lock, pipeline, publication, settings
+from spm_warehouse import (
+    airflow_stack,
+    environment,
+    failure_text,
+    night_lock,
+    pipeline,
+    preflight,
+    publication,
+    settings,
+)
 from spm_warehouse.console import run_command
 from spm_warehouse.db import connect
 from spm_warehouse.embedded_postgres import EmbeddedPostgresError
@@ -35,23 +44,40 @@ class UserError(RuntimeError):
 # --------------------------------------------------------------------------- airflow
 
 
-def airflow_dags_test(dag_id: str, as_of: date, conf: dict | None = None) -> int:
-    """Run one DAG run in-process with `airflow dags test`, streaming its log."""
+def airflow_dags_test(dag_id: str, as_of: date, conf: dict | None = None) -> tuple[int, str]:
+    """Run one DAG run in-process with `airflow dags test`, its log in a file.
+
+    Returns (exit code, failure text): the text the failing stage recorded
+    (failure_text.py: each failing check with its numbers, the run report and
+    what to do next), never a traceback; "" when the run succeeded.
+    """
     environment.migrate_airflow_db()
     cmd = [environment.venv_bin("airflow"), "dags", "test", dag_id, as_of.isoformat()]
     if conf:
         cmd += ["--conf", json.dumps(conf)]
     log_dir = settings.local_dir() / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    log_file = log_dir / f"{dag_id}_{as_of.isoformat()}_{int(time.time())}.log"
+    stamp = f"{dag_id}_{as_of.isoformat()}_{int(time.time())}"
+    log_file = log_dir / f"{stamp}.log"
+    outcome = log_dir / f"{stamp}.failure.txt"
+    outcome.unlink(missing_ok=True)
     print(f"  running: {' '.join(shlex.quote(c) for c in cmd[1:])}  (log: {log_file})", flush=True)
+    env = dict(os.environ, **{failure_text.OUTCOME_FILE_VAR: str(outcome)})
     with open(log_file, "w") as out:
-        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        tail = log_file.read_text(errors="replace").splitlines()
-        interesting = [line for line in tail if "StageFailed" in line or "ERROR" in line or "blocked" in line.lower()]
-        print("\n".join((interesting or tail)[-25:]), file=sys.stderr)
-    return proc.returncode
+        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    if proc.returncode == 0:
+        return 0, ""
+    if outcome.is_file() and outcome.read_text(encoding="utf-8").strip():
+        # one block per failed task try; a retried task that failed the same way twice is shown once
+        blocks = [b.strip() for b in outcome.read_text(encoding="utf-8").split("\n\n") if b.strip()]
+        text = "\n\n".join(dict.fromkeys(blocks))
+    else:  # Airflow itself failed before any stage ran: the log's error lines, without a traceback
+        lines = log_file.read_text(errors="replace").splitlines()
+        errors = [line.strip() for line in lines if "ERROR" in line and not line.startswith((" ", "\t"))]
+        text = "\n".join([f"the {dag_id} run for {as_of} failed before any stage reported why:"]
+                         + [failure_text.redact(e) for e in errors[-10:]]
+                         + [f"Full log: {log_file}"])
+    return proc.returncode, text + f"\n(full log: {log_file})"
 
 
 # --------------------------------------------------------------------------- summary
@@ -78,11 +104,18 @@ def print_summary(as_of: date) -> None:
         print("\nChecks (last gate, meta.check_results):")
         if _table_exists(conn, "meta.check_results"):
             rows = conn.execute(
-                """SELECT status, count(*) FROM meta.check_results
+                """SELECT status, blocking, check_name, message FROM meta.check_results
                    WHERE run_id = (SELECT run_id FROM meta.check_results ORDER BY checked_at DESC LIMIT 1)
-                   GROUP BY status ORDER BY status"""
+                   ORDER BY position, check_name"""
             ).fetchall()
-            print("  " + (", ".join(f"{n} {s}" for s, n in rows) or "none recorded"))
+            counts: dict[str, int] = {}
+            for status, *_ in rows:
+                counts[status] = counts.get(status, 0) + 1
+            print("  " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none recorded"))
+            for status, blocking, name, message in rows:
+                if status != "pass":
+                    label = "FAIL" if status == "fail" and blocking else "warn"
+                    print(f"  {label} {name}: {failure_text.redact(message)[:300]}")
         print("\nPublished (meta.publications):")
         if _table_exists(conn, "meta.publications"):
             row = conn.execute(
@@ -99,7 +132,10 @@ def print_summary(as_of: date) -> None:
             print(f"  {schema}.{name:<32} {n:>9} rows")
     wh = settings.connection("warehouse")
     print("\nWhere to look next:")
-    print(f"  tables:   psql '{wh.libpq_url()}' -c 'select * from {settings.analytics_schema()}.kpi_branch_month limit 5'")
+    url = failure_text.redact(wh.libpq_url()).replace(":***@", "@")  # the password stays in secrets.env
+    print(f"  tables:   psql '{url}' -c 'select * from {settings.analytics_schema()}.kpi_branch_month limit 5'"
+          + (f"\n            password: AIRFLOW_CONN_WAREHOUSE's, on the embedded cluster SPM_PG_SUPERUSER_PASSWORD in "
+             f"{settings.local_dir() / 'secrets.env'}" if wh.password else ""))
     print(f"  reports:  {settings.reports_dir()}/latest/index.html (run report, dbt docs, GX Data Docs)")
     print(f"  logs:     {settings.local_dir() / 'logs'}")
     print(f"  Airflow:  make airflow   (UI on http://{settings.get('SPM_AIRFLOW_HOST')}:{settings.get('SPM_AIRFLOW_PORT')})")
@@ -125,10 +161,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         as_of = date.fromisoformat(args.date)
     except ValueError:
         raise UserError(f"RUN_DATE must be YYYY-MM-DD, got {args.date!r}") from None
+    try:
+        pipeline.preflight()  # a wrong setting: one line, before Airflow starts and before any extraction
+    except preflight.ConfigError as exc:
+        raise UserError(f"configuration: {exc}") from None
     conf = {"full_refresh": bool(args.full_refresh), "reconcile_keys": bool(args.reconcile_keys)}
-    rc = airflow_dags_test("spm_nightly", as_of, conf)
+    rc, failure = airflow_dags_test("spm_nightly", as_of, conf)
     print_summary(as_of)
-    return rc
+    if rc:
+        # last, where the eye lands: what failed, with its numbers, the run report, what to do next
+        print("\nThe night FAILED:\n" + failure, file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -138,7 +182,10 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     day, failures = start, 0
     while day <= end:
         print(f"== {day}", flush=True)
-        failures += airflow_dags_test("spm_nightly", day) != 0
+        rc, failure = airflow_dags_test("spm_nightly", day)
+        if rc:
+            failures += 1
+            print(f"The night of {day} FAILED:\n{failure}", file=sys.stderr)
         day += timedelta(days=args.step_days)
     return 1 if failures else 0
 

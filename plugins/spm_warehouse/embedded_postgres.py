@@ -10,6 +10,12 @@ Safety rules:
   without our marker is never started, stopped or deleted.
 - It listens on 127.0.0.1 only, on a free port chosen at creation, with its
   Unix socket inside the state folder (never the system's socket directory).
+- Every connection authenticates with scram-sha-256 (pg_hba.conf has no
+  `trust` line): the superuser's password is generated once into the
+  secrets file beside the state folder (`.local/secrets.env`, mode 0600,
+  SPM_PG_SUPERUSER_PASSWORD) and carried by `url()`. A cluster created by an
+  older version with `trust` is upgraded at its next start: the password is
+  set while trust still admits us, then pg_hba.conf is replaced and reloaded.
 - `initdb` and `pg_ctl` refuse to run as root, so when we are root they run
   as an unprivileged user (default `postgres`, else `nobody`).
 """
@@ -18,19 +24,30 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
 import pwd
+import secrets
 import shutil
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
-from spm_warehouse import settings
+from spm_warehouse import secrets_file, settings
+
+log = logging.getLogger(__name__)
 
 MARKER = "spm_warehouse_embedded.json"
 DEFAULT_SUPERUSER = "postgres"
+SUPERUSER_SECRET = "SPM_PG_SUPERUSER_PASSWORD"
+AUTH_METHOD = "scram-sha-256"
+# Only these two lines: the socket (in the state folder) and 127.0.0.1, both with a password.
+PG_HBA = ("# written by spm_warehouse.embedded_postgres: every connection needs its password (scram-sha-256)\n"
+          "local   all   all                 scram-sha-256\n"
+          "host    all   all   127.0.0.1/32  scram-sha-256\n")
 
 
 class EmbeddedPostgresError(RuntimeError):
@@ -160,8 +177,25 @@ class EmbeddedPostgres:
             raise EmbeddedPostgresError(f"{self.state_dir} holds no cluster created by this project.")
         return int(port)
 
+    @property
+    def secrets_path(self) -> Path:
+        """The secrets file holding the superuser's password: secrets.env beside the state folder."""
+        return self.state_dir.parent / "secrets.env"
+
+    def password(self) -> str:
+        """The superuser's password: SPM_PG_SUPERUSER_PASSWORD, else generated once into the secrets file."""
+        configured = settings.get(SUPERUSER_SECRET)
+        if configured:
+            return configured
+        return secrets_file.ensure(self.secrets_path, {SUPERUSER_SECRET: lambda: secrets.token_urlsafe(24)})[
+            SUPERUSER_SECRET]
+
+    def userinfo(self) -> str:
+        """user:password for a URL (quoted)."""
+        return f"{quote(self.superuser, safe='')}:{quote(self.password(), safe='')}"
+
     def url(self, database: str = "postgres") -> str:
-        return f"postgresql://{self.superuser}@127.0.0.1:{self.port}/{database}"
+        return f"postgresql://{self.userinfo()}@127.0.0.1:{self.port}/{database}"
 
     def exists(self) -> bool:
         return self.marker_path.is_file() and (self.data_dir / "PG_VERSION").is_file()
@@ -201,12 +235,23 @@ class EmbeddedPostgres:
                 os.chown(path, entry.pw_uid, entry.pw_gid)
             _ensure_traversable(self.state_dir)
         os.chmod(self.data_dir, 0o700)
-        self._run(
-            [str(bindir / "initdb"), "-D", str(self.data_dir), "-U", self.superuser, "--auth=trust",
-             "--encoding=UTF8", "--locale=C", "--no-sync"],
-            user,
-            timeout=300,
-        )
+        pwfile = self.state_dir / ".initdb_password"
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(self.password() + "\n")
+        try:
+            if user is not None:
+                entry = pwd.getpwnam(user)
+                os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+            self._run(
+                [str(bindir / "initdb"), "-D", str(self.data_dir), "-U", self.superuser, f"--auth={AUTH_METHOD}",
+                 f"--pwfile={pwfile}", "--encoding=UTF8", "--locale=C", "--no-sync"],
+                user,
+                timeout=300,
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+        self._write_hba()
         port = free_port()
         with open(self.data_dir / "postgresql.auto.conf", "a", encoding="utf-8") as conf:
             conf.write(
@@ -220,8 +265,44 @@ class EmbeddedPostgres:
                 "jit = off\n"
             )
         self.marker_path.write_text(
-            json.dumps({"port": port, "data_dir": str(self.data_dir), "bindir": str(bindir), "run_as": user}, indent=2)
+            json.dumps({"port": port, "data_dir": str(self.data_dir), "bindir": str(bindir), "run_as": user,
+                        "auth": AUTH_METHOD}, indent=2)
         )
+
+    def _write_hba(self) -> None:
+        """Replace pg_hba.conf (keeping its owner: the server's user) with the password-only rules."""
+        with open(self.data_dir / "pg_hba.conf", "w", encoding="utf-8") as hba:
+            hba.write(PG_HBA)
+
+    def _secure_legacy_cluster(self) -> None:
+        """Upgrade a running cluster created with `trust` (older versions): password, pg_hba.conf, reload."""
+        import psycopg  # psycopg is only needed here and by callers; keep the module importable without it
+        from psycopg import sql
+
+        plain = f"postgresql://{quote(self.superuser, safe='')}@127.0.0.1:{self.port}/postgres"
+        try:
+            conn = psycopg.connect(plain, autocommit=True, connect_timeout=10)
+        except psycopg.OperationalError:
+            try:  # secured by hand already, with our password: only the marker is behind
+                psycopg.connect(self.url(), connect_timeout=10).close()
+            except psycopg.OperationalError as exc:
+                raise EmbeddedPostgresError(
+                    f"the embedded cluster in {self.state_dir} was created with trust authentication and "
+                    f"refuses both a password-less login and the password in {self.secrets_path} "
+                    f"({str(exc).strip().splitlines()[-1]}); set {SUPERUSER_SECRET} to its superuser's "
+                    f"password, or `make clean` to start a new cluster") from None
+        else:
+            with conn:
+                conn.execute("SET password_encryption = 'scram-sha-256'")
+                conn.execute(sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(
+                    sql.Identifier(self.superuser), sql.Literal(self.password())))
+                self._write_hba()
+                conn.execute("SELECT pg_reload_conf()")
+        marker = self._marker()
+        marker["auth"] = AUTH_METHOD
+        self.marker_path.write_text(json.dumps(marker, indent=2))
+        log.warning("embedded PostgreSQL in %s: upgraded from trust to %s authentication; the superuser's "
+                    "password is %s in %s", self.state_dir, AUTH_METHOD, SUPERUSER_SECRET, self.secrets_path)
 
     def is_running(self) -> bool:
         if not self.exists():
@@ -248,6 +329,8 @@ class EmbeddedPostgres:
                 timeout=120,
             )
         self._wait_ready()
+        if self._marker().get("auth") != AUTH_METHOD:
+            self._secure_legacy_cluster()
         return self.url()
 
     def _wait_ready(self, seconds: float = 30.0) -> None:

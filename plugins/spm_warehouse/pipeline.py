@@ -17,18 +17,31 @@ import shutil
 import time
 from datetime import date
 
-from spm_warehouse import faults, meta, night_lock, paths, publication, roles, settings
+from spm_warehouse import failure_text, faults, meta, night_lock, paths, publication, roles, settings
+from spm_warehouse import preflight as preflight_checks
 from spm_warehouse import report as run_report
 from spm_warehouse.build import code_fingerprint, failure_summary, run_dbt
 from spm_warehouse.db import connect
+from spm_warehouse.failure_text import StageFailed, run_stage  # noqa: F401 - run_stage: the DAG's tasks call pipeline.run_stage
 from spm_warehouse.gate import GateVerdict, run_gate
 from spm_warehouse.sources import fineract, kobo
 
 log = logging.getLogger(__name__)
 
 
-class StageFailed(RuntimeError):
-    """The night cannot go on; the message says why and what to look at."""
+def preflight() -> dict:
+    """The configuration, checked before anything is extracted (preflight.py).
+
+    A wrong setting raises preflight.ConfigError: one line naming the setting.
+    Connections are checked before the warehouse is opened with them.
+    """
+    result = {"connections": preflight_checks.check_connections()}
+    result.update(preflight_checks.check_ppi())
+    preflight_checks.check_pseudonym_key()
+    with connect() as conn:
+        result.update(preflight_checks.check_branches(conn))
+    log.info("preflight: configuration checked: %s", result)
+    return result
 
 
 def prepare_warehouse(run_id: str | None = None, as_of: date | None = None) -> dict:
@@ -95,6 +108,9 @@ def _build(run_id: str, as_of: date, full_refresh: bool) -> dict:
             conn.commit()
         if seeded:
             log.info("build schema seeded with the published incremental marts: %s", ", ".join(seeded))
+    with connect() as conn:
+        publication.reset_restricted_build(conn)  # tonight's real account numbers only
+        conn.commit()
     args = ["build"] + (["--full-refresh"] if full_refresh else [])
     result = run_dbt(args, wh, dbt_vars=dbt_vars, target_path=target / "target", log_path=target / "logs")
     with connect() as conn:
@@ -153,7 +169,8 @@ def gate(run_id: str, as_of: date, dbt_summary: dict) -> dict:
         verdict = run_gate(conn, mis, run_id=run_id, as_of=as_of, dbt_result=dbt_summary)
         conn.commit()
     if not verdict.passed:
-        raise StageFailed("quality gate blocked publication:\n" + verdict.summary())
+        # the text the terminal, the task's failure message and the alert all show (failure_text.py)
+        raise StageFailed(failure_text.blocked_text(verdict, run_id, as_of), complete=True)
     return verdict.as_dict()
 
 

@@ -22,6 +22,12 @@ out of their reach, because RLS cannot filter them.
 The data-health views (data_health_runs, publication_info) carry no branch
 data and are readable by both roles.
 
+Real account numbers are not in analytics (it publishes keyed pseudonyms) but
+in the restricted schema analytics_restricted (client_account, loan_account),
+published with analytics: bi_reader never reads it; branch roles read their
+branches' rows of it, under RLS, when SPM_BRANCH_RLS is on
+(`apply_restricted_access`).
+
 Roles are cluster-wide in PostgreSQL; grants and policies are per database.
 Superset reads as bi_reader and applies its own per-user branch filters (see
 dashboards/access.py); branch roles are for direct SQL users.
@@ -122,7 +128,8 @@ def _schema_exists(conn: psycopg.Connection, schema: str) -> bool:
 
 def revoke_private(conn: psycopg.Connection) -> None:
     """Take back anything BI roles were ever given outside the published schema (defence in depth)."""
-    schemas = list(PRIVATE_SCHEMAS) + [settings.build_schema(), settings.analytics_schema() + "_prev"]
+    schemas = list(PRIVATE_SCHEMAS) + [settings.build_schema(), settings.analytics_schema() + "_prev",
+                                       settings.restricted_build_schema(), settings.restricted_prev_schema()]
     for schema in schemas:
         if not _schema_exists(conn, schema):
             continue
@@ -217,7 +224,58 @@ def apply_published_access(conn: psycopg.Connection, schema: str, prev_schema: s
         if branch_rls and group and _branch_readable(name, kind, cols):
             conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(table, sql.Identifier(BRANCH_GROUP)))
     done["branch_roles"] = sorted(mapping)
+    if schema == settings.analytics_schema():
+        done["restricted_tables"] = apply_restricted_access(conn, branch_rls, mapping, policies)
     return done
+
+
+def apply_restricted_access(conn: psycopg.Connection, branch_rls: bool, mapping: dict[str, list[int]],
+                            policies: bool = True) -> list[str]:
+    """The restricted schema (real account numbers): branch roles under RLS only; never bi_reader.
+
+    bi_reader loses anything it was ever given on the restricted schemas. With
+    branch RLS on, bi_branch_reader may read the restricted tables that have a
+    branch_id, each filtered by the branch policies of meta.branch_access (no
+    policy for bi_reader: even a stray grant would show it no row). Without
+    branch RLS nobody but the owner reads it. Returns the tables branch roles may read.
+    """
+    restricted = settings.restricted_schema()
+    for schema in (restricted, settings.restricted_prev_schema(), settings.restricted_build_schema()):
+        if not _schema_exists(conn, schema):
+            continue
+        for role in ("PUBLIC", BI_READER) + (() if schema == restricted else (BRANCH_GROUP,)):
+            if role != "PUBLIC" and not _role_exists(conn, role):
+                continue
+            grantee = sql.SQL("PUBLIC") if role == "PUBLIC" else sql.Identifier(role)
+            conn.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM {}").format(sql.Identifier(schema), grantee))
+            conn.execute(sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA {} FROM {}").format(sql.Identifier(schema), grantee))
+    if not _schema_exists(conn, restricted):
+        return []
+    group = _role_exists(conn, BRANCH_GROUP)
+    ident = sql.Identifier(restricted)
+    if group:
+        conn.execute(sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA {} FROM {}").format(ident, sql.Identifier(BRANCH_GROUP)))
+        conn.execute(sql.SQL("{} USAGE ON SCHEMA {} {} {}").format(
+            sql.SQL("GRANT" if branch_rls else "REVOKE"), ident, sql.SQL("TO" if branch_rls else "FROM"),
+            sql.Identifier(BRANCH_GROUP)))
+    readable = []
+    for name, kind, cols, _rls_on in _relations(conn, restricted):
+        if kind not in ("r", "p"):
+            continue
+        table = sql.Identifier(restricted, name)
+        if policies:
+            _drop_our_policies(conn, restricted, name)
+            # always on: without a policy for a role, the role sees no row of real account numbers
+            conn.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(table))
+            if branch_rls and "branch_id" in cols:
+                for role, branches in mapping.items():
+                    conn.execute(sql.SQL("CREATE POLICY {} ON {} FOR SELECT TO {} USING (branch_id = ANY ({}::bigint[]))").format(
+                        sql.Identifier((POLICY_PREFIX + "branch_" + role)[:63]), table, sql.Identifier(role),
+                        sql.Literal(branches)))
+        if branch_rls and group and "branch_id" in cols:
+            conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(table, sql.Identifier(BRANCH_GROUP)))
+            readable.append(name)
+    return readable
 
 
 def _branch_readable(name: str, kind: str, cols: set[str]) -> bool:

@@ -30,7 +30,12 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "SPM_SURVEY_DROP_DIR": ("", "folder where Kobo/ODK exports are dropped (default: <SPM_LOCAL_DIR>/survey_drop)"),
     "SPM_ANALYTICS_SCHEMA": ("analytics", "published schema that BI reads"),
     "SPM_BUILD_SCHEMA": ("analytics_build", "schema dbt builds the marts into before the gate"),
-    "SPM_BI_READER_PASSWORD": ("", "password of the bi_reader role (empty: leave the role's password as it is; a new role gets none)"),
+    "SPM_BI_READER_PASSWORD": ("", "password of the bi_reader role (embedded cluster: generated once into "
+                               "<SPM_LOCAL_DIR>/secrets.env; another warehouse: empty leaves the role's password as it is)"),
+    "SPM_PG_SUPERUSER_PASSWORD": ("", "password of the embedded cluster's superuser `postgres` (scram-sha-256; "
+                                  "generated once into <SPM_LOCAL_DIR>/secrets.env)"),
+    "SPM_PSEUDONYM_KEY": ("", "secret key of the account-number pseudonyms published in analytics (HMAC-SHA256; "
+                          "generated once into <SPM_LOCAL_DIR>/secrets.env; changing it changes every pseudonym)"),
     "SPM_BRANCH_RLS": ("false", "PostgreSQL row-level security for branch-manager roles listed in meta.branch_access (true/false)"),
     "SPM_DBT_THREADS": ("4", "dbt threads (models built at once); 4 keeps 2 cores busy while dbt waits on PostgreSQL"),
     "SPM_EXTRACT_LOOKBACK_MINUTES": ("60", "lookback window of incremental extraction"),
@@ -87,6 +92,9 @@ CHILD_PROCESS_VARIABLES: dict[str, str] = {
     "SPM_DBT_DBNAME": "dbt profile: its database",
     "SPM_DBT_SCHEMA": "dbt profile: the target schema (models choose their own schemas)",
     "SPM_AS_OF_DATE": "the run's as-of date, read by core_as_of_string() while dbt executes",
+    "SPM_DBT_PSEUDONYM_KEY": "SPM_PSEUDONYM_KEY as dbt's account_pseudonym() macro reads it while executing",
+    "SPM_RESTRICTED_BUILD_SCHEMA": "dbt: the schema of tonight's restricted marts (real account numbers)",
+    "SPM_OUTCOME_FILE": "`make run`: the file a failing stage writes its failure text to (failure_text.py)",
     "SPM_GX_WAREHOUSE_URL": "GX datasource: SQLAlchemy URL of the warehouse",
     "SPM_GX_RESULTS_DIR": "GX: where this run's validation results go",
     "SPM_GX_DOCS_DIR": "GX: where this run's Data Docs go",
@@ -141,6 +149,21 @@ def analytics_schema() -> str:
 
 def build_schema() -> str:
     return get("SPM_BUILD_SCHEMA")
+
+
+def restricted_schema() -> str:
+    """Where the real account numbers are published (with analytics, never granted to bi_reader)."""
+    return analytics_schema() + "_restricted"
+
+
+def restricted_build_schema() -> str:
+    """Tonight's restricted marts, before publication."""
+    return restricted_schema() + "_build"
+
+
+def restricted_prev_schema() -> str:
+    """The restricted schema of the previous publication (for rollback)."""
+    return restricted_schema() + "_prev"
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from spm_warehouse.embedded_postgres import find_bindir
 log = logging.getLogger(__name__)
 
 # Airflow task_id prefix (the task group) -> stage name in the report, in DAG order.
-STAGES = ["prepare", "extract_mis", "extract_surveys", "build", "gate", "publish", "report"]
+STAGES = ["preflight", "prepare", "extract_mis", "extract_surveys", "build", "gate", "publish", "report"]
 RAW_COPY_SCHEMA = "bench_rawcopy"
 # Source tables with a change cursor (see /work/notes: incremental extraction).
 CURSOR_COLUMN = "last_modified_on_utc"

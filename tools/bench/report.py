@@ -22,7 +22,10 @@ from pathlib import Path
 import psycopg
 
 from spm_warehouse import settings
+from tools.bench.measure import STAGES
 from tools.bench.runner import night_ok
+
+FIRST_STAGE = STAGES[0]  # the DAG's first task: Airflow's task start-up is charged to it
 
 MB_LIMIT = 1024.0
 FULL_LIMIT_S = 600.0
@@ -206,7 +209,7 @@ def render_section(result: dict) -> str:
         f, n = f_stages.get(stage, {}), n_stages.get(stage, {})
         unit = f.get("unit") or n.get("unit")
         name = stage + (f" ({unit})" if unit else "")
-        if stage == "prepare" and (full.get("first_task_startup_s") or nightly.get("first_task_startup_s")):
+        if stage == FIRST_STAGE and (full.get("first_task_startup_s") or nightly.get("first_task_startup_s")):
             name += (f" (incl. Airflow task start-up {_num(full.get('first_task_startup_s'), 1)} / "
                      f"{_num(nightly.get('first_task_startup_s'), 1)} s)")
         if f.get("state") not in (None, "success") or n.get("state") not in (None, "success"):
@@ -414,7 +417,7 @@ How the numbers are made (written by `python -m tools.bench`; `make bench SCALE=
    creation and task bookkeeping, and dbt as a child process. Stage seconds are Airflow's own task-instance
    durations (metadata DB); *Airflow overhead* is the wall time of `airflow dags test` minus the tasks
    (DAG parsing, run creation, scheduling loop, interpreter start-up). Airflow 3 runs `dags test` tasks through
-   an in-process execution API whose start-up is charged to the first task: the `prepare` row says how much
+   an in-process execution API whose start-up is charged to the first task: the `preflight` row says how much
    (read from the log), the rest of that row is ours.
    Rows come from what the stages record: `meta.load_manifest` (rows read by the extraction),
    `raw_kobo.submissions` (submissions loaded), dbt's `run_results.json` (rows affected by models and

@@ -376,7 +376,7 @@ def first_task_startup(log_file: Path, tasks: list[dict]) -> float | None:
     """Seconds of the first task's duration spent before the task itself started.
 
     In Airflow 3, `dags test` runs tasks through an in-process execution API
-    whose start-up is charged to the first task's duration (here: prepare):
+    whose start-up is charged to the first task's duration (here: preflight):
     from the task instance's start_date to the log line "Task started". We
     read it so the report can say how much of that task is Airflow.
     """

@@ -131,10 +131,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if info["reused"]:
         print(f"  demo MIS: reusing {clients} clients (seed {seed}, as-of {as_of}, shape {shape})", flush=True)
     with demo_kobo_api():
-        rc = airflow_dags_test("spm_nightly", as_of)
+        rc, failure = airflow_dags_test("spm_nightly", as_of)
     print_summary(as_of)
+    if rc:
+        print("\nThe night FAILED:\n" + failure, file=sys.stderr)
     print(f"\nmake demo {'finished' if rc == 0 else 'FAILED'} in {time.monotonic() - started:.0f}s")
-    return rc
+    return 1 if rc else 0
 
 
 def cmd_demo_sources(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from spm_warehouse.publication.schemas import (
                                                SchemaState,
                                                prune_build_schema,
                                                read_state,
+                                               reset_restricted_build,
                                                seed_build_schema,
                                                spare_schema,
                                                stamp_build,
@@ -22,5 +23,5 @@ from spm_warehouse.publication.schemas import (
 from spm_warehouse.publication.swap import PublishBlocked, ensure_publication_tables, publish
 
 __all__ = ["RECYCLED_KEY", "PublishBlocked", "PublishError", "RollbackUnavailable", "SchemaState",
-           "ensure_publication_tables", "prune_build_schema", "publish", "read_state", "rollback",
+           "ensure_publication_tables", "prune_build_schema", "publish", "read_state", "reset_restricted_build", "rollback",
            "seed_build_schema", "spare_schema", "stamp_build"]

@@ -48,6 +48,11 @@ def rollback(wh_conn: psycopg.Connection) -> dict:
             rename_schema(wh_conn, prev, analytics)
             if schema_exists(wh_conn, swap_name):
                 rename_schema(wh_conn, swap_name, prev)
+            # the real account numbers go back with the build they belong to
+            restricted, restricted_prev = settings.restricted_schema(), settings.restricted_prev_schema()
+            lock_live(wh_conn, [s for s in (restricted, restricted_prev) if schema_exists(wh_conn, s)], hint)
+            schemas.rotate(wh_conn, settings.restricted_build_schema(), restricted, restricted_prev,
+                           drop_previous=False)
             roles.apply_published_access(wh_conn, analytics, prev_schema=prev)
             build_id = restored.build_id or "unknown"
             original = wh_conn.execute(

@@ -1,6 +1,8 @@
 """The schemas of the publication cycle and the one state each of them carries.
 
-Four schemas take turns (names from settings):
+Four schemas take turns (names from settings), and the restricted schemas (real
+account numbers, never granted to bi_reader) turn with them in the same transaction:
+analytics_restricted_build -> analytics_restricted -> analytics_restricted_prev.
 
     analytics_build   tonight's build: dbt writes it, the gate audits it
     analytics         the published build that BI reads
@@ -140,10 +142,44 @@ def row_counts(conn: psycopg.Connection, schema: str) -> dict[str, int]:
 
 
 def stamp_build(conn: psycopg.Connection, run_id: str, as_of: date) -> None:
-    """Record which run built the build schema (publish checks it is the run it publishes)."""
-    schema = build_schema()
-    if schema_exists(conn, schema):
-        write_state(conn, schema, SchemaState.built(run_id, as_of))
+    """Record which run built the build schemas (publish checks it is the run it publishes)."""
+    for schema in (build_schema(), settings.restricted_build_schema()):
+        if schema_exists(conn, schema):
+            write_state(conn, schema, SchemaState.built(run_id, as_of))
+
+
+def reset_restricted_build(conn: psycopg.Connection) -> None:
+    """Drop the restricted build schema before a build: it holds exactly tonight's restricted marts.
+
+    The restricted marts (real account numbers, dbt models/marts/restricted) are
+    small tables rebuilt every night; they are never recycled.
+    """
+    conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+        sql.Identifier(settings.restricted_build_schema())))
+
+
+def rotate(conn: psycopg.Connection, incoming: str, live: str, previous: str, drop_previous: bool) -> None:
+    """incoming -> live -> previous, by renames (the caller holds the locks and the transaction).
+
+    drop_previous: publish (the old previous is dropped); else rollback (live and previous trade
+    places, incoming is ignored). Absent schemas are skipped, so a publication made before the
+    restricted schema existed rotates correctly too.
+    """
+    if drop_previous:
+        if schema_exists(conn, previous):
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(previous)))
+        if schema_exists(conn, live):
+            rename_schema(conn, live, previous)
+        if schema_exists(conn, incoming):
+            rename_schema(conn, incoming, live)
+        return
+    swap = live + "_swap"
+    if schema_exists(conn, live):
+        rename_schema(conn, live, swap)
+    if schema_exists(conn, previous):
+        rename_schema(conn, previous, live)
+    if schema_exists(conn, swap):
+        rename_schema(conn, swap, previous)
 
 
 def seed_build_schema(conn: psycopg.Connection, target: str | None = None) -> list[str]:

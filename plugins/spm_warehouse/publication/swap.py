@@ -115,6 +115,12 @@ def _refuse_unpublishable(conn: psycopg.Connection, build: str, run_id: str, gua
     if state.run_id is not None and state.run_id != run_id:
         raise PublishError(f"nothing to publish for run {run_id}: schema {build} was last built by run "
                            f"{state.run_id}")
+    restricted_build = settings.restricted_build_schema()
+    if schema_exists(conn, restricted_build):
+        restricted_run = read_state(conn, restricted_build).run_id
+        if restricted_run is not None and restricted_run != run_id:
+            raise PublishError(f"nothing to publish for run {run_id}: schema {restricted_build} was last built "
+                               f"by run {restricted_run}")
     dependents = outside_dependents(conn, guarded)
     if dependents:
         raise PublishError(
@@ -175,6 +181,15 @@ def publish(wh_conn: psycopg.Connection, run_id: str, as_of: date, verdict: Gate
                 lock_live(wh_conn, [analytics], hint)
                 rename_schema(wh_conn, analytics, prev)
             rename_schema(wh_conn, build, analytics)
+            # the real account numbers follow, in the same transaction (readers of analytics_restricted
+            # see the build that matches analytics)
+            restricted = settings.restricted_schema()
+            lock_live(wh_conn, [s for s in (restricted, settings.restricted_prev_schema())
+                                if schema_exists(wh_conn, s)], hint)
+            schemas.rotate(wh_conn, settings.restricted_build_schema(), restricted,
+                           settings.restricted_prev_schema(), drop_previous=True)
+            if schema_exists(wh_conn, restricted):
+                write_state(wh_conn, restricted, SchemaState.published(build_id, run_id, as_of))
             faults.point("publish.swap")
             if recycled is not None:
                 rename_schema(wh_conn, build + schemas.RECYCLING_SUFFIX, build)

@@ -46,6 +46,24 @@ def test_a_malformed_as_of_date_is_a_clear_error(star_world, tmp_path):
     assert "as_of_date must be YYYY-MM-DD, got '31/03/2023'" in result.log_tail, result.log_tail
 
 
+def test_the_pseudonym_key_is_read_while_executing_not_parsing(star_world, tmp_path, monkeypatch):
+    """Another SPM_PSEUDONYM_KEY changes the pseudonym without a re-parse; a missing key stops dbt clearly."""
+    def compiled(key: str) -> DbtResult:
+        monkeypatch.setenv("SPM_PSEUDONYM_KEY", key)
+        return run_dbt(["compile", "--inline", "select {{ account_pseudonym(\"'000000042'\") }} as p"],
+                       parse_conn_uri("warehouse", star_world.url), dbt_vars={"as_of_date": "2024-06-30"},
+                       target_path=tmp_path / "target", log_path=tmp_path / "logs")
+
+    first, second = compiled("a" * 40), compiled("b" * 40)
+    assert first.success and second.success, second.log_tail
+    assert "a" * 40 in first.log_tail and "b" * 40 in second.log_tail  # the key of each run, read at execution
+    log = (tmp_path / "logs" / "dbt.log").read_text()
+    assert "Unable to do partial parsing" not in log.split("Running with dbt=")[-1]
+    short = compiled("too-short")
+    assert not short.success
+    assert "SPM_DBT_PSEUDONYM_KEY is not set (or shorter than 32 characters)" in short.log_tail, short.log_tail
+
+
 def test_an_as_of_date_typed_in_vars_by_hand_still_works(star_world, tmp_path):
     """Last in this file: other vars mean a full re-parse, which the cases above need not pay."""
     out = compiled_as_of(star_world, tmp_path, ["--vars", '{"as_of_date": "2023-03-31"}'], None)

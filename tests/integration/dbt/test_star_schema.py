@@ -6,7 +6,10 @@ and transactions, checked against values worked out by hand from the rows.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import stat
 from datetime import date
 
 import psycopg
@@ -14,7 +17,7 @@ import pytest
 from databases import drop_database
 from star_world import NIGHT2, SURVEY_LEVELS, band_of, clone_world, likelihood_of
 
-from spm_warehouse.build import run_dbt
+from spm_warehouse.build import pseudonym_key, run_dbt
 from spm_warehouse.settings import parse_conn_uri
 
 pytestmark = pytest.mark.usefixtures("star_world")
@@ -113,6 +116,34 @@ def test_client_attributes_without_personal_data(star_world):
     cols = {r["column_name"] for r in star_world.q(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = 'analytics_build'")}
     assert not cols & {"date_of_birth", "firstname", "lastname", "display_name", "mobile_no", "external_id"}
+
+
+def test_account_numbers_are_published_as_keyed_pseudonyms(star_world):
+    """dim_client.account_no and fct_loan.loan_account_no: 'P' + HMAC-SHA256(SPM_PSEUDONYM_KEY, number)[:16];
+    the real numbers only in the restricted build schema, next to the same pseudonym."""
+    key = pseudonym_key().encode()
+
+    def expected(number: str) -> str:
+        return "P" + hmac.new(key, number.encode(), hashlib.sha256).hexdigest()[:16]
+
+    clients = star_world.q("""SELECT d.client_id, d.account_no, r.account_no AS real_no, r.account_no_pseudonym,
+                                     m.account_no AS raw_no
+                              FROM analytics_build.dim_client d
+                              JOIN raw_mis.m_client m ON m.id = d.client_id
+                              LEFT JOIN analytics_restricted_build.client_account r ON r.client_id = d.client_id
+                              WHERE d.is_current ORDER BY 1""")
+    assert len(clients) >= 5
+    for c in clients:
+        assert c["account_no"] == expected(c["raw_no"]) != c["raw_no"]
+        assert (c["real_no"], c["account_no_pseudonym"]) == (c["raw_no"], c["account_no"])
+    loans = star_world.q("""SELECT f.loan_account_no, m.account_no AS raw_no, r.loan_account_no AS real_no
+                            FROM analytics_build.fct_loan f JOIN raw_mis.m_loan m ON m.id = f.loan_id
+                            JOIN analytics_restricted_build.loan_account r ON r.loan_id = f.loan_id""")
+    assert loans and all(r["loan_account_no"] == expected(r["raw_no"]) and r["real_no"] == r["raw_no"] for r in loans)
+    assert star_world.one("SELECT count(*) AS n FROM analytics_build.fct_loan")["n"] == len(loans)
+    # the compiled SQL holds the key: dbt's target folders are the owner's only
+    for run in star_world.runs:
+        assert stat.S_IMODE(run.target_path.stat().st_mode) == 0o700, run.target_path
 
 
 def test_dimensions_have_unknown_members_and_hierarchy(star_world):

@@ -265,3 +265,52 @@ def test_a_suite_whose_table_is_missing_is_reported_and_the_others_still_run(tin
     ran = [c for name, c in by_name.items() if name.startswith("gx.") and name != "gx.raw_mis.m_loan_transaction"]
     assert len(ran) >= 3 and all("does not exist" not in c.message for c in ran), [c.message for c in ran]
     assert (tmp_path / "reports" / RUN_ID.replace(":", "_").replace("+", "_") / "gx_data_docs" / "index.html").exists()
+
+
+def test_a_blocked_night_names_each_failing_check_in_the_task_failure_the_alert_and_make_run(
+        tiny, gx_project, tmp_path, monkeypatch):
+    """A real gate failure (lost repayments and a personal column): the text the DAG task fails with, the alert
+    and the outcome file `make run` prints are one text: every failing check with its message and numbers,
+    the run report's path, what to do next; no traceback."""
+    from spm_warehouse import alerts
+
+    wh_url, mis_url = tiny
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", "postgres://" + wh_url.split("://", 1)[1])
+    monkeypatch.setenv("AIRFLOW_CONN_MIS_FINERACT", "postgres://" + mis_url.split("://", 1)[1])
+    monkeypatch.setenv("SPM_REPORTS_DIR", str(tmp_path / "reports"))
+    monkeypatch.setenv("SPM_OUTCOME_FILE", str(tmp_path / "outcome.txt"))
+    monkeypatch.setattr(gx_suites, "DEFAULT_PROJECT_DIR", gx_project)
+    with psycopg.connect(wh_url) as conn:
+        rows = clients(20)
+        for c in rows:
+            if c["id"] in (3, 4):
+                c["outstanding"] = 1000
+        build_marts(conn, rows)
+        conn.execute("ALTER TABLE analytics_build.dim_product ADD COLUMN mobile_no text")
+        conn.commit()
+    with pytest.raises(pipeline.StageFailed) as failed:
+        pipeline.run_stage("gate", RUN_ID, AS_OF, pipeline.gate, RUN_ID, AS_OF, passing_dbt())
+    text = str(failed.value)
+    with psycopg.connect(wh_url) as conn:
+        failing = [r[0] for r in conn.execute(
+            "SELECT check_name FROM meta.check_results WHERE run_id = %s AND status = 'fail' AND blocking "
+            "ORDER BY position", (RUN_ID,)).fetchall()]
+    assert {"reconciliation.outstanding_mart", "pii.forbidden_columns"} <= set(failing)
+    assert text.startswith(f"quality gate blocked publication of the night of {AS_OF} (run {RUN_ID}): "
+                           f"{len(failing)} blocking check(s) failed")
+    for name in failing:
+        assert f"  - {name}: " in text, name
+    assert "2 of 16 active loans" in text and "dim_product.mobile_no" in text  # messages and numbers
+    assert "      numbers: " in text
+    assert f"Run report: {tmp_path / 'reports' / 'manual__2024-06-30T02_00_00_00_00' / 'index.html'}" in text
+    assert "make run RUN_DATE=2024-06-30" in text and "make rollback" in text and "meta.quarantine" in text
+    assert "Traceback" not in text and "raise " not in text
+    assert (tmp_path / "outcome.txt").read_text().strip() == text
+
+    sent: list[str] = []
+    monkeypatch.setattr(alerts, "post_webhook", lambda url, body: sent.append(body))
+    monkeypatch.setenv("SPM_ALERT_WEBHOOK_URL", "https://chat.example/hook/T0")
+    ti = type("TI", (), {"dag_id": "spm_nightly", "task_id": "gate.quality_gate", "run_id": RUN_ID,
+                         "try_number": 1, "log_url": None})()
+    alerts.failure_notifier()({"task_instance": ti, "exception": failed.value, "params": {"as_of_date": "2024-06-30"}})
+    assert len(sent) == 1 and text in sent[0]

@@ -304,6 +304,29 @@ def test_pii_check_blocks_personal_columns_in_the_build(wh):
     assert res.numbers["forbidden_columns_found"] == ["dim_client.dob", "dim_client.firstname"]
 
 
+def test_pii_check_blocks_real_account_numbers_in_the_build(wh):
+    """Pseudonyms pass; one real m_client or m_loan account number in an account-number column blocks."""
+    real_client = wh.execute("SELECT account_no FROM raw_mis.m_client ORDER BY id LIMIT 1").fetchone()[0]
+    wh.execute("UPDATE raw_mis.m_loan SET account_no = 'L' || lpad(id::text, 8, '0')")
+    wh.execute("""CREATE TABLE analytics_build.dim_client AS
+                  SELECT id AS client_id, 'P' || left(md5(account_no), 16) AS account_no FROM raw_mis.m_client""")
+    wh.execute("""CREATE TABLE analytics_build.fct_loan AS
+                  SELECT id AS loan_id, 'P' || left(md5(account_no), 16) AS loan_account_no FROM raw_mis.m_loan""")
+    wh.commit()
+    res = by_name(pii.run(ctx_for(wh)))["pii.account_numbers"]
+    assert res.status == "pass", res.message
+    assert res.numbers["columns_checked"] == ["dim_client.account_no", "fct_loan.loan_account_no"]
+    assert res.blocking
+
+    wh.execute("UPDATE analytics_build.dim_client SET account_no = %s WHERE client_id = 1", (real_client,))
+    wh.execute("UPDATE analytics_build.fct_loan SET loan_account_no = 'L00000003' WHERE loan_id IN (3, 4)")
+    wh.commit()
+    res = by_name(pii.run(ctx_for(wh)))["pii.account_numbers"]
+    assert res.status == "fail" and res.blocks
+    assert res.numbers["real_account_numbers_found"] == {"dim_client.account_no": 1, "fct_loan.loan_account_no": 2}
+    assert "dim_client.account_no (1 rows)" in res.message and "restricted schema" in res.message
+
+
 @pytest.fixture
 def mariadb_mis(wh, mariadb_database):
     """The same source in MariaDB (Fineract's MySQL types: datetime(6) holding UTC, decimal)."""

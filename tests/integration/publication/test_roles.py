@@ -1,8 +1,9 @@
 """BI access: bi_reader reads analytics only; branch roles see only their branch (row-level security).
 
-Every check logs in as the role itself (trust authentication on the test
-server, or bi_reader's password from the settings), so PostgreSQL's own
-privilege and policy checks are what is tested.
+Every check logs in as the role itself (with bi_reader's password from the
+settings, and a password given to each branch role: the embedded test server
+authenticates every login with scram-sha-256), so PostgreSQL's own privilege
+and policy checks are what is tested.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 import pytest
-from gate_tiny_warehouse import AS_OF, build_marts, build_raw
+from gate_tiny_warehouse import AS_OF, build_marts, build_raw, clients
 from psycopg import sql
 
 from spm_warehouse import publication as publish
@@ -21,12 +22,13 @@ from spm_warehouse import roles, settings
 from spm_warehouse.gate import GateVerdict, load_thresholds
 
 PASSED = GateVerdict(passed=True, checks=[])
+BM_PASSWORD = "bm-test-password-1"
 PRIVATE = ["raw_mis.m_client", "raw_kobo.submissions", "staging.stg_client", "intermediate.int_loan",
            "meta.publications", "meta.quarantine", "analytics_build.kpi_branch_month",
            "analytics_prev.kpi_branch_month", "reference.ppi_points"]
 
 
-def as_user(url: str, user: str, password: str = "") -> str:
+def as_user(url: str, user: str, password: str = BM_PASSWORD) -> str:
     parts = urlsplit(url)
     host = parts.hostname or "127.0.0.1"
     netloc = quote(user, safe="") + (":" + quote(password, safe="") if password else "") + "@" + host
@@ -132,8 +134,8 @@ def test_bi_reader_password_comes_from_the_settings(warehouse, monkeypatch):
             roles.ensure_bi_roles(conn)
             assert conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = 'bi_reader'").fetchone()[0] == stored[0]
     finally:
-        with psycopg.connect(warehouse, autocommit=True) as conn:  # back to the test server's default: no password
-            conn.execute("ALTER ROLE bi_reader WITH PASSWORD NULL")
+        with psycopg.connect(warehouse) as conn:  # back to the test server's password (settings)
+            roles.ensure_bi_roles(conn)
 
 
 def test_grants_follow_every_publish_and_rollback(warehouse):
@@ -152,7 +154,7 @@ def test_grants_follow_every_publish_and_rollback(warehouse):
 
 def test_branch_role_sees_only_its_branch(warehouse, branch_role, branch_rls_on):
     with psycopg.connect(warehouse) as conn:
-        roles.set_branch_access(conn, branch_role, [2], create_login=True)
+        roles.set_branch_access(conn, branch_role, [2], create_login=True, password=BM_PASSWORD)
     bm = as_user(warehouse, branch_role)
     with psycopg.connect(bm, autocommit=True) as conn:
         assert conn.execute("SELECT array_agg(DISTINCT branch_id) FROM analytics.kpi_branch_month").fetchone()[0] == [2]
@@ -185,7 +187,7 @@ def test_branch_role_sees_only_its_branch(warehouse, branch_role, branch_rls_on)
 
 def test_without_branch_rls_branch_roles_read_nothing(warehouse, branch_role):
     with psycopg.connect(warehouse) as conn:
-        roles.set_branch_access(conn, branch_role, [2], create_login=True)
+        roles.set_branch_access(conn, branch_role, [2], create_login=True, password=BM_PASSWORD)
         publish.publish(conn, "run-pending", AS_OF, PASSED)
         assert conn.execute("SELECT count(*) FROM pg_policies WHERE schemaname = 'analytics'").fetchone()[0] == 0
     assert not can_read(as_user(warehouse, branch_role), "analytics.kpi_branch_month")
@@ -196,7 +198,58 @@ def test_branch_tables_with_client_rows_but_no_branch_are_withheld(warehouse, br
     with psycopg.connect(warehouse) as conn:
         conn.execute("CREATE TABLE analytics_build.fct_survey (client_id bigint, poverty_likelihood numeric)")
         conn.commit()
-        roles.set_branch_access(conn, branch_role, [2], create_login=True)
+        roles.set_branch_access(conn, branch_role, [2], create_login=True, password=BM_PASSWORD)
         publish.publish(conn, "run-pending", AS_OF, PASSED)
     assert not can_read(as_user(warehouse, branch_role), "analytics.fct_survey")
     assert can_read(bi_url(warehouse), "analytics.fct_survey")
+
+
+def _restricted_build(conn: psycopg.Connection, marker: str) -> None:
+    """Tonight's restricted marts: real account numbers of clients in branches 1 and 2."""
+    conn.execute(f"""CREATE SCHEMA analytics_restricted_build;
+                     CREATE TABLE analytics_restricted_build.client_account AS
+                     SELECT id AS client_id, office_id AS branch_id, account_no, '{marker}'::text AS build
+                     FROM raw_mis.m_client""")
+    conn.commit()
+
+
+def test_real_account_numbers_are_published_restricted_to_branch_roles(warehouse, branch_role, branch_rls_on):
+    """analytics_restricted turns with analytics (publish, rollback); bi_reader never reads it; branch roles
+    read their branches' rows only (RLS)."""
+    with psycopg.connect(warehouse) as conn:
+        _restricted_build(conn, "pending")
+        roles.set_branch_access(conn, branch_role, [2], create_login=True, password=BM_PASSWORD)
+        publish.publish(conn, "run-pending", AS_OF, PASSED)
+        assert conn.execute("SELECT to_regnamespace('analytics_restricted_build') IS NULL").fetchone()[0]
+        total = conn.execute("SELECT count(*) FROM analytics_restricted.client_account").fetchone()[0]
+        in_branch_2 = conn.execute("SELECT count(*) FROM raw_mis.m_client WHERE office_id = 2").fetchone()[0]
+    assert 0 < in_branch_2 < total
+    bi = bi_url(warehouse)
+    assert not can_read(bi, "analytics_restricted.client_account")
+    assert can_read(bi, "analytics.kpi_branch_month")
+    with psycopg.connect(bi, autocommit=True) as conn:
+        assert not conn.execute("SELECT has_schema_privilege('analytics_restricted', 'USAGE')").fetchone()[0]
+    with psycopg.connect(as_user(warehouse, branch_role), autocommit=True) as conn:
+        rows = conn.execute("SELECT count(*), array_agg(DISTINCT branch_id), min(build) "
+                            "FROM analytics_restricted.client_account").fetchone()
+    assert rows == (in_branch_2, [2], "pending")
+
+    # the next publication brings its own restricted build, the old one becomes analytics_restricted_prev
+    with psycopg.connect(warehouse) as conn:
+        build_marts(conn, clients(conn.execute("SELECT count(*) FROM raw_mis.m_client").fetchone()[0]),
+                    marker="third")
+        publish.stamp_build(conn, "run-third", AS_OF)  # what the dbt build stage does
+        _restricted_build(conn, "third")
+        publish.publish(conn, "run-third", AS_OF, PASSED)
+    with psycopg.connect(as_user(warehouse, branch_role), autocommit=True) as conn:
+        assert conn.execute("SELECT min(build) FROM analytics_restricted.client_account").fetchone()[0] == "third"
+    assert not can_read(as_user(warehouse, branch_role), "analytics_restricted_prev.client_account")
+    assert not can_read(bi, "analytics_restricted_prev.client_account")
+    # rollback puts back the real account numbers of the restored build, with the same access
+    with psycopg.connect(warehouse) as conn:
+        publish.rollback(conn)
+        assert conn.execute("SELECT min(build) FROM analytics_restricted_prev.client_account").fetchone()[0] == "third"
+    with psycopg.connect(as_user(warehouse, branch_role), autocommit=True) as conn:
+        assert conn.execute("SELECT min(build), array_agg(DISTINCT branch_id) FROM analytics_restricted.client_account"
+                            ).fetchone() == ("pending", [2])
+    assert not can_read(bi, "analytics_restricted.client_account")

@@ -115,3 +115,54 @@ def test_the_notifier_is_set_once_in_the_dag_defaults():
 
     callback = DEFAULT_ARGS["on_failure_callback"]
     assert isinstance(callback, alerts.FailureNotifier) and isinstance(callback, BaseNotifier)
+
+
+def test_alert_text_has_no_connection_string_password_or_secret(webhook, monkeypatch, tmp_path):
+    """A password in a URL inside the exception, a libpq password=..., a secret setting's value: all redacted,
+    and the alert goes to the configured webhook only."""
+    monkeypatch.setenv("SPM_ALERT_WEBHOOK_URL", webhook.url)
+    monkeypatch.delenv("SPM_ALERT_EMAIL", raising=False)
+    monkeypatch.setenv("SPM_REPORTS_DIR", str(tmp_path))
+    monkeypatch.setenv("AIRFLOW_CONN_MIS_FINERACT", "mysql://reader:Conn-Pa55word@fineract-replica:3306/fineract_default")
+    monkeypatch.setenv("SPM_PSEUDONYM_KEY", "k" * 40)
+    context = gate_failure_context()
+    context["exception"] = RuntimeError(
+        'connection to "postgresql://etl:Sup3r-S3cret@db.mfi.example:5432/spm_warehouse" failed; '
+        "dsn: host=db port=5432 user=etl password=An0ther-S3cret dbname=wh; source mysql login reader "
+        "with Conn-Pa55word refused; key " + "k" * 40)
+    alerts.failure_notifier()(context)
+    assert len(webhook.received) == 1  # the configured target, once
+    text = webhook.received[0]["json"]["text"]
+    for secret in ("Sup3r-S3cret", "An0ther-S3cret", "Conn-Pa55word", "k" * 40):
+        assert secret not in text
+    assert "postgresql://etl:***@db.mfi.example:5432/spm_warehouse" in text
+    assert "password=***" in text
+
+
+def test_a_stage_failure_carries_the_failure_text_into_the_alert(webhook, monkeypatch, tmp_path):
+    """run_stage turns any error into StageFailed with the user-facing text; the alert carries it verbatim."""
+    from datetime import date
+
+    from spm_warehouse import failure_text
+
+    monkeypatch.setenv("SPM_ALERT_WEBHOOK_URL", webhook.url)
+    monkeypatch.setenv("SPM_REPORTS_DIR", str(tmp_path))
+    outcome = tmp_path / "outcome.txt"
+    monkeypatch.setenv("SPM_OUTCOME_FILE", str(outcome))
+
+    def extract():
+        raise ConnectionError("source postgresql://reader:Zz-S3cret@mis:5432/fineract went away during m_loan")
+
+    with pytest.raises(StageFailed) as failed:
+        failure_text.run_stage("extract_mis", "manual__2024-06-30", date(2024, 6, 30), extract)
+    text = str(failed.value)
+    assert failed.value.complete and isinstance(failed.value.__cause__, ConnectionError)
+    assert text.startswith("the night of 2024-06-30 (run manual__2024-06-30) failed in stage extract_mis")
+    assert "went away during m_loan" in text and "Zz-S3cret" not in text
+    assert f"Run report: {tmp_path}/manual__2024-06-30/index.html" in text
+    assert "make run RUN_DATE=2024-06-30" in text and "make rollback" in text and "meta.quarantine" in text
+    assert outcome.read_text().strip() == text  # what `make run` prints
+    context = gate_failure_context()
+    context["exception"] = failed.value
+    alerts.failure_notifier()(context)
+    assert text in webhook.received[0]["json"]["text"]

@@ -31,7 +31,7 @@ def test_no_cycles_and_stage_order(dagbag):
         dag.check_cycle()  # raises on a cycle
     dag = dagbag.dags["spm_nightly"]
     order = [t.task_id for t in dag.topological_sort()]
-    stages = ["prepare", "extract_mis.extract_fineract", "build.dbt_build", "gate.quality_gate",
+    stages = ["preflight", "prepare", "extract_mis.extract_fineract", "build.dbt_build", "gate.quality_gate",
               "publish.publish_analytics", "report"]
     positions = [order.index(s) for s in stages]
     assert positions == sorted(positions), order

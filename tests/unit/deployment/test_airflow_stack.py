@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -124,6 +125,8 @@ def test_the_jwt_secret_is_at_least_64_bytes_and_an_old_short_one_is_replaced(lo
     assert len(values["AIRFLOW__API_AUTH__JWT_SECRET"].encode()) >= 64
     assert values["AIRFLOW__CORE__FERNET_KEY"] == "keep-me"
     assert environment.local_secrets() == values
+    assert stat.S_IMODE((local / "secrets.env").stat().st_mode) == 0o600
+    assert len(values["SPM_PSEUDONYM_KEY"]) == 64  # 32 random bytes, hex
 
 
 def test_sqlite_metadata_is_refused_for_the_deployed_stack(monkeypatch):

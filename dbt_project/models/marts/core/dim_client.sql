@@ -2,13 +2,15 @@
 -- Clients, type 2: one row per period during which branch, loan officer,
 -- classification, status and poverty band stayed the same. No names, phones,
 -- ids or birth date: the age band (at as_of_date) stands in for the birth date.
+-- account_no is a keyed pseudonym (account_pseudonym): the real account number is
+-- only in the restricted schema (analytics_restricted.client_account).
 -- client_sk = client_id * 1000 + version number; -1 is the unknown member.
 -- The KPI contract tables do not use this history: they attribute by the
 -- current values (the is_current row).
 select
     (h.client_id * 1000 + h.version_number)::bigint                     as client_sk,
     h.client_id,
-    c.account_no,
+    {{ account_pseudonym('c.account_no') }}                          as account_no,
     h.version_number,
     h.valid_from,
     h.valid_to,

@@ -4,6 +4,8 @@
 -- Attribution (branch, product, officer) as in the KPI contract: current values;
 -- client_sk is the client's dim_client version on the disbursement date
 -- (submission date when not disbursed). Missing references are -1.
+-- loan_account_no is a keyed pseudonym (account_pseudonym): the real number is
+-- only in the restricted schema (analytics_restricted.loan_account).
 with balance_now as (
     select loan_id, outstanding_principal, days_in_arrears
     from {{ ref('int_loan__balances_as_of') }}
@@ -12,7 +14,7 @@ with balance_now as (
 
 select
     l.loan_id,
-    l.loan_account_no,
+    {{ account_pseudonym('l.loan_account_no') }}                  as loan_account_no,
     coalesce(l.client_id, -1)                                               as client_id,
     coalesce(dc.client_sk, cur.client_sk, -1)                               as client_sk,
     l.group_id,
