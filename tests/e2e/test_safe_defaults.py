@@ -98,21 +98,24 @@ def test_a_blocked_make_run_names_the_failing_checks_and_what_to_do_without_a_tr
     assert proc.returncode == 1, output[-4000:]
     assert "Traceback" not in output and "raise StageFailed" not in output and "spm_warehouse.pipeline.StageFailed" not in output
     with psycopg.connect(blocked_copy) as conn:
-        run_id, = conn.execute("SELECT run_id FROM meta.gate_runs ORDER BY finished_at DESC LIMIT 1").fetchone()
+        # the night's as-of date as the gate judged it (Airflow may reuse an earlier run of this logical
+        # date, with the conf another test gave it: the text must name the night that really ran)
+        run_id, night = conn.execute("SELECT run_id, as_of_date FROM meta.gate_runs "
+                                     "ORDER BY finished_at DESC LIMIT 1").fetchone()
         failing = conn.execute("""SELECT check_name, message FROM meta.check_results
                                   WHERE run_id = %s AND status = 'fail' AND blocking""", (run_id,)).fetchall()
         assert conn.execute("SELECT build_id FROM meta.publications ORDER BY published_at DESC LIMIT 1"
                             ).fetchone()[0] == before  # analytics unchanged
     assert any(name.startswith("reconciliation.") for name, _ in failing), failing
     failure = proc.stderr[proc.stderr.index("The night FAILED:"):]
-    assert "quality gate blocked publication of the night of 2024-06-30" in failure
+    assert f"quality gate blocked publication of the night of {night}" in failure
     for name, message in failing:
         assert f"  - {name}: {message}" in failure  # each failing check, with its message ...
     assert "      numbers: " in failure             # ... and its numbers
     report = demo_warehouse.local_dir / "reports"
     assert f"Run report: {report / run_dir_name(run_id) / 'index.html'}" in failure
     assert (report / run_dir_name(run_id) / "index.html").is_file()  # the report task ran after the gate
-    assert "make run RUN_DATE=2024-06-30" in failure and "make rollback" in failure and "meta.quarantine" in failure
+    assert f"make run RUN_DATE={night}" in failure and "make rollback" in failure and "meta.quarantine" in failure
     # the summary names the failing checks too, not only "n fail, m pass"
     for name, _ in failing:
         assert f"FAIL {name}: " in proc.stdout

@@ -23,6 +23,7 @@ import time
 import psycopg
 import pytest
 from harness import (
+    StageRun,
     World,
     analytics_print,
     leftover_locks,
@@ -139,25 +140,34 @@ def test_source_goes_away_during_extraction(world, how, request):
     assert run_stage(env, "prepare", "tonight", TONIGHT).returncode == 0
     stop = threading.Event()
 
-    def break_source():
-        with psycopg.connect(world.mis_url, autocommit=True) as conn:
-            if how == "terminated":
-                time.sleep(2)  # the stage is paused inside the COPY
-                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                             "WHERE application_name = 'spm_warehouse_extract'")
-            else:  # a DBA's long lock on the table: the read waits past the statement timeout
-                with conn.transaction():
-                    conn.execute("LOCK TABLE m_loan_transaction IN ACCESS EXCLUSIVE MODE")
-                    stop.wait(30)
+    def lock_source_table():  # a DBA's long lock on the table: the read waits past the statement timeout
+        with psycopg.connect(world.mis_url, autocommit=True) as conn, conn.transaction():
+            conn.execute("LOCK TABLE m_loan_transaction IN ACCESS EXCLUSIVE MODE")
+            stop.wait(30)
 
-    breaker = threading.Thread(target=break_source)
-    breaker.start()
-    time.sleep(0.5)
-    try:
-        run = run_stage(env, "extract_mis", "tonight", TONIGHT)
-    finally:
-        stop.set()
-        breaker.join()
+    if how == "terminated":
+        cmd = [sys.executable, "-m", "spm_warehouse.stage", "extract_mis", "--run-id", "tonight", "--as-of",
+               TONIGHT.isoformat()]
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        early: list[str] = []
+        for text in proc.stderr:  # the stage says when it is paused inside the COPY of m_loan_transaction
+            early.append(text)
+            if "fault point extract.copy:m_loan_transaction" in text:
+                break
+        with psycopg.connect(world.mis_url, autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE application_name = 'spm_warehouse_extract'")
+        out, err = proc.communicate(timeout=600)
+        run = StageRun("extract_mis", proc.returncode, out, "".join(early) + err, 0)
+    else:
+        locker = threading.Thread(target=lock_source_table)
+        locker.start()
+        time.sleep(1)
+        try:
+            run = run_stage(env, "extract_mis", "tonight", TONIGHT)
+        finally:
+            stop.set()
+            locker.join()
     assert run.returncode != 0, run.stdout[-500:]
     line = one_line_error(run)
     assert "m_loan_transaction" in line and "Nothing of m_loan_transaction was merged" in line, line
@@ -183,11 +193,13 @@ def test_two_nights_at_once(world, request):
     env = world.env(url)
     assert run_stage(env, "prepare", "night_one", TONIGHT).returncode == 0
     assert run_stage(env, "extract_mis", "night_one", TONIGHT).returncode == 0
-    paused = world.env(url, SPM_FAULT_POINT="build.dbt", SPM_FAULT_ACTION="pause", SPM_FAULT_PAUSE_S="8")
+    paused = world.env(url, SPM_FAULT_POINT="build.dbt", SPM_FAULT_ACTION="pause", SPM_FAULT_PAUSE_S="20")
     cmd = [sys.executable, "-m", "spm_warehouse.stage", "build", "--run-id", "night_one", "--as-of",
            TONIGHT.isoformat()]
     first = subprocess.Popen(cmd, env=paused, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    time.sleep(4)
+    for text in first.stderr:  # the first night's dbt is building (and paused there) now
+        if "fault point build.dbt" in text:
+            break
     second = run_stage(env, "prepare", "night_two", TONIGHT)
     out, err = first.communicate(timeout=600)
     assert first.returncode == 0, err[-2000:]

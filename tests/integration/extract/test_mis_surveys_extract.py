@@ -43,14 +43,10 @@ def warehouse(fresh_database) -> str:
 
 
 def extract_all(info: ConnInfo, wh_url: str, run_id: str) -> tuple[dict[str, dict], list[dict]]:
-    """extract_mis, then extract_datatables in a source session (as the extraction will call it)."""
+    """extract_mis, which extracts the mapped datatables in its own source snapshot too."""
     with psycopg.connect(wh_url) as wh:
         manifest = mis.extract_mis(info, wh, run_id=run_id, as_of=AS_OF)
-        session = mis.open_source(info)
-        try:
-            dt_manifest = datatables.extract_datatables(session, wh, run_id, AS_OF, mis.source_label(info))
-        finally:
-            session.close()
+    dt_manifest = [m for m in manifest if m["table_name"].startswith("datatable:")]
     return {m["table_name"]: m for m in manifest}, dt_manifest
 
 
