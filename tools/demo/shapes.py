@@ -22,18 +22,21 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+from spm_warehouse.sources.fineract_versions import AUDIT_COLUMNS, CREATED, CURSOR, LEGACY_DATETIMES
+
 SHAPES = ("current", "partial", "upgraded", "fineract16", "mis_surveys")
 OPTIONAL_TABLES = ("m_group", "m_group_client", "m_savings_product", "m_savings_account",
                    "m_loan_officer_assignment_history")
 # Liquibase 0020_add_audit_entries (1.8) and 0033 / 0128_savings_audit (1.9)
 AUDITED_IN_1_8 = ("m_client", "m_loan", "m_loan_transaction")
 AUDITED_IN_1_9 = ("m_loan_repayment_schedule", "m_savings_account")
-# tables that 1.6 has with local DATETIMEs instead: table -> ((legacy column, from contract column), ...)
-LEGACY_DATETIMES = {
-    "m_loan_transaction": (("created_date", "created_on_utc"),),
-    "m_loan_repayment_schedule": (("created_date", "created_on_utc"), ("lastmodified_date", "last_modified_on_utc")),
+# the contract's audit columns, and the local DATETIMEs 1.6 keeps instead (the extraction's own names)
+AUDIT = AUDIT_COLUMNS
+# tables that 1.6 has with local DATETIMEs: table -> the contract columns they stand for
+LEGACY_TABLES = {
+    "m_loan_transaction": (CREATED,),
+    "m_loan_repayment_schedule": (CREATED, CURSOR),
 }
-AUDIT = ("created_on_utc", "last_modified_on_utc")
 
 
 class ShapeError(LookupError):
@@ -88,7 +91,8 @@ def statements(shape: str, dialect: str, existing: set[str], as_of: dt.date, leg
         for t in (*AUDITED_IN_1_8, *AUDITED_IN_1_9):
             if t not in existing:
                 continue
-            for legacy, contract in LEGACY_DATETIMES.get(t, ()):
+            for contract in LEGACY_TABLES.get(t, ()):
+                legacy = LEGACY_DATETIMES[contract]
                 if dialect == "mysql":
                     out.append(f"ALTER TABLE {q(t)} ADD COLUMN {q(legacy)} DATETIME NULL")
                     out.append(f"UPDATE {q(t)} SET {q(legacy)} = "
