@@ -18,12 +18,13 @@ PYTEST_ARGS ?=
 SCALE    ?= 10000
 SHAPE    ?=
 
-.PHONY: help install demo run backfill test lint airflow stop rollback status unlock lock clean bench bench-extract faults dashboards test-dashboards
+.PHONY: help install demo run backfill test lint airflow stop rollback status unlock lock clean bench bench-extract faults dashboards test-dashboards test-deployment
 
 help:
 	@echo "make demo                      build the demo warehouse end to end (first run installs everything)"
 	@echo "make test                      run the linters and the test suite against a real PostgreSQL"
 	@echo "make lint                      ruff (Python) and sqlfluff (dbt SQL)"
+	@echo "make test-deployment           the deployed stack: make airflow (LocalExecutor and Celery with Redis) runs a triggered night (slow)"
 	@echo "make faults                    the fault-injection suite (kills, lost source, two nights, Kobo faults; docs/reliability.md)"
 	@echo "make run RUN_DATE=YYYY-MM-DD   run the nightly DAG once for that as-of date (FULL_REFRESH=1 to rebuild)"
 	@echo "make backfill START=.. END=..  run the nightly DAG for each as-of date of a range"
@@ -86,6 +87,12 @@ dashboards: $(STAMP)
 # The fault-injection suite (docs/reliability.md): kills, lost sources, two nights, readers.
 faults: $(STAMP)
 	PYTHONPATH=plugins:. $(PY) -m pytest tests/faults/faults_suite.py $(PYTEST_ARGS)
+
+# The deployed Airflow (make airflow: API server, scheduler, dag-processor, triggerer, LocalExecutor
+# and a Celery worker with Redis) runs a night triggered through the REST API. Real processes, minutes:
+# its own target, run by CI after make test, so make test stays under 15 minutes.
+test-deployment: $(STAMP)
+	PYTHONPATH=plugins:. $(PY) -m pytest tests/e2e/deployed_airflow_e2e.py $(PYTEST_ARGS)
 
 test-dashboards: $(STAMP)
 	@$(SUPERSET) install --browser

@@ -1,6 +1,6 @@
 """The pieces of `make airflow` that need no running stack (plugins/spm_warehouse/airflow_stack.py).
 
-The running stack itself is tested in test_deployed_airflow.py.
+The running stack itself is tested in tests/e2e/deployed_airflow_e2e.py (`make test-deployment`).
 """
 
 from __future__ import annotations

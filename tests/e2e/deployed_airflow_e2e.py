@@ -1,5 +1,8 @@
 """The deployed Airflow: `make airflow` (LocalExecutor, then CeleryExecutor with Redis) runs a night.
 
+`make test-deployment` runs this file (CI runs it after `make test`); `make test` does not collect it
+(the file name does not start with test_): starting two real stacks takes minutes.
+
 Real processes, no Docker: the stack is started exactly as a data engineer
 starts it (`make airflow`, in its own session like a terminal), a run is
 triggered through the Airflow 3 REST API, and Ctrl-C (SIGINT to the
