@@ -10,8 +10,6 @@
     counted at D exactly when activation_date <= D < closedon_date.
   * new_clients / exited_clients: activation_date / closedon_date in the month
     (the contract's literal rules, whatever the status).
-  * exited_prior_active: exits of clients who were active at the previous
-    period_end (IRIS PI9319: clients retained from the start of the period).
   * ppi: +1 / +likelihood when the client is both active and covered by an
     assessment, -1 / -likelihood when that stops. Each assessment covers from
     its interview date until the next one (latest by macro surveys_order, across
@@ -44,25 +42,23 @@ with clients as (
 
 , events as (
     select client_id, {{ core_period_month('activation_date') }} as period_month,
-           1 as active_delta, 0 as new_clients, 0 as exited_clients, 0 as exited_prior_active,
+           1 as active_delta, 0 as new_clients, 0 as exited_clients,
            0 as ppi_delta, 0::numeric as likelihood_delta
     from clients where can_be_active
     union all
-    select client_id, {{ core_period_month('closed_on_date') }}, -1, 0, 0,
-           case when {{ core_period_month('activation_date') }} < {{ core_period_month('closed_on_date') }} then 1 else 0 end,
-           0, 0
+    select client_id, {{ core_period_month('closed_on_date') }}, -1, 0, 0, 0, 0
     from clients where can_be_active and closed_on_date is not null
     union all
-    select client_id, {{ core_period_month('activation_date') }}, 0, 1, 0, 0, 0, 0
+    select client_id, {{ core_period_month('activation_date') }}, 0, 1, 0, 0, 0
     from clients where activation_date is not null
     union all
-    select client_id, {{ core_period_month('closed_on_date') }}, 0, 0, 1, 0, 0, 0
+    select client_id, {{ core_period_month('closed_on_date') }}, 0, 0, 1, 0, 0
     from clients where closed_on_date is not null
     union all
-    select client_id, {{ core_period_month('span_start') }}, 0, 0, 0, 0, 1, poverty_likelihood
+    select client_id, {{ core_period_month('span_start') }}, 0, 0, 0, 1, poverty_likelihood
     from ppi_spans where span_stop is null or span_stop > span_start
     union all
-    select client_id, {{ core_period_month('span_stop') }}, 0, 0, 0, 0, -1, -poverty_likelihood
+    select client_id, {{ core_period_month('span_stop') }}, 0, 0, 0, -1, -poverty_likelihood
     from ppi_spans where span_stop > span_start
 )
 
@@ -72,7 +68,6 @@ select
     sum(active_delta)::int              as active_delta,
     sum(new_clients)::int               as new_clients,
     sum(exited_clients)::int            as exited_clients,
-    sum(exited_prior_active)::int       as exited_prior_active,
     sum(ppi_delta)::int                 as ppi_assessed_delta,
     sum(likelihood_delta)               as poverty_likelihood_delta
 from events

@@ -1,7 +1,8 @@
 {#-
     How clients fare between their baseline and their latest follow-up, for
     monthly household income, poverty likelihood and school enrolment,
-    sliced by gender, rural/urban area, branch, product and poverty band at entry.
+    sliced by gender, rural/urban area, branch (with its region), product and
+    poverty band at entry.
 
     One row per indicator and slice (the full cross of the five). Sums and
     counts are additive: to roll slices up, add them and divide (e.g. mean
@@ -40,6 +41,8 @@ select
     i.better_direction,
     c.branch_id,
     c.branch_name,
+    b.region_id,
+    b.region_name,
     coalesce(d.gender, 'unknown')                                       as gender,
     coalesce(d.area, 'unknown')                                         as area,
     c.product_id,
@@ -65,4 +68,6 @@ left join current_dim as d
     on d.client_id = ch.client_id
 inner join {{ ref('dim_indicator') }} as i
     on i.indicator_code = ch.indicator_code
-group by 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
+left join {{ ref('dim_branch') }} as b
+    on b.branch_id = c.branch_id
+group by 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12

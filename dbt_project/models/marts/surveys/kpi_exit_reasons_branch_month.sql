@@ -49,13 +49,17 @@ counted as (
 )
 
 select
-    branch_id,
-    branch_name,
-    period_start,
-    period_end,
-    exit_reason,
-    exit_interviews,
-    sum(exit_interviews) over (partition by branch_id, period_start)         as branch_exit_interviews,
-    round(exit_interviews::numeric
-          / sum(exit_interviews) over (partition by branch_id, period_start), 6) as share_of_branch_exits
-from counted
+    c.branch_id,
+    c.branch_name,
+    b.region_id,
+    b.region_name,
+    c.period_start,
+    c.period_end,
+    c.exit_reason,
+    c.exit_interviews,
+    sum(c.exit_interviews) over (partition by c.branch_id, c.period_start)   as branch_exit_interviews,
+    round(c.exit_interviews::numeric
+          / sum(c.exit_interviews) over (partition by c.branch_id, c.period_start), 6) as share_of_branch_exits
+from counted as c
+left join {{ ref('dim_branch') }} as b
+    on b.branch_id = c.branch_id
