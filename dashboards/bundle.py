@@ -3,7 +3,11 @@
 Why at import time: the committed YAML must never carry a password or a
 machine's host name. `assets/databases/*.yaml` hold `${NAME}` placeholders
 that are filled here from the project settings (see
-config.warehouse_placeholders); every other file is copied unchanged.
+config.warehouse_placeholders). Two values come from the warehouse itself
+(dashboards.import_values): a dataset metric whose `currency` symbol is
+`${REPORTING_CURRENCY}` gets the reporting currency (or no currency when none
+is known), and every dashboard gets the same `label_colors` (branch and
+product colours). Every other file is copied unchanged.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dashboards.config import ASSETS_DIR
 BUNDLE_ROOT = "spm_dashboards"
 ASSET_FOLDERS = ("databases", "datasets", "charts", "dashboards")
 PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)\}")
+CURRENCY_PLACEHOLDER = "${REPORTING_CURRENCY}"
 
 
 class BundleError(ValueError):
@@ -47,24 +52,54 @@ def fill_placeholders(text: str, values: dict[str, str], where: str) -> str:
     return PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
 
 
-def bundle_contents(values: dict[str, str], assets_dir: Path = ASSETS_DIR) -> dict[str, str]:
+def fill_currency(text: str, currency: str | None, where: str) -> str:
+    """Metrics marked with the currency placeholder get `currency` (None: no currency); nothing else may hold one."""
+    data = yaml.safe_load(text)
+    for metric in data.get("metrics") or []:
+        cur = metric.get("currency")
+        if isinstance(cur, dict) and cur.get("symbol") == CURRENCY_PLACEHOLDER:
+            metric["currency"] = {"symbol": currency, "symbolPosition": cur.get("symbolPosition") or "prefix"} \
+                if currency else None
+    out = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    if PLACEHOLDER.search(out):
+        raise BundleError(f"{where}: a placeholder outside a metric's currency symbol (only "
+                          f"{CURRENCY_PLACEHOLDER} there is allowed in datasets/)")
+    return out
+
+
+def fill_label_colors(text: str, colours: dict[str, str]) -> str:
+    """The same label -> colour map on every dashboard (labels the YAML names itself win)."""
+    data = yaml.safe_load(text)
+    meta = data.setdefault("metadata", {})
+    meta["label_colors"] = {**colours, **(meta.get("label_colors") or {})}
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def bundle_contents(values: dict[str, str], assets_dir: Path = ASSETS_DIR, *, currency: str | None = None,
+                    label_colors: dict[str, str] | None = None) -> dict[str, str]:
     """Path inside the bundle -> file text, placeholders filled.
 
-    Placeholders are only allowed in databases/: a `${` anywhere else is a
-    mistake that would reach Superset verbatim.
+    `${NAME}` placeholders are allowed in databases/ and, as the one
+    `${REPORTING_CURRENCY}` of a metric's currency, in datasets/: a `${`
+    anywhere else is a mistake that would reach Superset verbatim.
     """
     contents: dict[str, str] = {}
     for path in asset_files(assets_dir):
         rel = path.relative_to(assets_dir).as_posix()
         text = path.read_text(encoding="utf-8")
-        if rel.startswith("databases/"):
-            text = fill_placeholders(text, values, rel)
-        elif PLACEHOLDER.search(text):
-            raise BundleError(f"{rel}: placeholders are only allowed in databases/")
         try:
             yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise BundleError(f"{rel} is not valid YAML: {exc}") from None
+        if rel.startswith("databases/"):
+            text = fill_placeholders(text, values, rel)
+        elif rel.startswith("datasets/") and CURRENCY_PLACEHOLDER in text:
+            text = fill_currency(text, currency, rel)
+        elif PLACEHOLDER.search(text):
+            raise BundleError(f"{rel}: placeholders are only allowed in databases/ (and {CURRENCY_PLACEHOLDER} "
+                              "as a metric's currency in datasets/)")
+        if rel.startswith("dashboards/") and label_colors:
+            text = fill_label_colors(text, label_colors)
         contents[rel] = text
     return contents
 
@@ -79,12 +114,13 @@ def asset_uuids(assets_dir: Path = ASSETS_DIR) -> dict[str, list[str]]:
     return found
 
 
-def write_bundle(out: Path, values: dict[str, str], assets_dir: Path = ASSETS_DIR) -> Path:
+def write_bundle(out: Path, values: dict[str, str], assets_dir: Path = ASSETS_DIR, *, currency: str | None = None,
+                 label_colors: dict[str, str] | None = None) -> Path:
     """Write the ZIP (mode 0600: it holds the warehouse password) and return its path."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for rel, text in bundle_contents(values, assets_dir).items():
+        for rel, text in bundle_contents(values, assets_dir, currency=currency, label_colors=label_colors).items():
             zf.writestr(f"{BUNDLE_ROOT}/{rel}", text)
     tmp.chmod(0o600)
     tmp.replace(out)

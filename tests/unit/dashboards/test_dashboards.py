@@ -19,8 +19,9 @@ from dashboards_assets import ASSETS, CHARTS, DASHBOARDS, DATABASES, DATASETS
 
 from dashboards import access, bundle, config, install, provision, server
 from spm_warehouse import settings
+from spm_warehouse.publication.schemas import HEALTH_VIEWS
 
-FILTER_NAMES = {"Branch", "Product", "Loan officer", "Gender", "Period"}
+FILTER_NAMES = {"Region", "Branch", "Product", "Loan officer", "Gender", "Period"}
 DATASET_BY_UUID = {d["uuid"]: d for d in DATASETS.values()}
 CHART_BY_UUID = {c["uuid"]: c for c in CHARTS.values()}
 
@@ -152,7 +153,7 @@ def test_custom_sql_in_charts_has_no_subquery():
 # Remove an entry once the model has the column (the e2e on the demo warehouse fails until then).
 PENDING_MART_COLUMNS: set[tuple[str, str]] = set()
 # Views made by publish.py (not dbt models); their columns are checked by the e2e on the demo warehouse.
-PUBLISH_VIEWS = {"data_health_runs", "publication_info"}
+PUBLISH_VIEWS = set(HEALTH_VIEWS)  # views publish creates in every build (publication/health_views.sql)
 
 
 def dbt_model_columns() -> dict[str, set[str]]:
@@ -334,7 +335,7 @@ def test_every_dataset_with_a_branch_gets_the_filter():
     with_branch = {d["table_name"] for d in DATASETS.values() if any(c["column_name"] == "branch_id" for c in d["columns"])}
     assert keyed == with_branch
     # only branch-free reference data escapes the branch filter
-    assert set(access.all_datasets().values()) - keyed == {"data_health_runs", "publication_info", "dim_product"}
+    assert set(access.all_datasets().values()) - keyed == {*HEALTH_VIEWS, "dim_product"}
     spec = access.access_spec(access.parse_branch_roles({"branch_roles": [{"name": "r", "branch_ids": [7]}]}))
     assert spec["roles"] == [{"name": "r", "clause": "branch_id = 7", "filter_name": access.RLS_FILTER_PREFIX + "r",
                               "description": ""}]
