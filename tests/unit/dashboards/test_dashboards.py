@@ -17,7 +17,7 @@ import pytest
 import yaml
 from dashboards_assets import ASSETS, CHARTS, DASHBOARDS, DATABASES, DATASETS
 
-from dashboards import access, bundle, config, install, provision, server
+from dashboards import access, bundle, config, import_values, install, provision, server
 from spm_warehouse import settings
 from spm_warehouse.publication.schemas import HEALTH_VIEWS
 
@@ -359,3 +359,128 @@ def test_only_assets_of_our_earlier_import_are_pruned(tmp_path):
     assert provision.stale_assets(p, current) == {}  # first import: nothing is ours yet
     (tmp_path / provision.IMPORTED_FILE).write_text('{"dashboards": ["d1", "d0"], "charts": ["c1", "c9"], "datasets": []}')
     assert provision.stale_assets(p, current) == {"dashboards": ["d0"], "charts": ["c9"], "datasets": []}
+
+
+def test_regional_roles_expand_to_their_regions_branches():
+    roles = access.parse_branch_roles({"branch_roles": [
+        {"name": "Regional manager: North", "region_ids": [10], "warehouse_role": "rm_north"},
+        {"name": "Gulu and West", "branch_ids": [2], "region_ids": [11]},
+        {"name": "Branch manager: Lira", "branch_ids": [4]},
+    ]})
+    assert roles[0].branch_ids == () and roles[0].region_ids == (10,)
+    with pytest.raises(access.AccessConfigError, match="not expanded"):
+        _ = roles[0].clause
+    expanded = access.expand_regions(roles, {10: {2, 4}, 11: {3}})
+    assert [r.clause for r in expanded] == ["branch_id IN (2, 4)", "branch_id IN (2, 3)", "branch_id = 4"]
+    # the comparison with meta.branch_access sees the expanded branches
+    assert access.check_against_warehouse(expanded, {"rm_north": {2, 4}}) == []
+    assert access.check_against_warehouse(expanded, {"rm_north": {2}}) != []
+    with pytest.raises(access.AccessConfigError, match="region 12 has no branches"):
+        access.expand_regions(access.parse_branch_roles({"branch_roles": [{"name": "x", "region_ids": [12]}]}),
+                              {10: {2}})
+    with pytest.raises(access.AccessConfigError, match="'branch_ids' or 'region_ids'"):
+        access.parse_branch_roles({"branch_roles": [{"name": "x"}]})
+
+
+# ---------------------------------------------------------------- what a manager reads
+
+
+AMOUNT_METRICS = {"gross_loan_portfolio", "par30_principal", "write_off_amount", "avg_income_change"}
+# Charts on a dashboard with a Period filter that do not follow it (and say so in their description).
+PERIOD_INDEPENDENT = {"Current publication"}  # what BI reads now, whatever the period
+
+
+def test_amount_metrics_carry_the_reporting_currency_and_nothing_else_does():
+    seen = set()
+    for name, ds in DATASETS.items():
+        for m in ds["metrics"]:
+            if m["metric_name"] in AMOUNT_METRICS:
+                assert m["currency"] == {"symbol": bundle.CURRENCY_PLACEHOLDER, "symbolPosition": "prefix"}, (name, m)
+                seen.add(m["metric_name"])
+            else:
+                assert not m.get("currency"), (name, m["metric_name"])
+    assert seen == AMOUNT_METRICS
+
+
+def test_bundle_fills_the_currency_and_the_same_colours_on_every_dashboard():
+    values = {"WAREHOUSE_USERINFO": "bi_reader", "WAREHOUSE_HOST": "h", "WAREHOUSE_PORT": "1", "WAREHOUSE_DB": "d"}
+    colours = {"Gulu": "#1FA8C9", "Lira": "#454E7C"}
+    files = bundle.bundle_contents(values, currency="KES", label_colors=colours)
+    ds = yaml.safe_load(files["datasets/SPM_warehouse/kpi_branch_month.yaml"])
+    metric = {m["metric_name"]: m for m in ds["metrics"]}
+    assert metric["gross_loan_portfolio"]["currency"] == {"symbol": "KES", "symbolPosition": "prefix"}
+    assert metric["par30_ratio"]["currency"] is None
+    assert not any(bundle.PLACEHOLDER.search(t) for t in files.values())
+    for rel, text in files.items():
+        if rel.startswith("dashboards/"):
+            assert yaml.safe_load(text)["metadata"]["label_colors"] == colours, rel
+    unknown = bundle.bundle_contents(values, currency=None)
+    ds = yaml.safe_load(unknown["datasets/SPM_warehouse/kpi_branch_month.yaml"])
+    assert all(m["currency"] is None for m in ds["metrics"])
+
+
+def test_reporting_currency_comes_from_the_setting_or_the_one_product_currency(monkeypatch):
+    monkeypatch.setenv("SPM_REPORTING_CURRENCY", "kes")
+    assert import_values.currency_from_setting() == "KES"
+    monkeypatch.setenv("SPM_REPORTING_CURRENCY", "shilling")
+    with pytest.raises(import_values.ImportValuesError, match="SPM_REPORTING_CURRENCY"):
+        import_values.currency_from_setting()
+    assert import_values.currency_from_products(["UGX", " ugx", "", None])[0] == "UGX"
+    code, note = import_values.currency_from_products(["UGX", "KES"])
+    assert code is None and "KES, UGX" in note and "SPM_REPORTING_CURRENCY" in note
+    assert import_values.currency_from_products([])[0] is None
+    colours = import_values.label_colors(["Gulu", "Lira"], ["Group loan"])
+    assert colours == {"Gulu": import_values.PALETTE[0], "Lira": import_values.PALETTE[1],
+                       "Group loan": import_values.PALETTE[0]}
+
+
+def test_every_chart_on_a_dashboard_with_a_period_filter_follows_it():
+    for name, dash in DASHBOARDS.items():
+        if "Period" not in {f["name"] for f in dash["metadata"]["native_filter_configuration"]}:
+            continue
+        for entry in chart_entries(dash):
+            chart = CHART_BY_UUID[entry["meta"]["uuid"]]
+            temporal = [f for f in chart["params"].get("adhoc_filters") or [] if f.get("operator") == "TEMPORAL_RANGE"]
+            assert temporal or chart["slice_name"] in PERIOD_INDEPENDENT, f"{name}: {chart['slice_name']}"
+
+
+def test_no_chart_reads_the_latest_period_whatever_the_period_filter():
+    """"Latest published period" ignores the Period filter; the last month of the selected period follows it."""
+    for chart in CHARTS.values():
+        for f in chart["params"].get("adhoc_filters") or []:
+            assert f.get("subject") != "is_latest_period", chart["slice_name"]
+            if f.get("expressionType") == "SQL" and "is_latest_period" in f["sqlExpression"]:
+                assert "to_dttm" in f["sqlExpression"], chart["slice_name"]
+
+
+def test_percentage_axes_stop_at_100_and_legends_show_every_series():
+    for chart in CHARTS.values():
+        p = chart["params"]
+        if not chart["viz_type"].startswith("echarts_timeseries"):
+            continue
+        assert p.get("legendType") == "plain" or p.get("show_legend") is False, chart["slice_name"]
+        if "%" in (p.get("y_axis_format") or ""):
+            assert p.get("truncateYAxis") is True, chart["slice_name"]
+            low, high = p["y_axis_bounds"]
+            assert low == 0 and (high is None or high <= 1), chart["slice_name"]
+
+
+def test_tiles_state_their_month_and_the_change_on_a_year_earlier():
+    for chart in CHARTS.values():
+        if chart["viz_type"] == "big_number" and DATASET_BY_UUID[chart["dataset_uuid"]]["table_name"].startswith("kpi_"):
+            p = chart["params"]
+            assert p["show_timestamp"] is True and p["compare_lag"] == 12 and p["time_grain_sqla"] == "P1M", \
+                chart["slice_name"]
+
+
+def test_region_and_branch_filters_offer_branches_with_clients_and_cascade():
+    for name, dash in DASHBOARDS.items():
+        filters = {f["name"]: f for f in dash["metadata"]["native_filter_configuration"]}
+        if "Branch" not in filters:
+            continue
+        branch = filters["Branch"]
+        (target,) = branch["targets"]
+        assert DATASET_BY_UUID[target["datasetUuid"]]["table_name"] == "kpi_branch_month", name
+        assert any("branch_id > 0" in f.get("sqlExpression", "") for f in branch["adhoc_filters"]), name
+        if "Region" in filters:
+            assert branch["cascadeParentIds"] == [filters["Region"]["id"]], name
