@@ -84,8 +84,10 @@ def read_import_values(conn) -> ImportValues:
         else:
             note = f"{schema}.dim_product has no currency_code yet: amounts are shown without a currency"
         out.notes.append(note)
+    # branches with clients (leaf offices) take the first, strongest colours; Unknown comes last
     branches = [r[0] for r in conn.execute(
-        f'SELECT branch_name FROM "{schema}".dim_branch ORDER BY branch_id')] if "dim_branch" in has else []
+        f'SELECT branch_name FROM "{schema}".dim_branch ORDER BY branch_id < 0, is_leaf IS NOT TRUE, branch_id')
+    ] if "dim_branch" in has else []
     products = [r[0] for r in conn.execute(
         f'SELECT product_name FROM "{schema}".dim_product ORDER BY product_id')] if "dim_product" in has else []
     out.label_colors = label_colors(branches, products)

@@ -129,7 +129,9 @@ def test_import_values_read_the_currency_and_branch_colours_from_analytics(contr
     with psycopg.connect(contract_db) as conn:
         values = import_values.read_import_values(conn)
         assert values.currency == fake.REPORTING_CURRENCY
-        names = [r[0] for r in conn.execute("SELECT branch_name FROM analytics.dim_branch ORDER BY branch_id")]
+        names = [r[0] for r in conn.execute("SELECT branch_name FROM analytics.dim_branch "
+                                            "ORDER BY branch_id < 0, NOT is_leaf, branch_id")]
+        assert names[:3] == ["Gulu", "Mbarara", "Lira"] and names[-1] == "Unknown"
         assert [values.label_colors[n] for n in names] == list(import_values.PALETTE[:len(names)])
         conn.execute("UPDATE analytics.dim_product SET currency_code = 'KES' WHERE product_id = 2")
         several = import_values.read_import_values(conn)
