@@ -1,8 +1,8 @@
 {#-
   The KPI definitions of the contract, once, for every slice.
 
-  core_kpi_month(slice_columns, slices_sql, client_basis) returns one SELECT with
-  a row per slice and period (every slice of `slices_sql` x every period of
+  core_kpi_month(slice_columns, slices_sql) returns one SELECT with a row per
+  slice and period (every slice of `slices_sql` x every period of
   int_kpi__periods; empty counts 0, ratios with a 0 denominator null).
 
   slice_columns: the attributes slicing both clients and loans (a list; the
@@ -10,13 +10,10 @@
   applies to every mart), each one of
     branch_id       - client's branch (m_client.office_id); a loan: its client's branch
     loan_officer_id - client's officer (m_client.staff_id); a loan: m_loan.loan_officer_id (-1 none)
-    product_id      - loans only (m_loan.product_id)
+    product_id      - a loan: m_loan.product_id; a client: the product of the client's
+                      first disbursed loan ("entry product", int_client__entry_product;
+                      -1 = no disbursed loan), as segment_key uses the band at entry
     segment_key     - client's gender|area|poverty band at entry; a loan: its client's
-  client_basis:
-    'client'   - client counts (active, new, exited, retention, PPI) from the clients
-                 attributed to the slice;
-    'borrower' - no client counts (null); PPI columns over the slice's active
-                 borrowers who are active clients (used for products).
 
   Definitions at period_end D (docs/kpi-contract.md):
     active_clients = activation_date <= D < closedon_date (never for pending,
@@ -25,20 +22,33 @@
     retention_rate_12m = active / (active twelve periods earlier + new of the twelve
     periods ending with this one), null with fewer than twelve earlier periods;
     active_borrowers = distinct clients with a loan outstanding at D, women_borrowers
-    those whose gender is female; gross_loan_portfolio / par30_principal = sum of
-    outstanding principal (days in arrears > 30); par30_ratio = par30 / portfolio;
+    those whose gender is female; women_borrowers_share = women / active borrowers;
+    gross_loan_portfolio = sum of outstanding principal at D;
+    parN_principal = outstanding principal of loans with days in arrears > N
+    (N = 1: > 0 days, N = 30, N = 90), parN_ratio = parN_principal / portfolio;
+    write_off_ratio_12m = write_off_amount of the twelve periods ending with this
+    one / mean gross_loan_portfolio of those twelve period ends (MIX / SEEP annual
+    write-off ratio), null with fewer than twelve periods;
+    loan_officers = distinct m_loan.loan_officer_id (not null) with a loan
+    outstanding in the slice at D; borrowers_per_officer = active_borrowers /
+    loan_officers (IRIS PI9250 caseload; a loan officer's own row: his borrowers);
     ppi_assessed_clients / avg_poverty_likelihood = active clients at D with a PPI
-    assessment interviewed by D, mean likelihood of each one's latest assessment.
+    assessment interviewed by D, mean likelihood of each one's latest assessment;
+    ppi_coverage = ppi_assessed_clients / active_clients.
   Retention methods (var retention_method, default contract):
     contract    active / (active at previous period_end + new)
-    iris_pi9319 (active at previous period_end - those of them who exited) / active
-                at previous period_end: IRIS PI9319, the share of the clients active
-                at the start who are still active at the end
+    iris_pi9319 IRIS+ PI9319 (v4.0): (active at the end - new clients of the period)
+                / active at the start (previous period_end). It does not tell new from
+                rejoining clients (a reactivated client is new) and falls below the share
+                of survivors when new clients leave within the period (even below 0)
     followon    1 - drop-outs / decided repaid loans: loans repaid in full in the
                 period whose client took no other loan within var dropout_followon_days
                 (decided once that window has passed or a follow-on happened)
   All three are published side by side as retention_rate_contract,
-  retention_rate_iris, retention_rate_followon.
+  retention_rate_iris, retention_rate_followon; retention_rate_iris_12m is
+  PI9319 over twelve periods: (active - new of the twelve periods ending with
+  this one) / active twelve periods earlier.
+  Every ratio is null when its denominator is 0 (or its window incomplete).
 -#}
 
 {#-
@@ -55,11 +65,13 @@
         'period_end', 'period_month', 'is_latest_period',
         'active_clients', 'new_clients', 'exited_clients', 'active_clients_previous',
         'retention_rate', 'retention_rate_12m', 'retention_rate_contract', 'retention_rate_iris',
-        'retention_rate_followon', 'repaid_loans_decided', 'dropouts',
-        'active_borrowers', 'women_borrowers', 'loans_outstanding',
-        'gross_loan_portfolio', 'par30_principal', 'par30_ratio',
-        'write_off_amount', 'loans_written_off', 'disbursed_amount', 'loans_disbursed',
-        'ppi_assessed_clients', 'avg_poverty_likelihood'
+        'retention_rate_iris_12m', 'retention_rate_followon', 'repaid_loans_decided', 'dropouts',
+        'active_borrowers', 'women_borrowers', 'women_borrowers_share', 'loans_outstanding',
+        'loan_officers', 'borrowers_per_officer',
+        'gross_loan_portfolio', 'par30_principal', 'par30_ratio', 'par1_principal', 'par1_ratio',
+        'par90_principal', 'par90_ratio',
+        'write_off_amount', 'loans_written_off', 'write_off_ratio_12m', 'disbursed_amount', 'loans_disbursed',
+        'ppi_assessed_clients', 'avg_poverty_likelihood', 'ppi_coverage'
     ]) }}
 {%- endmacro %}
 
@@ -81,13 +93,19 @@
     {{ selected | join(',\n    ') }}
 {%- endmacro %}
 
+{#- The retention_rate of var retention_method, among the three columns published. -#}
+{% macro core_retention_method_column() -%}
+    {%- set method = var('retention_method', 'contract') -%}
+    {%- if method not in ('contract', 'iris_pi9319', 'followon') -%}
+        {{ exceptions.raise_compiler_error("var retention_method must be contract, iris_pi9319 or followon; got '" ~ method ~ "'") }}
+    {%- endif -%}
+    {{ return({'contract': 'retention_rate_contract', 'iris_pi9319': 'retention_rate_iris', 'followon': 'retention_rate_followon'}[method]) }}
+{%- endmacro %}
 
-{% macro core_kpi_month(slice_columns, slices_sql, client_basis='client') %}
+
+{% macro core_kpi_month(slice_columns, slices_sql) %}
 {%- set keys = slice_columns | join(', ') -%}
-{%- set method = var('retention_method', 'contract') -%}
-{%- if method not in ('contract', 'iris_pi9319', 'followon') -%}
-    {{ exceptions.raise_compiler_error("var retention_method must be contract, iris_pi9319 or followon; got '" ~ method ~ "'") }}
-{%- endif -%}
+{%- set retention_column = core_retention_method_column() -%}
 with periods as (
     select period_month, period_end, period_seq
     from {{ ref('int_kpi__periods') }}
@@ -105,19 +123,16 @@ with periods as (
 
 , client_attrs as (
     select
-        client_id,
-        coalesce(branch_id, -1)             as branch_id,
-        coalesce(loan_officer_id, -1)       as loan_officer_id,
-        null::bigint                        as product_id,
-        segment_key,
-        gender,
-        not is_never_active_status and activation_date is not null as can_be_active,
-        activation_date,
-        closed_on_date
-    from {{ ref('int_client__current') }}
+        c.client_id,
+        coalesce(c.branch_id, -1)           as branch_id,
+        coalesce(c.loan_officer_id, -1)     as loan_officer_id,
+        coalesce(ep.entry_product_id, -1)   as product_id,
+        c.segment_key,
+        c.gender
+    from {{ ref('int_client__current') }} c
+    left join {{ ref('int_client__entry_product') }} ep on ep.client_id = c.client_id
 )
 
-{% if client_basis == 'client' %}
 , client_flow as (
     select
         {% for k in slice_columns %}ca.{{ k }}, {% endfor %}
@@ -125,14 +140,12 @@ with periods as (
         sum(e.active_delta)                             as active_delta,
         sum(e.new_clients)                              as new_clients,
         sum(e.exited_clients)                           as exited_clients,
-        sum(e.exited_prior_active)                      as exited_prior_active,
         sum(e.ppi_assessed_delta)                       as ppi_assessed_delta,
         sum(e.poverty_likelihood_delta)                 as poverty_likelihood_delta
     from {{ ref('int_client__kpi_events') }} e
     join client_attrs ca on ca.client_id = e.client_id
     group by {% for k in slice_columns %}ca.{{ k }}, {% endfor %}e.period_month
 )
-{% endif %}
 
 , portfolio as (
     select
@@ -140,7 +153,8 @@ with periods as (
         pm.period_end,
         pm.client_id,
         pm.outstanding_principal,
-        pm.is_par30,
+        pm.days_in_arrears,
+        pm.loan_officer_id                              as serving_officer_id,
         coalesce(pm.branch_id, -1)                      as branch_id,
         coalesce(pm.loan_officer_id, -1)                as loan_officer_id,
         coalesce(pm.product_id, -1)                     as product_id,
@@ -157,8 +171,11 @@ with periods as (
         count(distinct client_id)                       as active_borrowers,
         count(distinct client_id) filter (where gender = 'female') as women_borrowers,
         count(*)                                        as loans_outstanding,
+        count(distinct serving_officer_id)              as loan_officers,
         sum(outstanding_principal)                      as gross_loan_portfolio,
-        coalesce(sum(outstanding_principal) filter (where is_par30), 0) as par30_principal
+        coalesce(sum(outstanding_principal) filter (where days_in_arrears > 30), 0) as par30_principal,
+        coalesce(sum(outstanding_principal) filter (where days_in_arrears > 0), 0)  as par1_principal,
+        coalesce(sum(outstanding_principal) filter (where days_in_arrears > 90), 0) as par90_principal
     from portfolio
     group by {{ keys }}, period_month
 )
@@ -208,53 +225,25 @@ with periods as (
     group by {% for k in slice_columns %}lo.{{ k }}, {% endfor %}f.period_month
 )
 
-{% if client_basis == 'borrower' %}
-, borrower_ppi as (
-    -- active borrowers of the slice who are active clients at D, with the
-    -- likelihood of their latest assessment interviewed by D
-    select {{ keys }}, period_month, count(*) as ppi_assessed_clients, sum(poverty_likelihood) as poverty_likelihood_sum
-    from (
-        select distinct {% for k in slice_columns %}p.{{ k }}, {% endfor %}p.period_month, p.client_id, s.poverty_likelihood
-        from portfolio p
-        join client_attrs ca on ca.client_id = p.client_id
-        join {{ ref('int_client__ppi_spans') }} s
-            on s.client_id = p.client_id
-           and s.covered_from <= p.period_end
-           and (s.covered_until is null or s.covered_until > p.period_end)
-        where ca.can_be_active
-          and ca.activation_date <= p.period_end
-          and (ca.closed_on_date is null or ca.closed_on_date > p.period_end)
-    ) latest
-    group by {{ keys }}, period_month
-)
-{% endif %}
-
 , combined as (
     select
         {% for k in slice_columns %}g.{{ k }}, {% endfor %}
         g.period_month,
         g.period_end,
         g.period_seq,
-        {% if client_basis == 'client' %}
         sum(coalesce(cf.active_delta, 0)) over w_cum                     as active_clients,
         coalesce(cf.new_clients, 0)                                      as new_clients,
         coalesce(cf.exited_clients, 0)                                   as exited_clients,
-        coalesce(cf.exited_prior_active, 0)                              as exited_prior_active,
         sum(coalesce(cf.ppi_assessed_delta, 0)) over w_cum               as ppi_assessed_clients,
         sum(coalesce(cf.poverty_likelihood_delta, 0)) over w_cum         as poverty_likelihood_sum,
-        {% else %}
-        null::bigint                                                     as active_clients,
-        null::bigint                                                     as new_clients,
-        null::bigint                                                     as exited_clients,
-        null::bigint                                                     as exited_prior_active,
-        coalesce(bp.ppi_assessed_clients, 0)                             as ppi_assessed_clients,
-        bp.poverty_likelihood_sum                                        as poverty_likelihood_sum,
-        {% endif %}
         coalesce(ls.active_borrowers, 0)                                 as active_borrowers,
         coalesce(ls.women_borrowers, 0)                                  as women_borrowers,
         coalesce(ls.loans_outstanding, 0)                                as loans_outstanding,
+        coalesce(ls.loan_officers, 0)                                    as loan_officers,
         coalesce(ls.gross_loan_portfolio, 0)                             as gross_loan_portfolio,
         coalesce(ls.par30_principal, 0)                                  as par30_principal,
+        coalesce(ls.par1_principal, 0)                                   as par1_principal,
+        coalesce(ls.par90_principal, 0)                                  as par90_principal,
         coalesce(wo.write_off_amount, 0)                                 as write_off_amount,
         coalesce(wo.loans_written_off, 0)                                as loans_written_off,
         coalesce(d.disbursed_amount, 0)                                  as disbursed_amount,
@@ -262,11 +251,7 @@ with periods as (
         coalesce(fo.repaid_loans_decided, 0)                             as repaid_loans_decided,
         coalesce(fo.dropouts, 0)                                         as dropouts
     from grid g
-    {% if client_basis == 'client' %}
     left join client_flow cf on {% for k in slice_columns %}cf.{{ k }} = g.{{ k }} and {% endfor %}cf.period_month = g.period_month
-    {% else %}
-    left join borrower_ppi bp on {% for k in slice_columns %}bp.{{ k }} = g.{{ k }} and {% endfor %}bp.period_month = g.period_month
-    {% endif %}
     left join loan_stock ls on {% for k in slice_columns %}ls.{{ k }} = g.{{ k }} and {% endfor %}ls.period_month = g.period_month
     left join write_offs wo on {% for k in slice_columns %}wo.{{ k }} = g.{{ k }} and {% endfor %}wo.period_month = g.period_month
     left join disbursements d on {% for k in slice_columns %}d.{{ k }} = g.{{ k }} and {% endfor %}d.period_month = g.period_month
@@ -277,18 +262,16 @@ with periods as (
 , with_previous as (
     select
         c.*,
-        {% if client_basis == 'client' %}
         coalesce(lag(c.active_clients) over w_slice, 0)                   as active_clients_previous,
-        -- retention_rate_12m: twelve periods back (null when the slice has fewer earlier periods)
+        -- twelve-period windows: null / incomplete when the slice has fewer periods
         lag(c.active_clients, 12) over w_slice                             as active_clients_12_earlier,
-        sum(c.new_clients) over (w_slice rows between 11 preceding and current row) as new_clients_12
-        {% else %}
-        null::bigint as active_clients_previous,
-        null::bigint as active_clients_12_earlier,
-        null::bigint as new_clients_12
-        {% endif %}
+        sum(c.new_clients) over w_12                                       as new_clients_12,
+        count(*) over w_12                                                 as periods_12,
+        sum(c.write_off_amount) over w_12                                  as write_off_amount_12,
+        avg(c.gross_loan_portfolio) over w_12                              as avg_gross_loan_portfolio_12
     from combined c
-    window w_slice as (partition by {% for k in slice_columns %}c.{{ k }}{% if not loop.last %}, {% endif %}{% endfor %} order by c.period_month)
+    window w_slice as (partition by {% for k in slice_columns %}c.{{ k }}{% if not loop.last %}, {% endif %}{% endfor %} order by c.period_month),
+           w_12 as (w_slice rows between 11 preceding and current row)
 )
 
 select
@@ -300,31 +283,43 @@ select
     new_clients::int                                                      as new_clients,
     exited_clients::int                                                   as exited_clients,
     active_clients_previous::int                                          as active_clients_previous,
-    {% if method == 'contract' %}retention_rate_contract{% elif method == 'iris_pi9319' %}retention_rate_iris{% else %}retention_rate_followon{% endif %} as retention_rate,
+    {{ retention_column }}                                                as retention_rate,
     retention_rate_12m,
     retention_rate_contract,
     retention_rate_iris,
+    retention_rate_iris_12m,
     retention_rate_followon,
     repaid_loans_decided::int                                             as repaid_loans_decided,
     dropouts::int                                                         as dropouts,
     active_borrowers::int                                                 as active_borrowers,
     women_borrowers::int                                                  as women_borrowers,
+    women_borrowers::numeric / nullif(active_borrowers, 0)                as women_borrowers_share,
     loans_outstanding::int                                                as loans_outstanding,
+    loan_officers::int                                                    as loan_officers,
+    active_borrowers::numeric / nullif(loan_officers, 0)                  as borrowers_per_officer,
     gross_loan_portfolio::numeric(20, 6)                                  as gross_loan_portfolio,
     par30_principal::numeric(20, 6)                                       as par30_principal,
     par30_principal / nullif(gross_loan_portfolio, 0)                     as par30_ratio,
+    par1_principal::numeric(20, 6)                                        as par1_principal,
+    par1_principal / nullif(gross_loan_portfolio, 0)                      as par1_ratio,
+    par90_principal::numeric(20, 6)                                       as par90_principal,
+    par90_principal / nullif(gross_loan_portfolio, 0)                     as par90_ratio,
     write_off_amount::numeric(20, 6)                                      as write_off_amount,
     loans_written_off::int                                                as loans_written_off,
+    case when periods_12 = 12
+         then write_off_amount_12 / nullif(avg_gross_loan_portfolio_12, 0) end as write_off_ratio_12m,
     disbursed_amount::numeric(20, 6)                                      as disbursed_amount,
     loans_disbursed::int                                                  as loans_disbursed,
     ppi_assessed_clients::int                                             as ppi_assessed_clients,
-    poverty_likelihood_sum / nullif(ppi_assessed_clients, 0)              as avg_poverty_likelihood
+    poverty_likelihood_sum / nullif(ppi_assessed_clients, 0)              as avg_poverty_likelihood,
+    ppi_assessed_clients::numeric / nullif(active_clients, 0)             as ppi_coverage
 from (
     select
         wp.*,
         wp.active_clients::numeric / nullif(wp.active_clients_previous + wp.new_clients, 0)             as retention_rate_contract,
         wp.active_clients::numeric / nullif(wp.active_clients_12_earlier + wp.new_clients_12, 0)        as retention_rate_12m,
-        (wp.active_clients_previous - wp.exited_prior_active)::numeric / nullif(wp.active_clients_previous, 0) as retention_rate_iris,
+        (wp.active_clients - wp.new_clients)::numeric / nullif(wp.active_clients_previous, 0)           as retention_rate_iris,
+        (wp.active_clients - wp.new_clients_12)::numeric / nullif(wp.active_clients_12_earlier, 0)      as retention_rate_iris_12m,
         (wp.repaid_loans_decided - wp.dropouts)::numeric / nullif(wp.repaid_loans_decided, 0)           as retention_rate_followon
     from with_previous wp
 ) r

@@ -118,22 +118,29 @@ def core_schedule_prefix(rows_relation, schedule_relation):
 KPI_COLUMNS = [
     "period_end", "period_month", "is_latest_period",
     "active_clients", "new_clients", "exited_clients", "active_clients_previous",
-    "retention_rate", "retention_rate_contract", "retention_rate_iris", "retention_rate_followon",
-    "repaid_loans_decided", "dropouts",
-    "active_borrowers", "women_borrowers", "loans_outstanding",
-    "gross_loan_portfolio", "par30_principal", "par30_ratio",
-    "write_off_amount", "loans_written_off", "disbursed_amount", "loans_disbursed",
-    "ppi_assessed_clients", "avg_poverty_likelihood",
+    "retention_rate", "retention_rate_12m", "retention_rate_contract", "retention_rate_iris",
+    "retention_rate_iris_12m", "retention_rate_followon", "repaid_loans_decided", "dropouts",
+    "active_borrowers", "women_borrowers", "women_borrowers_share", "loans_outstanding",
+    "loan_officers", "borrowers_per_officer",
+    "gross_loan_portfolio", "par30_principal", "par30_ratio", "par1_principal", "par1_ratio",
+    "par90_principal", "par90_ratio",
+    "write_off_amount", "loans_written_off", "write_off_ratio_12m", "disbursed_amount", "loans_disbursed",
+    "ppi_assessed_clients", "avg_poverty_likelihood", "ppi_coverage",
 ]
 CONTRACT_COLUMNS = [
-    "period_end", "active_clients", "new_clients", "exited_clients", "retention_rate",
+    "period_end", "active_clients", "new_clients", "exited_clients", "retention_rate", "retention_rate_12m",
     "active_borrowers", "women_borrowers", "gross_loan_portfolio", "par30_principal", "par30_ratio",
     "ppi_assessed_clients", "avg_poverty_likelihood",
 ]
 
 
-def core_kpi_month(slice_columns, slices_sql, client_basis="client"):
+def core_kpi_month(slice_columns, slices_sql):
     return "select * from kpi_month"
+
+
+# macros/core_kpi_period.sql
+def core_kpi_period(month_model, slice_columns, carry_columns):
+    return "select * from kpi_period"
 
 
 def core_kpi_contract_columns():

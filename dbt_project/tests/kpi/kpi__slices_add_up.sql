@@ -1,6 +1,7 @@
 -- The slices partition the same totals: per period, portfolio, PAR30, borrowers
 -- and write-offs summed over loan officers, products or segments equal the
--- branch totals, and so do active and new clients over officers and segments.
+-- branch totals, and so do active and new clients over officers, segments and
+-- products (clients count for their entry product).
 with totals as (
     select 'branch' as slicing, period_end,
            sum(gross_loan_portfolio) as glp, sum(par30_principal) as par30, sum(active_borrowers) as borrowers,
@@ -12,7 +13,7 @@ with totals as (
     from {{ ref('kpi_loan_officer_month') }} group by period_end
     union all
     select 'product', period_end, sum(gross_loan_portfolio), sum(par30_principal), null,
-           sum(write_off_amount), null, null
+           sum(write_off_amount), sum(active_clients), sum(new_clients)
     from {{ ref('kpi_product_month') }} group by period_end
     union all
     select 'segment', period_end, sum(gross_loan_portfolio), sum(par30_principal), sum(active_borrowers),

@@ -18,6 +18,10 @@ JUNE = date(2024, 6, 30)
 L = {name: likelihood_of(level) for name, level in SURVEY_LEVELS.items()}
 
 
+def rounded(value: Decimal | None) -> Decimal | None:
+    return None if value is None else round(value, 12)
+
+
 def test_loan_officer_month_june(star_world):
     rows = star_world.q("""SELECT branch_id, loan_officer_id, loan_officer_name, active_clients, active_borrowers,
                                   gross_loan_portfolio, par30_principal, write_off_amount, is_latest_period
@@ -35,17 +39,24 @@ def test_loan_officer_month_june(star_world):
     assert all(r["is_latest_period"] for r in rows)
 
 
-def test_product_month_ppi_over_borrowers(star_world):
+def test_product_month_counts_clients_by_entry_product(star_world):
+    """Loans count for their product; clients (and their PPI) for the product of their first disbursed loan."""
     rows = star_world.q("""SELECT branch_id, product_id, product_name, active_clients, active_borrowers,
                                   gross_loan_portfolio, ppi_assessed_clients, avg_poverty_likelihood
-                           FROM analytics_build.kpi_product_month WHERE period_end = %s ORDER BY branch_id""", (JUNE,))
+                           FROM analytics_build.kpi_product_month WHERE period_end = %s
+                           ORDER BY branch_id, product_id""", (JUNE,))
     got = [(r["branch_id"], r["product_id"], r["product_name"], r["active_clients"], r["active_borrowers"],
-            r["gross_loan_portfolio"], r["ppi_assessed_clients"], r["avg_poverty_likelihood"]) for r in rows]
+            r["gross_loan_portfolio"], r["ppi_assessed_clients"], rounded(r["avg_poverty_likelihood"])) for r in rows]
     assert got == [
-        # borrowers 1 (latest survey S4) and 2 (never surveyed)
-        (3, 1, "Monthly loan", None, 2, Decimal(850), 1, L["S4"]),
-        # borrower 4 (surveyed once); client 3's loan was written off
-        (4, 1, "Monthly loan", None, 1, Decimal(150), 1, L["C4"]),
+        # client 5 (pending) never borrowed: 'No loan', nothing active
+        (3, -1, "No loan", 0, 0, 0, 0, None),
+        # clients 1 and 2 entered with L1 / L2 (product 1) and are active; only client 1 is surveyed (S4)
+        (3, 1, "Monthly loan", 2, 2, Decimal(850), 1, rounded(L["S4"])),
+        # client 6 (closed 03-15) never borrowed
+        (4, -1, "No loan", 0, 0, 0, 0, None),
+        # clients 3 and 4 entered with L3 / L4: both active clients with a survey (client 3's loan was
+        # written off, so only client 4 is still a borrower)
+        (4, 1, "Monthly loan", 2, 1, Decimal(150), 2, rounded((L["C3"] + L["C4"]) / 2)),
     ]
 
 

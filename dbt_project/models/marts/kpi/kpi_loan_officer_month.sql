@@ -14,6 +14,8 @@
 select
     k.branch_id,
     b.branch_name,
+    b.region_id,
+    b.region_name,
     k.loan_officer_id,
     d.loan_officer_name,
     d.branch_id                         as loan_officer_branch_id,

@@ -1,21 +1,30 @@
 {{ config(pre_hook=core_session_settings()) }}
 -- KPIs per branch, loan product and period, with the contract's definitions.
--- Clients belong to no product, so client counts (active/new/exited clients,
--- client retention) are null; the PPI columns are over the product's active
--- borrowers who are active clients. One row per (branch, product) pair that any
--- loan names, every period; summing over branches gives the product's totals.
+-- Loans count for their own product (m_loan.product_id). Clients count for their
+-- entry product, the product of their first disbursed loan (int_client__entry_product),
+-- as the segment mart counts them for their poverty band at entry: active, new and
+-- exited clients, retention and the PPI columns are those of the clients who came
+-- in through the product; product -1 ('No loan') holds the clients without a
+-- disbursed loan. One row per (branch, product) pair that any loan or client names,
+-- every period; summing over products gives the branch totals of client counts,
+-- portfolio and PAR (not of active borrowers: a client may borrow two products).
 {%- set slices_sql -%}
     select coalesce(branch_id, -1) as branch_id, coalesce(product_id, -1) as product_id
     from {{ ref('int_loan__known_loans') }}
+    union
+    select coalesce(c.branch_id, -1), coalesce(ep.entry_product_id, -1)
+    from {{ ref('int_client__current') }} c
+    left join {{ ref('int_client__entry_product') }} ep on ep.client_id = c.client_id
 {%- endset %}
 select
     k.branch_id,
     b.branch_name,
+    b.region_id,
+    b.region_name,
     k.product_id,
-    d.product_name,
+    case when k.product_id = -1 then 'No loan' else d.product_name end as product_name,
     d.product_short_name,
-    -- no client retention: clients belong to no product
-    {{ core_kpi_month_columns(except=['active_clients_previous', 'retention_rate_12m', 'retention_rate_contract', 'retention_rate_iris']) }}
-from ({{ core_kpi_month(['branch_id', 'product_id'], slices_sql, client_basis='borrower') }}) k
+    {{ core_kpi_month_columns() }}
+from ({{ core_kpi_month(['branch_id', 'product_id'], slices_sql) }}) k
 left join {{ ref('dim_branch') }} b on b.branch_id = k.branch_id
 left join {{ ref('dim_product') }} d on d.product_id = k.product_id

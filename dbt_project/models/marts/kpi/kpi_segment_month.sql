@@ -10,6 +10,8 @@
 select
     k.branch_id,
     br.branch_name,
+    br.region_id,
+    br.region_name,
     k.segment_key,
     split_part(k.segment_key, '|', 1)               as gender,
     split_part(k.segment_key, '|', 2)               as area,

@@ -1,0 +1,6 @@
+{{ config(pre_hook=core_session_settings()) }}
+-- kpi_loan_officer_month by month, quarter and year (macros/core_kpi_period.sql): stocks
+-- at the period end, flows summed, retention over the grain, year-ago columns.
+{{ core_kpi_period(ref('kpi_loan_officer_month'), ['branch_id', 'loan_officer_id'],
+    ['branch_id', 'branch_name', 'region_id', 'region_name', 'loan_officer_id', 'loan_officer_name',
+     'loan_officer_branch_id', 'loan_officer_branch_name']) }}

@@ -1,0 +1,6 @@
+{{ config(pre_hook=core_session_settings()) }}
+-- kpi_segment_month by month, quarter and year (macros/core_kpi_period.sql): stocks
+-- at the period end, flows summed, retention over the grain, year-ago columns.
+{{ core_kpi_period(ref('kpi_segment_month'), ['branch_id', 'segment_key'],
+    ['branch_id', 'branch_name', 'region_id', 'region_name', 'segment_key', 'gender', 'area',
+     'poverty_band_at_entry', 'poverty_band_label', 'segment_name']) }}
