@@ -21,7 +21,7 @@ from dashboards import access, bundle, config, import_values, install, provision
 from spm_warehouse import settings
 from spm_warehouse.publication.schemas import HEALTH_VIEWS
 
-FILTER_NAMES = {"Region", "Branch", "Product", "Loan officer", "Gender", "Period"}
+FILTER_NAMES = {"Region", "Branch", "Product", "Loan officer", "Gender", "Period", "Period grain"}
 DATASET_BY_UUID = {d["uuid"]: d for d in DATASETS.values()}
 CHART_BY_UUID = {c["uuid"]: c for c in CHARTS.values()}
 
@@ -385,7 +385,8 @@ def test_regional_roles_expand_to_their_regions_branches():
 # ---------------------------------------------------------------- what a manager reads
 
 
-AMOUNT_METRICS = {"gross_loan_portfolio", "par30_principal", "write_off_amount", "avg_income_change"}
+AMOUNT_METRICS = {"gross_loan_portfolio", "par30_principal", "par1_principal", "par90_principal", "write_off_amount",
+                  "avg_income_change"}
 # Charts on a dashboard with a Period filter that do not follow it (and say so in their description).
 PERIOD_INDEPENDENT = {"Current publication"}  # what BI reads now, whatever the period
 
@@ -484,3 +485,20 @@ def test_region_and_branch_filters_offer_branches_with_clients_and_cascade():
         assert any("branch_id > 0" in f.get("sqlExpression", "") for f in branch["adhoc_filters"]), name
         if "Region" in filters:
             assert branch["cascadeParentIds"] == [filters["Region"]["id"]], name
+
+
+def test_period_grain_is_one_required_grain_defaulting_to_month_wherever_period_marts_are_read():
+    """A period mart holds every grain: summing two grains would double-count, so one grain is always picked."""
+    for name, dash in DASHBOARDS.items():
+        reads_period_marts = any(
+            DATASET_BY_UUID[CHART_BY_UUID[e["meta"]["uuid"]]["dataset_uuid"]]["table_name"].endswith("_period")
+            for e in chart_entries(dash))
+        grain = [f for f in dash["metadata"]["native_filter_configuration"] if f["name"] == "Period grain"]
+        assert bool(grain) == reads_period_marts, name
+        if grain:
+            (flt,) = grain
+            assert flt["targets"][0]["column"]["name"] == "period_grain"
+            assert flt["controlValues"]["enableEmptyFilter"] is True and flt["controlValues"]["multiSelect"] is False
+            assert flt["defaultDataMask"]["filterState"]["value"] == ["month"]
+            assert flt["defaultDataMask"]["extraFormData"]["filters"] == [
+                {"col": "period_grain", "op": "IN", "val": ["month"]}]
