@@ -15,7 +15,7 @@ import zipfile
 
 import pytest
 import yaml
-from dashboards_assets import ASSETS, CHARTS, DASHBOARDS, DATABASES, DATASETS
+from dashboards_assets import ASSETS, CHARTS, DASHBOARDS, DATABASES, DATASETS, PERIOD_INDEPENDENT
 
 from dashboards import access, bundle, config, import_values, install, provision, server
 from spm_warehouse import settings
@@ -387,8 +387,6 @@ def test_regional_roles_expand_to_their_regions_branches():
 
 AMOUNT_METRICS = {"gross_loan_portfolio", "par30_principal", "par1_principal", "par90_principal", "write_off_amount",
                   "avg_income_change"}
-# Charts on a dashboard with a Period filter that do not follow it (and say so in their description).
-PERIOD_INDEPENDENT = {"Current publication"}  # what BI reads now, whatever the period
 
 
 def test_amount_metrics_carry_the_reporting_currency_and_nothing_else_does():
