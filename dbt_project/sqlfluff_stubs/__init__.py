@@ -213,3 +213,9 @@ def core_relation_exists(relation):
 def account_pseudonym(column):
     return (f"case when {column} is null then null else "
             f"'P' || left(encode(sha256(convert_to({column}::text, 'UTF8')), 'hex'), 16) end")
+
+
+# macros/labels/display_label.sql
+def display_label(domain, column):
+    return (f"coalesce((select dl.label from reference.display_labels as dl "
+            f"where dl.domain = '{domain}' and dl.code = ({column})::text), ({column})::text)")

@@ -14,7 +14,8 @@ What is checked:
 - the branch-access file (SPM_SUPERSET_BRANCH_ACCESS, default
   dashboards/branch_access.yaml) and the warehouse's meta.branch_access name
   only branches the MIS has (raw_mis.m_office, once extracted);
-- the pseudonym key (SPM_PSEUDONYM_KEY) is set and long enough.
+- the pseudonym key (SPM_PSEUDONYM_KEY) is set and long enough;
+- SPM_MIN_CELL_N (the small-sample size of kpi_client_outcomes) is a whole number >= 1.
 """
 
 from __future__ import annotations
@@ -112,6 +113,18 @@ def check_ppi(vars_: dict | None = None, seeds_dir: Path | None = None) -> dict:
         raise ConfigError(f"ppi_poverty_line = {line!r} ({where}) has no likelihoods for scorecard {card} in "
                           f"seeds/ppi_scorecard_likelihoods.csv: known are {', '.join(sorted(known[card])) or 'none'}")
     return {"ppi_default_scorecard": card, "ppi_poverty_line": line}
+
+
+def check_min_cell_n() -> dict:
+    """SPM_MIN_CELL_N, the smallest number of clients whose means kpi_client_outcomes shows: a whole number >= 1."""
+    raw = settings.get("SPM_MIN_CELL_N")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"SPM_MIN_CELL_N must be a whole number of clients (1 or more), got {raw!r}") from None
+    if value < 1:
+        raise ConfigError(f"SPM_MIN_CELL_N must be 1 or more (1 shows every mean), got {value}")
+    return {"min_cell_n": value}
 
 
 def branch_access_file() -> Path:

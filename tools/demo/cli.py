@@ -42,7 +42,7 @@ def _demo_marker(conn) -> dict | None:
 def ensure_demo_sources(clients: int, seed: int, as_of: date, shape: str = "current") -> dict:
     """Build the demo Fineract MIS (in the Fineract shape asked for) and survey drops unless they already match."""
     demo_shapes.check_shape(shape)
-    wanted = {"clients": clients, "seed": seed, "as_of": as_of.isoformat(), "generator": 1}
+    wanted = {"clients": clients, "seed": seed, "as_of": as_of.isoformat(), "generator": 2}
     if shape != "current":
         wanted["shape"] = shape
     with connect("mis_fineract", autocommit=True) as conn:

@@ -23,7 +23,13 @@ Shape of the data (all dates <= as_of, everything reproducible from the seed):
   non-reversed transactions as of `as_of`;
 - groups/centers, savings products and accounts, officer assignment history;
 - fake personal data (names, phones, e-mails, national ids) in the columns a
-  real Fineract has, so tests can prove the extraction leaves them behind.
+  real Fineract has, so tests can prove the extraction leaves them behind;
+- a seeded portfolio-at-risk breach (`seed_par_breach`): the branch with the
+  highest office id had a bad quarter - a few individual monthly loans
+  disbursed about 80 days before the as-of date were never repaid, so at the
+  as-of date (and not a month earlier) they are more than 30 days late and the
+  branch's PAR30 is above the 5% target of the early warning (kpi_alerts);
+  drawn from a random stream of its own, after all other rows.
 
 Speed: one pass over the clients with `random.Random(seed)`; each client's
 rows go into per-table text buffers that are flushed with COPY when they fill
@@ -391,6 +397,11 @@ class _Generator:
         self.next_savings = 1
         self.next_group = 1
         self.groups: dict[int, list] = {}  # group id -> row values (small: ~1 per 20 clients)
+        # the seeded PAR breach (seed_par_breach): its own random stream, so that every other row
+        # is what the seed alone makes; candidates are the stressed branch's active clients
+        self.stress_rng = random.Random(seed ^ 0xBAD0)
+        self.stress_candidates: list[tuple[int, int]] = []  # (client id, activation)
+        self.loan_cycles: dict[int, tuple[int, dict[int, int], bool]] = {}  # cid -> (cycles, per product, open loan)
 
     # time stamp text for a date ordinal, plausible business hour in UTC
     def ts(self, o: int) -> str:
@@ -443,6 +454,7 @@ class _Generator:
                 staff_id += 1
             self.branches.append(_Branch(office_id, region, opening, officers, manager))
             office_id += 1
+        self.stressed_branch = max(self.branches, key=lambda br: br.id)
         self.branches.sort(key=lambda br: br.opening)
         self.open_branches: list[_Branch] = []
         self._branch_ptr = 0
@@ -566,6 +578,8 @@ class _Generator:
                         last_mod = t_ts
                 elif reactivated:
                     office_joining = activation
+                if status == CLIENT_ACTIVE and office_id == self.stressed_branch.id:
+                    self.stress_candidates.append((cid, activation))
                 # savings: some clients, compulsory savings for some group members
                 for prod_id, prob in ((1, 0.3), (2, 0.5 if group_id else 0.0)):
                     if rnd() < prob:
@@ -614,6 +628,7 @@ class _Generator:
         product_cycles: dict[int, int] = {}
         base = 0.8 + 0.6 * rnd()  # client's scale of borrowing
         risk = rnd()              # client's repayment discipline, drives behaviour per loan
+        open_loan = False
         while t <= as_of:
             if group_id:
                 prod = PRODUCTS[1] if rnd() < 0.15 else PRODUCTS[0]
@@ -633,6 +648,7 @@ class _Generator:
                                       new_officer if not after_transfer else None, group_id, risk,
                                       new_br.officers if after_transfer else br.officers)
             if outcome in ("pending", "active"):
+                open_loan = True
                 break
             if outcome == "not_disbursed":
                 t = end + randrange(20, 120)
@@ -660,11 +676,15 @@ class _Generator:
                 break
             gap = randrange(0, 8) if rnd() < 0.5 else (randrange(8, 60) if rnd() < 0.8 else randrange(60, 365))
             t = end + gap
+        self.loan_cycles[cid] = (cycle, product_cycles, open_loan)
         return status, activation, closed, closure_reason, reactivated, last_mod
 
     def _loan(self, cid, prod, principal, submitted, cycle, product_cycle, office_old, office_new, transfer,
-              officer, officer_after_transfer, group_id, risk, branch_officers):
-        """One loan with its schedule, transactions and officer history; returns (outcome, end date)."""
+              officer, officer_after_transfer, group_id, risk, branch_officers, behaviour_forced=None):
+        """One loan with its schedule, transactions and officer history; returns (outcome, end date).
+
+        behaviour_forced: 'stopped' = never repaid (the seeded PAR breach); None = drawn from risk.
+        """
         rng, ds, as_of = self.rng, self.ds, self.as_of
         rnd = rng.random
         randrange = rng.randrange
@@ -794,13 +814,13 @@ class _Generator:
                     return
                 post(amount, day, TX_REPAYMENT, entered, self.ts(entered))
 
-            if rnd() < 0.03:
+            if behaviour_forced is None and rnd() < 0.03:
                 post(total_due[0], disbursed_d, TX_REPAYMENT_AT_DISBURSEMENT, disbursed_d, disb_ts)
             # repayment behaviour of this loan, driven by the client's discipline
             b = rnd() * 0.6 + risk * 0.4
-            behaviour = ("good" if b < 0.62 else "late" if b < 0.76 else "partial" if b < 0.84
-                         else "missed" if b < 0.92 else "default")
-            stop_at = randrange(0, n - 1) if behaviour == "default" else n
+            behaviour = behaviour_forced or ("good" if b < 0.62 else "late" if b < 0.76 else "partial" if b < 0.84
+                                             else "missed" if b < 0.92 else "default")
+            stop_at = randrange(0, n - 1) if behaviour == "default" else (0 if behaviour == "stopped" else n)
             last_pay = disbursed_d
             for k in range(n):
                 if k >= stop_at:
@@ -932,6 +952,38 @@ class _Generator:
             return "written_off", wo_d
         return "closed", closed_d
 
+    def seed_par_breach(self) -> int:
+        """A bad quarter at the stressed branch: a few never-repaid loans; returns how many.
+
+        One individual monthly loan (IM12) for 5% of the branch's active clients (at least 2,
+        clients between two loans first), all with the branch's first officer, applied about
+        80 days before the as-of date: disbursed in the month two months before it, first
+        installment due in the month before it, so that at the as-of date - and not at the end of
+        the month before - they are more than 30 days in arrears. The demo's early warning
+        (kpi_alerts) then has a new PAR30 breach at its latest period.
+        """
+        br, rng = self.stressed_branch, self.stress_rng
+        candidates = sorted(self.stress_candidates, key=lambda c: (self.loan_cycles.get(c[0], (0, {}, False))[2], c[0]))
+        if not candidates or not br.officers:
+            return 0
+        wanted = min(len(candidates), max(2, -(-len(candidates) * 5 // 100)))
+        between_loans = [c for c in candidates if not self.loan_cycles.get(c[0], (0, {}, False))[2]]
+        pool = between_loans if len(between_loans) >= wanted else candidates
+        chosen = sorted(rng.sample(pool, wanted))
+        prod = PRODUCTS[2]
+        saved = self.rng
+        self.rng = rng  # _loan and ts draw from self.rng: the main stream stays untouched
+        try:
+            for cid, activation in chosen:
+                cycles, per_product, _open = self.loan_cycles.get(cid, (0, {}, False))
+                submitted = max(activation, self.as_of - 80)
+                self._loan(cid, prod, prod.principal, submitted, cycles + 1, per_product.get(prod.id, 0) + 1,
+                           br.id, br.id, None, br.officers[0], None, None, 1.0, br.officers,
+                           behaviour_forced="stopped")
+        finally:
+            self.rng = saved
+        return wanted
+
     def finish(self) -> None:
         groups = self.sink.buffers["m_group"]
         for gid, (g_id, status, act, office, staff, parent, level, name, sub) in sorted(self.groups.items()):
@@ -954,6 +1006,7 @@ def build_demo_mis(conn: psycopg.Connection, clients: int, seed: int, as_of: dt.
     try:
         gen.build_reference()
         gen.build_clients()
+        gen.seed_par_breach()
     finally:
         gen.finish()
     generated = time.perf_counter()
