@@ -87,8 +87,7 @@ def cmd_install(args: argparse.Namespace) -> int:
 def cmd_bundle(args: argparse.Namespace) -> int:
     environment.configure()
     values = import_values.import_values()
-    out = bundle.write_bundle(Path(args.out), config.warehouse_placeholders(), currency=values.currency,
-                              label_colors=values.label_colors)
+    out = bundle.write_bundle(Path(args.out), config.warehouse_placeholders(), **values.bundle_kwargs())
     for note in values.notes:
         print(f"  {note}")
     print(f"wrote {out} (it holds the warehouse password: mode 0600, do not share)")

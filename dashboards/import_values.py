@@ -12,12 +12,14 @@ order it meets the labels).
 
 from __future__ import annotations
 
+import csv
 import re
 from dataclasses import dataclass, field
 
 from spm_warehouse import settings
 
 CURRENCY_CODE = re.compile(r"^[A-Z]{3}$")
+TARGETS_SEED = settings.PROJECT_ROOT / "dbt_project" / "seeds" / "kpi_targets.csv"
 # Superset's default categorical scheme ("supersetColors"), in its order.
 PALETTE = ("#1FA8C9", "#454E7C", "#5AC189", "#FF7F44", "#666666", "#E04355", "#FCC700", "#A868B7", "#3CCCCB",
            "#A38F79", "#8FD3E4", "#A1A6BD", "#ACE1C4", "#FEC0A1", "#B2B2B2", "#EFA1AA", "#FDE380", "#D3B3DA",
@@ -30,11 +32,31 @@ class ImportValuesError(ValueError):
 
 @dataclass
 class ImportValues:
-    """Currency code (None: amounts stay without one), label -> colour, and what happened (for the summary)."""
+    """Currency code (None: amounts stay without one), label -> colour, settings and targets, and notes."""
 
     currency: str | None = None
     label_colors: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    settings_values: dict[str, str] = field(default_factory=lambda: settings_values())
+    targets: dict[str, str] = field(default_factory=lambda: institution_targets())
+
+    def bundle_kwargs(self) -> dict:
+        return {"currency": self.currency, "label_colors": self.label_colors,
+                "settings_values": self.settings_values, "targets": self.targets}
+
+
+def settings_values() -> dict[str, str]:
+    """Settings the dataset metrics use: the minimum number of clients behind an outcome mean."""
+    return {"MIN_CELL_N": str(settings.get_int("SPM_MIN_CELL_N"))}
+
+
+def institution_targets(path=TARGETS_SEED) -> dict[str, str]:
+    """indicator -> the institution-wide branch target of seeds/kpi_targets.csv (the threshold lines)."""
+    if not path.is_file():
+        return {}
+    with path.open(newline="", encoding="utf-8") as f:
+        return {row["indicator"]: str(float(row["threshold"])) for row in csv.DictReader(f)
+                if row.get("scope") == "branch" and not (row.get("branch_id") or "").strip() and row.get("threshold")}
 
 
 def currency_from_setting() -> str | None:

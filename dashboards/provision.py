@@ -95,8 +95,7 @@ def provision(p: config.SupersetPaths, *, do_install: bool = True, access_file: 
     zip_path = p.home / "import_bundle.zip"
     values = import_values.import_values()
     summary["import_values"] = values.notes
-    bundle.write_bundle(zip_path, config.warehouse_placeholders(), currency=values.currency,
-                        label_colors=values.label_colors)
+    bundle.write_bundle(zip_path, config.warehouse_placeholders(), **values.bundle_kwargs())
     current = bundle.asset_uuids()
     spec = {
         "admin": {"username": config.admin_user(), "password": config.admin_password(p.home)},

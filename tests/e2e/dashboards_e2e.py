@@ -22,6 +22,8 @@ contract fixture of tests/fixtures/dashboards_fake_warehouse.py):
   region applied it, and the tiles show that region's numbers;
 - percentage axes end at 100% and legends are not paged (the ECharts options
   Superset rendered);
+- the "Needs attention" table lists every branch whose PAR30 is above target
+  at the latest period in kpi_alerts (the demo seeds one such breach);
 - the Branch filter offers only branches with clients; the native Branch and
   Loan officer filters, picked in the filter bar, narrow the charts;
 - a branch manager sees only their branch (numbers, tables, the Branch
@@ -315,6 +317,9 @@ def dashboards_end_to_end(warehouse_url: str, label: str, tmp_path: Path, monkey
         year_end = year_end_clients(conn, year)
         branches_with_clients = sorted(r[0] for r in conn.execute(
             "SELECT DISTINCT branch_name FROM analytics.kpi_branch_month WHERE branch_id > 0"))
+        par_breaches = sorted(r[0] for r in conn.execute(
+            """SELECT DISTINCT branch_name FROM analytics.kpi_alerts
+               WHERE is_latest_period AND scope = 'branch' AND indicator = 'par30_ratio'"""))
     committed = committed_dashboards()
     year_range = f"{year}-01-01 : {year + 1}-01-01"
     url_checks = []
@@ -388,6 +393,9 @@ def dashboards_end_to_end(warehouse_url: str, label: str, tmp_path: Path, monkey
                and c["viz"] in ("big_number", "table")]
     code = want_all["Gross loan portfolio"].split()[0]
     assert amounts and all(code in c["text"] for c in amounts), [(c["name"], c["text"][:80]) for c in amounts]
+
+    attention = chart(portfolio, "Needs attention")["text"]
+    assert par_breaches and all(name in attention for name in par_breaches), (par_breaches, attention[:500])
 
     facts = chart_facts()
     checks = sessions["admin"]["url_checks"]

@@ -12,11 +12,12 @@ import uuid
 import dashboards_fake_warehouse as fake  # tests/fixtures is on sys.path (pyproject.toml)
 import psycopg
 import pytest
+import yaml
 from dashboards_assets import DATASETS
 from databases import create_database, drop_database
 from psycopg import sql
 
-from dashboards import access, import_values
+from dashboards import access, bundle, import_values
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +30,18 @@ def contract_db(pg_server_url):
     drop_database(pg_server_url, name)
 
 
+def bundled_datasets() -> dict[str, dict]:
+    """The datasets as the import bundle hands them to Superset (settings filled into metric expressions)."""
+    values = {"WAREHOUSE_USERINFO": "bi_reader", "WAREHOUSE_HOST": "h", "WAREHOUSE_PORT": "1", "WAREHOUSE_DB": "d"}
+    return {rel: yaml.safe_load(text) for rel, text in bundle.bundle_contents(values, currency="UGX").items()
+            if rel.startswith("datasets/")}
+
+
 def test_datasets_run_on_postgresql(contract_db):
     """Every dataset column, calculated column and metric is valid SQL on the analytics contract schema."""
+    assert len(bundled_datasets()) == len(DATASETS)
     with psycopg.connect(contract_db) as conn:
-        for name, ds in DATASETS.items():
+        for name, ds in bundled_datasets().items():
             source = (sql.SQL("({}) AS virtual").format(sql.SQL(ds["sql"])) if ds.get("sql")
                       else sql.Identifier(ds["schema"], ds["table_name"]))
             exprs = [sql.SQL(c["expression"]) if c.get("expression") else sql.Identifier(c["column_name"])
@@ -149,3 +158,27 @@ def test_regions_expand_to_their_leaf_branches(contract_db):
         if leaf:
             want.setdefault(region_id, set()).add(office_id)
     assert regions == want and regions[10] == {2, 4}
+
+
+def test_outcome_means_of_small_cells_are_empty_and_n_stays(contract_db, monkeypatch):
+    """A mean over fewer clients than SPM_MIN_CELL_N is not shown; the n next to it is."""
+    monkeypatch.setenv("SPM_MIN_CELL_N", "6")
+    ds = bundled_datasets()["datasets/SPM_warehouse/kpi_client_outcomes.yaml"]
+    metric = {m["metric_name"]: m["expression"] for m in ds["metrics"]}
+    query = sql.SQL("SELECT branch_id, {}, {} FROM analytics.kpi_client_outcomes "
+                    "WHERE gender = 'female' AND area = 'rural' AND poverty_band_at_entry = 'unknown' AND product_id = 1 "
+                    "GROUP BY 1 ORDER BY 1").format(sql.SQL(metric["clients_income"]), sql.SQL(metric["avg_income_change"]))
+    with psycopg.connect(contract_db) as conn:
+        rows = conn.execute(query).fetchall()
+    # the fake has 4 + branch_id clients per cell (6, 7, 8): at a minimum of 6 every mean shows
+    assert [(b, n) for b, n, _ in rows] == [(2, 6), (3, 7), (4, 8)]
+    assert all(mean is not None for _, _, mean in rows)
+    monkeypatch.setenv("SPM_MIN_CELL_N", "7")
+    ds = bundled_datasets()["datasets/SPM_warehouse/kpi_client_outcomes.yaml"]
+    metric = {m["metric_name"]: m["expression"] for m in ds["metrics"]}
+    with psycopg.connect(contract_db) as conn:
+        rows = conn.execute(sql.SQL("SELECT branch_id, {}, {} FROM analytics.kpi_client_outcomes "
+                                    "WHERE gender = 'female' AND area = 'rural' AND poverty_band_at_entry = 'unknown' "
+                                    "AND product_id = 1 GROUP BY 1 ORDER BY 1").format(
+            sql.SQL(metric["clients_income"]), sql.SQL(metric["avg_income_change"]))).fetchall()
+    assert [(b, n, mean is None) for b, n, mean in rows] == [(2, 6, True), (3, 7, False), (4, 8, False)]

@@ -386,7 +386,7 @@ def test_regional_roles_expand_to_their_regions_branches():
 
 
 AMOUNT_METRICS = {"gross_loan_portfolio", "par30_principal", "par1_principal", "par90_principal", "write_off_amount",
-                  "avg_income_change"}
+                  "avg_income_change", "outstanding_principal"}
 
 
 def test_amount_metrics_carry_the_reporting_currency_and_nothing_else_does():
@@ -500,3 +500,18 @@ def test_period_grain_is_one_required_grain_defaulting_to_month_wherever_period_
             assert flt["defaultDataMask"]["filterState"]["value"] == ["month"]
             assert flt["defaultDataMask"]["extraFormData"]["filters"] == [
                 {"col": "period_grain", "op": "IN", "val": ["month"]}]
+
+
+def test_bundle_fills_threshold_lines_from_the_targets_seed_and_the_minimum_n(monkeypatch):
+    values = {"WAREHOUSE_USERINFO": "bi_reader", "WAREHOUSE_HOST": "h", "WAREHOUSE_PORT": "1", "WAREHOUSE_DB": "d"}
+    targets = import_values.institution_targets()
+    assert float(targets["par30_ratio"]) == 0.05  # seeds/kpi_targets.csv, institution-wide branch target
+    monkeypatch.setenv("SPM_MIN_CELL_N", "7")
+    files = bundle.bundle_contents(values)
+    par = yaml.safe_load(files["charts/portfolio_par30_ratio_by_branch.yaml"])["params"]["annotation_layers"]
+    assert [(a["annotationType"], float(a["value"])) for a in par] == [("FORMULA", 0.05)]
+    outcomes = yaml.safe_load(files["datasets/SPM_warehouse/kpi_client_outcomes.yaml"])
+    income = next(m for m in outcomes["metrics"] if m["metric_name"] == "avg_income_change")
+    assert ">= 7 THEN" in income["expression"]
+    without = bundle.bundle_contents(values, targets={})
+    assert yaml.safe_load(without["charts/portfolio_par30_ratio_by_branch.yaml"])["params"]["annotation_layers"] == []
