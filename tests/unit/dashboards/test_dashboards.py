@@ -452,6 +452,9 @@ def test_no_chart_reads_the_latest_period_whatever_the_period_filter():
                 assert "to_dttm" in f["sqlExpression"], chart["slice_name"]
 
 
+SMALL_RATIOS = {"par30_ratio", "par1_ratio", "par90_ratio", "write_off_ratio_12m"}
+
+
 def test_percentage_axes_stop_at_100_and_legends_show_every_series():
     for chart in CHARTS.values():
         p = chart["params"]
@@ -460,8 +463,11 @@ def test_percentage_axes_stop_at_100_and_legends_show_every_series():
         assert p.get("legendType") == "plain" or p.get("show_legend") is False, chart["slice_name"]
         if "%" in (p.get("y_axis_format") or ""):
             assert p.get("truncateYAxis") is True, chart["slice_name"]
+            # capped at 100%; PAR and write-off ratios (far below it) may follow the data: the browser test
+            # checks the axis Superset drew does not pass 100%
             low, high = p["y_axis_bounds"]
-            assert high == 1 and (low == 0 or "retention" in p["metrics"][0]), chart["slice_name"]
+            assert high == 1 or (high is None and set(p["metrics"]) <= SMALL_RATIOS), chart["slice_name"]
+            assert low == 0 or "retention" in p["metrics"][0], chart["slice_name"]
 
 
 def test_tiles_state_their_month_and_the_change_on_a_year_earlier():
