@@ -14,7 +14,8 @@ night, or the next night of the same month, when the breach is still 'new' in
 its period) is not sent again. Nothing is sent when there is nothing new, and
 nothing is recorded when no target is configured or every target failed (a
 rerun then sends). The published build must be this night's: a night whose
-publication was blocked sends nothing.
+publication was blocked sends nothing; nor does a backfill of a night earlier
+than one whose alerts were sent (its breaches are history by then).
 """
 
 from __future__ import annotations
@@ -182,6 +183,13 @@ def notify_new_alerts(conn: psycopg.Connection, run_id: str, as_of: date, target
     if published != run_id:
         log.info("KPI alerts: the published build is run %s, not %s: nothing sent", published, run_id)
         return {"new_alerts": 0, "sent": 0, "reason": "not this night's publication", "published_run": published}
+    later = conn.execute("SELECT max(as_of_date) FROM meta.kpi_alerts_sent WHERE as_of_date > %s",
+                         (published_as_of or as_of,)).fetchone()[0]
+    if later is not None:
+        # a backfill of an earlier night: its breaches are history, not news
+        log.info("KPI alerts: alerts of a later night (%s) were sent already: nothing sent for %s", later,
+                 published_as_of)
+        return {"new_alerts": 0, "sent": 0, "reason": f"alerts of a later night ({later}) were sent already"}
     new = unsent_new_alerts(conn, schema)
     if not new:
         log.info("KPI alerts: nothing new at %s", published_as_of)

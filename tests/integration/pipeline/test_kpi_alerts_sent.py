@@ -103,6 +103,18 @@ def test_nothing_is_sent_when_nothing_is_new_or_the_publication_is_another_night
     assert sent_keys(published) == []
 
 
+def test_a_backfill_of_an_earlier_night_sends_nothing(published):
+    with psycopg.connect(published) as conn:
+        kpi_alerts.ensure_sent_table(conn)
+        conn.execute("""INSERT INTO meta.kpi_alerts_sent (as_of_date, alert_key, run_id, channels)
+                        VALUES ('2024-07-31', 'branch:4:-1:par30_ratio:threshold:2024-07', 'later night', '{webhook}')""")
+        conn.commit()
+    with webhook_server() as hook:
+        result = notify(published, Targets(hook.url, []))
+    assert hook.received == []
+    assert result["sent"] == 0 and result["reason"] == "alerts of a later night (2024-07-31) were sent already"
+
+
 def test_a_refusing_target_fails_the_stage_and_the_alerts_stay_unsent_for_the_retry(published):
     with webhook_server() as hook:
         hook.status = 500
