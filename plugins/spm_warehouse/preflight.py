@@ -132,7 +132,7 @@ def branch_access_file() -> Path:
 
 
 def file_branches(path: Path) -> dict[str, list[int]]:
-    """role name -> branch ids of the branch-access file (its own validation is dashboards/access.py's)."""
+    """role name -> branch and region ids of the branch-access file (its own validation is dashboards/access.py's)."""
     setting = f"SPM_SUPERSET_BRANCH_ACCESS ({path})"
     if not path.is_file():
         raise ConfigError(f"{setting} does not exist")
@@ -143,9 +143,10 @@ def file_branches(path: Path) -> dict[str, list[int]]:
     out: dict[str, list[int]] = {}
     entries = data.get("branch_roles") if isinstance(data, dict) else None
     for i, entry in enumerate(entries or [], start=1):
-        if not isinstance(entry, dict) or not isinstance(entry.get("branch_ids"), list):
-            raise ConfigError(f"{setting}: branch_roles entry {i} has no list branch_ids")
-        out[str(entry.get("name") or f"entry {i}")] = [b for b in entry["branch_ids"]]
+        if not isinstance(entry, dict) or not any(isinstance(entry.get(k), list) for k in ("branch_ids", "region_ids")):
+            raise ConfigError(f"{setting}: branch_roles entry {i} has no list branch_ids or region_ids")
+        # region ids are m_office ids too (the offices directly under the head office)
+        out[str(entry.get("name") or f"entry {i}")] = [*(entry.get("branch_ids") or []), *(entry.get("region_ids") or [])]
     return out
 
 

@@ -81,6 +81,10 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "SPM_SUPERSET_ADMIN_PASSWORD": ("", "Superset admin password (default: generated once into <SPM_SUPERSET_HOME>/admin_password)"),
     "SPM_SUPERSET_BRANCH_ACCESS": ("", "branch-manager roles file (default: dashboards/branch_access.yaml)"),
     "SPM_SUPERSET_WORKERS": ("2", "gunicorn worker processes of Superset"),
+    "SPM_REPORTING_CURRENCY": ("", "ISO 4217 code the dashboards show on amounts (default: the one currency_code of "
+                               "the loan products in analytics.dim_product, filled in at import time)"),
+    "SPM_PUBLICATION_STALE_DAYS": ("3", "data health: a publication whose as-of date is more than this many days "
+                                   "old is flagged stale"),
 }
 
 # Variables the project itself sets for its child processes (never read from the operator):

@@ -100,6 +100,15 @@ def test_branch_access_naming_an_unknown_branch(warehouse, tmp_path, monkeypatch
     assert "meta.branch_access: role 'bm_west' names unknown branch(es) 9" in text
 
 
+def test_branch_access_naming_an_unknown_region(warehouse, tmp_path, monkeypatch):
+    """A regional manager's region_ids are m_office ids too: an unknown one is named."""
+    path = tmp_path / "branch_access.yaml"
+    path.write_text("branch_roles:\n  - name: \"Regional manager: North\"\n    region_ids: [1, 55]\n")
+    monkeypatch.setenv("SPM_SUPERSET_BRANCH_ACCESS", str(path))
+    text = stage_error()
+    assert "SPM_SUPERSET_BRANCH_ACCESS" in text and "unknown branch(es) 55" in text
+
+
 @pytest.mark.parametrize("value, expected", [
     ("postgres://reader:Pa55-word@replica:notaport/fineract", "AIRFLOW_CONN_MIS_FINERACT is malformed"),
     ("replica.example:5432/fineract", "AIRFLOW_CONN_MIS_FINERACT is not a connection URI"),
