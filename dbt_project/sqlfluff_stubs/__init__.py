@@ -68,6 +68,10 @@ def core_incremental_state(relation):
     return None
 
 
+def core_relation_lacks_column(relation, column):
+    return False
+
+
 def core_is_backfill(state):
     return False
 

@@ -1106,8 +1106,9 @@ class _Simulator:
         approvals (a fixed-size day counts every loan it touches).
         """
         d = dt.date.fromordinal(day)
+        approvals = count if disburse_count is not None else max(1, count // 2)
         for (lid,) in self.pick(cur, "SELECT id FROM m_loan WHERE loan_status_id = 100 AND submittedon_date <= %s",
-                                day, count, (d,)):
+                                day, approvals, (d,)):
             cur.execute("UPDATE m_loan SET loan_status_id = 200, approvedon_date = %s, last_modified_on_utc = %s "
                         "WHERE id = %s", (d, self.ts(day), lid))
             self.touched.add(lid)

@@ -9,6 +9,7 @@
     ],
     post_hook=[
       "delete from {{ this }} where not in_life",
+      "{{ core_index('loan_id', where='not in_life', where_def='(NOT in_life)') }}",
       "{{ core_index('loan_id, period_month', unique=true) }}",
       "{{ core_index('period_month') }}",
       "analyze {{ this }}"
