@@ -15,7 +15,9 @@
   The model writes them with delete+insert on loan_id; the pre-hook deletes
   the rows of changed loans that are no longer known (deleted in the source),
   which the model does not write. Mode full (first build, --full-refresh,
-  backfill) as for the marts (core_mart_mode). Compared with --full-refresh in
+  backfill) as for the marts (core_mart_mode), and when the table was built
+  by the version before this one (no next_event_on: the pre-hook empties it,
+  dbt appends the new columns). Compared with --full-refresh in
   test_kpi_incremental.py.
 -#}
 
@@ -45,6 +47,9 @@
 {% macro core_lifecycle_prepare() %}
     {%- if not is_incremental() -%}
         {{ return('select 1') }}
+    {%- endif -%}
+    {%- if core_relation_lacks_column(this, 'next_event_on') -%}
+        {{ return('truncate table ' ~ this) }}
     {%- endif -%}
     {%- set state = core_mart_state(this) -%}
     {%- if core_mart_mode(state) == 'full' -%}

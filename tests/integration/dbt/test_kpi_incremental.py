@@ -235,3 +235,18 @@ def test_nights_rolled_forward_equal_full_refresh(star_world, tmp_path):
         _equal_to_full_refresh(star_world.server_url, name, night5, tmp_path)
     finally:
         drop_database(star_world.server_url, name)
+
+
+def test_tables_of_the_previous_version_rebuild_themselves(star_world, clone):
+    """An installed warehouse upgraded to this version: int_loan__balance_month without next_due_date and
+    int_loan__lifecycle as the plain table it was. The next night rebuilds both in full, equal to today's."""
+    url, tmp = clone
+    with psycopg.connect(url) as conn:
+        conn.execute("ALTER TABLE intermediate.int_loan__balance_month DROP COLUMN next_due_date")
+        conn.execute("""ALTER TABLE intermediate.int_loan__lifecycle DROP COLUMN next_event_on,
+                        DROP COLUMN _as_of_date, DROP COLUMN _cutoff_ts, DROP COLUMN _watermark, DROP COLUMN _backfill""")
+        conn.commit()
+    dbt(url, NIGHT2, tmp, ["run"])
+    assert fingerprint(url, "intermediate", INCREMENTAL_INTERMEDIATE) == \
+        fingerprint(star_world.url, "intermediate", INCREMENTAL_INTERMEDIATE)
+    assert fingerprint(url, "analytics_build") == fingerprint(star_world.url, "analytics_build")

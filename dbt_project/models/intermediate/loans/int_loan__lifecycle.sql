@@ -3,7 +3,7 @@
     materialized='incremental',
     unique_key='loan_id',
     incremental_strategy='delete+insert',
-    on_schema_change='fail',
+    on_schema_change='append_new_columns',
     pre_hook=core_session_settings() + ["{{ core_lifecycle_prepare() }}"],
     post_hook=[
       "{{ core_index('loan_id', unique=true) }}",
@@ -34,7 +34,9 @@
 -- changed in raw since the state (core_mart_changed_loans), those whose
 -- next_event_on has come, and every other loan of their clients (loan_cycle
 -- ranks a client's loans).
-{%- set state = core_mart_state(this) if is_incremental() else none %}
+{#- a table of an older version (not incremental yet) is rebuilt in full, see core_relation_lacks_column -#}
+{%- set upgrade = is_incremental() and core_relation_lacks_column(this, 'next_event_on') %}
+{%- set state = core_mart_state(this) if is_incremental() and not upgrade else none %}
 {%- set mode = core_mart_mode(state) %}
 with
 {%- if mode == 'nightly' %}
