@@ -96,6 +96,9 @@ txn as (
         )                                                                              as next_event_on
     from {{ ref('stg_fineract__m_loan') }} s
     join loans l on l.loan_id = s.loan_id
+    {%- if mode == 'nightly' %}
+    where s.loan_id in (select scope.loan_id from scope)
+    {%- endif %}
 )
 
 , write_off_base as (
@@ -107,6 +110,10 @@ txn as (
     join {{ ref('int_loan__known_transactions') }} t
         on t.loan_id = l.loan_id and t.transaction_date <= l.written_off_on
     where l.written_off_on is not null
+    {%- if mode == 'nightly' %}
+      -- (the loans CTE holds the scope only; said again so the planner reads their transactions by loan_id)
+      and t.loan_id in (select scope.loan_id from scope)
+    {%- endif %}
     group by l.loan_id
 )
 
