@@ -39,7 +39,7 @@ SNAPSHOT_COLUMNS = ("loan_id, period_month, period_end, in_life, first_disbursed
                     "principal_disbursed_to_date, principal_repaid_to_date, outstanding_principal, days_in_arrears, "
                     "first_unpaid_due_date, schedule_basis_hash, next_due_date")
 # The incremental intermediate models, compared with a full rebuild like the marts.
-INCREMENTAL_INTERMEDIATE = ("int_loan__balance_month", "int_loan__lifecycle")
+INCREMENTAL_INTERMEDIATE = ("int_loan__balance_month", "int_loan__lifecycle", "int_client__history")
 
 
 def snapshots(url: str) -> list[tuple]:
@@ -208,6 +208,11 @@ def test_nights_rolled_forward_equal_full_refresh(star_world, tmp_path):
             (4, D("2024-06-01"), D("2024-06-30")), (4, D("2024-07-01"), night3),
             (5, D("2024-06-01"), D("2024-06-30")), (5, D("2024-07-01"), night3)]
         assert [r["next_due_date"] for r in rolled] == [None, None, None, D("2024-07-15")]
+        # client 1's survey of 07-02 is now known (its assessments' fingerprint changed): only its history
+        # is rewritten; client 4's stays as night 2 wrote it
+        hist = query(url, "SELECT client_id, max(_as_of_date) AS w FROM intermediate.int_client__history GROUP BY 1")
+        written = {r["client_id"]: r["w"] for r in hist}
+        assert (written[1], written[4]) == (night3, NIGHT2), written
         _equal_to_full_refresh(star_world.server_url, name, night3, tmp_path)
 
         with psycopg.connect(url) as conn:
@@ -238,12 +243,15 @@ def test_nights_rolled_forward_equal_full_refresh(star_world, tmp_path):
 
 
 def test_tables_of_the_previous_version_rebuild_themselves(star_world, clone):
-    """An installed warehouse upgraded to this version: int_loan__balance_month without next_due_date and
-    int_loan__lifecycle as the plain table it was. The next night rebuilds both in full, equal to today's."""
+    """An installed warehouse upgraded to this version: int_loan__balance_month without next_due_date,
+    int_loan__lifecycle and int_client__history as the plain tables they were. The next night rebuilds them in
+    full, equal to today's."""
     url, tmp = clone
     with psycopg.connect(url) as conn:
         conn.execute("ALTER TABLE intermediate.int_loan__balance_month DROP COLUMN next_due_date")
         conn.execute("""ALTER TABLE intermediate.int_loan__lifecycle DROP COLUMN next_event_on,
+                        DROP COLUMN _as_of_date, DROP COLUMN _cutoff_ts, DROP COLUMN _watermark, DROP COLUMN _backfill""")
+        conn.execute("""ALTER TABLE intermediate.int_client__history DROP COLUMN next_event_on, DROP COLUMN ppi_basis_hash,
                         DROP COLUMN _as_of_date, DROP COLUMN _cutoff_ts, DROP COLUMN _watermark, DROP COLUMN _backfill""")
         conn.commit()
     dbt(url, NIGHT2, tmp, ["run"])
