@@ -68,6 +68,14 @@ def core_incremental_state(relation):
     return None
 
 
+def core_relation_lacks_column(relation, column):
+    return False
+
+
+def core_ppi_basis_hash(alias):
+    return f"sum(hashtextextended({alias}::text, 0)::numeric)"
+
+
 def core_is_backfill(state):
     return False
 

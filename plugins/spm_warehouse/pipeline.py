@@ -18,6 +18,7 @@ import time
 from datetime import date
 
 from spm_warehouse import (
+    delta_indexes,
     failure_text,
     faults,
     kpi_alerts,
@@ -114,6 +115,12 @@ def _build(run_id: str, as_of: date, full_refresh: bool) -> dict:
     # The build schema is not dropped: it is the recycled publication before last (or a
     # blocked night's build), whose incremental facts catch up from their own state;
     # table models are replaced, and relations no model builds any more are pruned below.
+    with connect() as conn:
+        # once per raw table: lets the incremental models find the day's changes without a scan
+        indexed = delta_indexes.ensure_delta_indexes(conn)
+        conn.commit()
+    if indexed:
+        log.info("raw delta indexes created: %s", ", ".join(indexed))
     if not full_refresh:
         with connect() as conn:
             seeded = publication.seed_build_schema(conn)

@@ -1030,10 +1030,13 @@ class _Simulator:
     consistent: each touched loan is reprocessed from its non-reversed transactions.
     """
 
-    def __init__(self, conn: psycopg.Connection, seed: int):
+    def __init__(self, conn: psycopg.Connection, seed: int, day_loans: int | None = None):
         self.conn = conn
         self.rng = random.Random(seed)
         self.seed = seed
+        # a day of a fixed size (benchmarks): exactly this many loans touched, whatever the size of the book
+        self.day_loans = day_loans
+        self.touched: set[int] = set()
         self.ds = _DateText()
         self.stats: dict[str, int] = {k: 0 for k in (
             "new_clients", "activated_clients", "closed_clients", "client_edits", "new_loans",
@@ -1069,6 +1072,9 @@ class _Simulator:
 
     # ---------------------------------------------------------------- one day
     def day(self, day: int) -> None:
+        if self.day_loans is not None:
+            self.fixed_day(day, self.day_loans)
+            return
         with self.conn.cursor() as cur:
             cur.execute("SELECT count(*) FROM m_client")
             n_clients = cur.fetchone()[0]
@@ -1081,6 +1087,34 @@ class _Simulator:
             self.reversal(cur, day)
             self.close_clients(cur, day, max(1, scale // 3))
             self.edits(cur, day, max(1, scale // 2))
+
+    def fixed_day(self, day: int, loans: int) -> None:
+        """A day that touches `loans` loans (fewer only if the book has not that many to touch).
+
+        Why: a benchmark must tell growth with history from growth with the day's work, so the day
+        must not grow with the number of clients. The mix of a real day: a few approvals,
+        disbursements and repeat loans, one reversal of a recent repayment (a backdated
+        correction), repayments for the rest (some with an earlier value date), a few new,
+        activated, closed and edited clients.
+        """
+        self.touched = set()
+        few = max(1, loans // 100)
+
+        def left(cap: int) -> int:
+            return max(0, min(cap, loans - len(self.touched)))
+
+        with self.conn.cursor() as cur:
+            self.new_clients(cur, day, few)
+            self.activate_pending(cur, day, few)
+            self.loan_pipeline(cur, day, left(few), disburse_count=None)
+            self.new_loans(cur, day, left(few))
+            if left(1):
+                self.reversal(cur, day)
+            self.repayments(cur, day, left(loans))
+            if left(loans):  # not enough instalments falling due: any loan with an unpaid one
+                self.repayments(cur, day, left(loans), due_within_days=None)
+            self.close_clients(cur, day, few)
+            self.edits(cur, day, few)
 
     def new_clients(self, cur, day: int, count: int) -> None:
         rng = self.rng
@@ -1118,17 +1152,30 @@ class _Simulator:
                         "last_modified_on_utc = %s WHERE id = %s", (d, d, self.ts(day), cid))
             self.stats["activated_clients"] += 1
 
-    def loan_pipeline(self, cur, day: int, count: int) -> None:
-        """Approve submitted loans; disburse approved ones (Fineract regenerates the schedule then)."""
+    def loan_pipeline(self, cur, day: int, count: int, disburse_count: int | None = -1) -> None:
+        """Approve submitted loans; disburse approved ones (Fineract regenerates the schedule then).
+
+        disburse_count: -1 = as many as approved (`count`); None = what `count` leaves after the
+        approvals (a fixed-size day counts every loan it touches).
+        """
         d = dt.date.fromordinal(day)
+        approvals = count if disburse_count is not None else max(1, count // 2)
         for (lid,) in self.pick(cur, "SELECT id FROM m_loan WHERE loan_status_id = 100 AND submittedon_date <= %s",
-                                day, count, (d,)):
+                                day, approvals, (d,)):
             cur.execute("UPDATE m_loan SET loan_status_id = 200, approvedon_date = %s, last_modified_on_utc = %s "
                         "WHERE id = %s", (d, self.ts(day), lid))
+            self.touched.add(lid)
             self.stats["approved_loans"] += 1
+        if disburse_count is None:
+            disburse_count = count - len(self.touched)
+        elif disburse_count < 0:
+            disburse_count = count
+        if disburse_count <= 0:
+            return
         for lid, client_id, product_id, principal in self.pick(
                 cur, "SELECT id, client_id, product_id, principal_amount FROM m_loan "
-                     "WHERE loan_status_id = 200 AND approvedon_date <= %s", day, count, (d,)):
+                     "WHERE loan_status_id = 200 AND approvedon_date <= %s AND NOT (id = ANY(%s))", day, disburse_count,
+                (d, list(self.touched))):
             self.disburse(cur, lid, client_id, PRODUCTS[product_id - 1], int(principal * 100), day)
             self.stats["disbursed_loans"] += 1
 
@@ -1166,6 +1213,7 @@ class _Simulator:
             (d, d, dt.date.fromordinal(dues[0]), dt.date.fromordinal(dues[-1]), dt.date.fromordinal(dues[-1]),
              ts, lid))
         self.reprocess(cur, lid, ts)
+        self.touched.add(lid)
 
     def new_loans(self, cur, day: int, count: int) -> None:
         """Repeat borrowers: a new cycle for active clients without an open loan, disbursed today."""
@@ -1209,15 +1257,26 @@ class _Simulator:
             self.disburse(cur, lid, cid, prod, principal, day)
             self.stats["new_loans"] += 1
 
-    def repayments(self, cur, day: int, count: int) -> None:
-        """Repayments of the oldest due installment; some entered with an earlier (back-dated) value date."""
+    def repayments(self, cur, day: int, count: int, due_within_days: int | None = 3) -> None:
+        """Repayments of the oldest due installment; some entered with an earlier (back-dated) value date.
+
+        Loans due within `due_within_days` (None: any loan with an unpaid installment, paid early);
+        never a loan already touched today.
+        """
+        if count <= 0:
+            return
         rng = self.rng
         d = dt.date.fromordinal(day)
+        due = "AND s.duedate <= %s" if due_within_days is not None else ""
+        params = ((d + dt.timedelta(days=due_within_days),) if due_within_days is not None else ()) + (
+            list(self.touched),)
         rows = self.pick(
             cur, "SELECT id FROM m_loan l WHERE loan_status_id = 300 AND EXISTS (SELECT 1 FROM "
-                 "m_loan_repayment_schedule s WHERE s.loan_id = l.id AND NOT s.completed_derived AND s.duedate <= %s)",
-            day, count, (d + dt.timedelta(days=3),))
+                 f"m_loan_repayment_schedule s WHERE s.loan_id = l.id AND NOT s.completed_derived {due}) "
+                 "AND NOT (id = ANY(%s))",
+            day, count, params)
         for (lid,) in rows:
+            self.touched.add(lid)
             cur.execute(
                 "SELECT principal_amount + interest_amount - coalesce(principal_completed_derived, 0) "
                 "- coalesce(interest_completed_derived, 0) FROM m_loan_repayment_schedule "
@@ -1254,6 +1313,7 @@ class _Simulator:
                               "EXISTS (SELECT 1 FROM m_loan l WHERE l.id = t.loan_id AND l.loan_status_id IN (300, 600))",
                          day, 1, (d - dt.timedelta(days=10), d))
         for tid, lid in rows:
+            self.touched.add(lid)
             ts = self.ts(day)
             cur.execute("UPDATE m_loan_transaction SET is_reversed = true, reversed_on_date = %s, "
                         "manually_adjusted_or_reversed = true, last_modified_on_utc = %s WHERE id = %s",
@@ -1368,18 +1428,26 @@ class _Simulator:
             self.stats["closed_loans"] += 1
 
 
-def simulate_days(conn: psycopg.Connection, start: dt.date, days: int, seed: int) -> dict[str, int]:
+def simulate_days(conn: psycopg.Connection, start: dt.date, days: int, seed: int,
+                  day_loans: int | None = None) -> dict[str, int]:
     """Simulate `days` days of activity from `start` (inclusive) on a demo database; returns counts.
 
     Deterministic for a given database state and seed. Commits after each day (as Fineract would).
+    day_loans: each day touches exactly that many loans (benchmarks), instead of an activity that
+    grows with the number of clients.
     """
-    sim = _Simulator(conn, seed)
+    if day_loans is not None and day_loans < 1:
+        raise ValueError(f"day_loans must be at least 1, got {day_loans}")
+    sim = _Simulator(conn, seed, day_loans)
     first = start.toordinal()
     for day in range(first, first + days):
         sim.day(day)
         conn.commit()
     log.info("simulated %d day(s) from %s: %s", days, start, sim.stats)
-    return dict(sim.stats)
+    stats = dict(sim.stats)
+    if day_loans is not None:
+        stats["touched_loans_last_day"] = len(sim.touched)
+    return stats
 
 
 # --------------------------------------------------------------------------------------------
