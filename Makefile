@@ -36,6 +36,7 @@ help:
 	@echo "make dashboards                Superset with the management dashboards on http://127.0.0.1:8088"
 	@echo "make test-dashboards           end-to-end test of the dashboards in headless Chromium (slow)"
 	@echo "make bench SCALE=100000        benchmark full and nightly runs at that many clients (docs/benchmarks.md)"
+	@echo "make bench SCALE=100000 DAY_LOANS=10000  ... with a simulated day that touches exactly that many loans"
 	@echo "make bench-extract SCALE=100000  nightly extraction by row hash (Fineract 1.4-1.7) vs audit column"
 
 # The virtual environment, from the committed lock file (reproducible).
@@ -99,7 +100,7 @@ test-dashboards: $(STAMP)
 	PYTHONPATH=plugins:. $(PY) -m pytest tests/e2e/dashboards_e2e.py $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	@PYTHONPATH=plugins:. $(PY) -m tools.bench --scale $(SCALE) $(BENCH_ARGS)
+	@PYTHONPATH=plugins:. $(PY) -m tools.bench --scale $(SCALE) $(if $(DAY_LOANS),--day-loans $(DAY_LOANS)) $(BENCH_ARGS)
 
 bench-extract: $(STAMP)
 	@PYTHONPATH=plugins:. $(PY) -m tools.bench.extract_modes --scale $(SCALE) $(BENCH_ARGS)

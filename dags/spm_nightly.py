@@ -2,11 +2,12 @@
 
 One run = one as-of date (the logical date). Stages, each a task group:
 
-    preflight -> prepare -> extract_mis -> build -> gate -> publish -> report
+    preflight -> prepare -> extract_mis -> build -> gate -> publish -> kpi_alerts -> report
                          -> extract_surveys ->
 
 preflight checks the configuration (dbt vars, branch-access file, AIRFLOW_CONN_*)
-before anything is extracted. Every task goes through pipeline.run_stage: a
+before anything is extracted. kpi_alerts sends the published build's new KPI
+alerts (analytics.kpi_alerts) once to the alert targets. Every task goes through pipeline.run_stage: a
 failure becomes a StageFailed whose message (also the alert's text) names what
 failed, with its numbers, the run report and what to do next.
 
@@ -98,6 +99,11 @@ def spm_nightly():
 
         return publish_analytics(verdict)
 
+    @task
+    def kpi_alerts(published: dict, **context) -> dict:
+        # retried like the extractions: it fails only when no alert target took the message
+        return stage("kpi_alerts", context, pipeline.send_kpi_alerts, context["run_id"], as_of_date(context))
+
     @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
     def report(**context) -> dict:
         return pipeline.report(context["run_id"], as_of_date(context))
@@ -109,7 +115,7 @@ def spm_nightly():
     built = build()
     extracted >> built
     published = publish(gate(built))
-    published >> report()
+    [published, kpi_alerts(published)] >> report()
 
     @task(retries=0)
     def published_ok(result: dict) -> dict:

@@ -17,7 +17,7 @@ import getpass
 import sys
 from pathlib import Path
 
-from dashboards import access, bundle, config, install, provision, server
+from dashboards import access, bundle, config, import_values, install, provision, server
 from spm_warehouse import environment, settings
 from spm_warehouse.console import run_command
 from spm_warehouse.embedded_postgres import EmbeddedPostgresError
@@ -40,6 +40,8 @@ def _print_summary(p: config.SupersetPaths, summary: dict) -> None:
     for name in summary.get("access", {}).get("removed", []):
         print(f"  removed stale branch filter {name!r}")
     print(f"  branch roles vs warehouse: {summary.get('branch_check')}")
+    for note in summary.get("import_values") or []:
+        print(f"  {note}")
     pre = summary.get("preflight") or {}
     if not pre.get("ok", True):
         print(f"WARNING: Superset cannot read {provision.PREFLIGHT_TABLE} as {config.BI_ROLE}: {pre.get('error')}\n"
@@ -84,7 +86,10 @@ def cmd_install(args: argparse.Namespace) -> int:
 
 def cmd_bundle(args: argparse.Namespace) -> int:
     environment.configure()
-    out = bundle.write_bundle(Path(args.out), config.warehouse_placeholders())
+    values = import_values.import_values()
+    out = bundle.write_bundle(Path(args.out), config.warehouse_placeholders(), **values.bundle_kwargs())
+    for note in values.notes:
+        print(f"  {note}")
     print(f"wrote {out} (it holds the warehouse password: mode 0600, do not share)")
     return 0
 
@@ -122,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_add_user)
     return run_command(parser.parse_args(argv), (
         provision.ProvisionError, install.InstallError, server.SupersetError, bundle.BundleError,
-        access.AccessConfigError, EmbeddedPostgresError, LookupError))
+        access.AccessConfigError, import_values.ImportValuesError, EmbeddedPostgresError, LookupError))
 
 
 if __name__ == "__main__":

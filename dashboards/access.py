@@ -8,6 +8,12 @@ access to the warehouse datasets. The same mapping exists in the warehouse as
 `meta.branch_access(role_name, branch_id)` for direct SQL users; `check_against_warehouse`
 refuses a Superset role whose branches differ from the warehouse's mapping of
 its `warehouse_role`, so the two policies cannot drift apart silently.
+
+A regional manager's role names `region_ids` (the m_office ids of regions,
+the offices directly under the head office): `expand_regions` turns them into
+the region's branches (leaf offices, from analytics.dim_branch) before the
+filter is written and before the comparison with meta.branch_access, so the
+warehouse side lists the same branch ids.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import yaml
 
 from dashboards.config import ASSETS_DIR
 
-ALLOWED_ROLE_KEYS = {"name", "warehouse_role", "branch_ids", "description"}
+ALLOWED_ROLE_KEYS = {"name", "warehouse_role", "branch_ids", "region_ids", "description"}
 # Superset's built-in roles must never receive a branch filter by mistake.
 RESERVED_ROLES = {"Admin", "Alpha", "Gamma", "Public", "granter", "sql_lab"}
 ROLE_NAME = re.compile(r"^[A-Za-z0-9 _.:()-]{1,64}$")
@@ -37,10 +43,13 @@ class BranchRole:
     branch_ids: tuple[int, ...]
     warehouse_role: str | None = None
     description: str = ""
+    region_ids: tuple[int, ...] = ()
 
     @property
     def clause(self) -> str:
         """The SQL Superset adds to every query of the role on branch-keyed datasets."""
+        if not self.branch_ids:
+            raise AccessConfigError(f"role {self.name!r}: its regions were not expanded into branches")
         if len(self.branch_ids) == 1:
             return f"branch_id = {self.branch_ids[0]}"
         return "branch_id IN (" + ", ".join(str(b) for b in self.branch_ids) + ")"
@@ -76,13 +85,11 @@ def parse_branch_roles(data: object, where: str = "branch_access.yaml") -> list[
         if name in seen:
             raise AccessConfigError(f"{label}: role {name!r} appears twice")
         seen.add(name)
-        ids = entry.get("branch_ids")
-        if (
-            not isinstance(ids, list)
-            or not ids
-            or not all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in ids)
-        ):
-            raise AccessConfigError(f"{label} ({name}): 'branch_ids' must be a non-empty list of positive whole numbers")
+        ids = _id_list(entry, "branch_ids", f"{label} ({name})")
+        regions = _id_list(entry, "region_ids", f"{label} ({name})")
+        if not ids and not regions:
+            raise AccessConfigError(f"{label} ({name}): give 'branch_ids' or 'region_ids' (a non-empty list of "
+                                    "positive whole numbers)")
         warehouse_role = entry.get("warehouse_role")
         if warehouse_role is not None and not isinstance(warehouse_role, str):
             raise AccessConfigError(f"{label} ({name}): 'warehouse_role' must be text")
@@ -92,9 +99,46 @@ def parse_branch_roles(data: object, where: str = "branch_access.yaml") -> list[
                 branch_ids=tuple(sorted(set(ids))),
                 warehouse_role=warehouse_role,
                 description=str(entry.get("description") or ""),
+                region_ids=tuple(sorted(set(regions))),
             )
         )
     return roles
+
+
+def _id_list(entry: dict, key: str, label: str) -> list[int]:
+    ids = entry.get(key)
+    if ids is None:
+        return []
+    if not isinstance(ids, list) or not ids or not all(
+            isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in ids):
+        raise AccessConfigError(f"{label}: {key!r} must be a non-empty list of positive whole numbers")
+    return ids
+
+
+def region_branches(conn) -> dict[int, set[int]]:
+    """region id -> its branches (leaf offices the MIS has) from the published analytics.dim_branch."""
+    mapping: dict[int, set[int]] = {}
+    for region_id, branch_id in conn.execute(
+            """SELECT region_id, branch_id FROM analytics.dim_branch
+               WHERE is_leaf AND NOT is_inferred AND region_id IS NOT NULL AND branch_id > 0"""):
+        mapping.setdefault(int(region_id), set()).add(int(branch_id))
+    return mapping
+
+
+def expand_regions(roles: list[BranchRole], regions: dict[int, set[int]]) -> list[BranchRole]:
+    """Roles with their regions' branches added to branch_ids; a region without branches is an error."""
+    out = []
+    for role in roles:
+        branches = set(role.branch_ids)
+        for region in role.region_ids:
+            if region not in regions:
+                known = ", ".join(map(str, sorted(regions))) or "none"
+                raise AccessConfigError(f"role {role.name!r}: region {region} has no branches in "
+                                        f"analytics.dim_branch (regions with branches: {known})")
+            branches |= regions[region]
+        out.append(BranchRole(name=role.name, branch_ids=tuple(sorted(branches)), warehouse_role=role.warehouse_role,
+                              description=role.description, region_ids=role.region_ids))
+    return out
 
 
 def load_branch_roles(path: Path) -> list[BranchRole]:

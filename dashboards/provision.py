@@ -1,7 +1,8 @@
 """One idempotent set-up of Superset for the warehouse: what `make dashboards` runs before serving.
 
 Steps: venv from the lock -> metadata DB (db upgrade, init) -> admin from the
-settings -> import bundle built from assets/ with the bi_reader URI -> branch
+settings -> import bundle built from assets/ with the bi_reader URI, the
+reporting currency and the branch colours -> branch
 roles and RLS filters from branch_access.yaml (checked against the
 warehouse's meta.branch_access) -> a preflight read of the published marts.
 Every step can run again: the import overwrites by uuid, roles and filters are
@@ -15,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dashboards import access, bundle, config, install, server
+from dashboards import access, bundle, config, import_values, install, server
 from spm_warehouse import settings
 
 PREFLIGHT_TABLE = "analytics.kpi_branch_month"
@@ -37,6 +38,24 @@ class NewUser:
 
     def spec(self) -> dict:
         return {"username": self.username, "password": self.password, "roles": self.roles, "email": self.email}
+
+
+def expand_region_roles(roles: list[access.BranchRole]) -> list[access.BranchRole]:
+    """Regional managers' roles get their regions' branches (read from the published analytics.dim_branch)."""
+    if not any(r.region_ids for r in roles):
+        return roles
+    names = ", ".join(repr(r.name) for r in roles if r.region_ids)
+    try:
+        import psycopg
+    except ImportError:
+        raise ProvisionError(f"role(s) {names} name region_ids, but psycopg is missing to read their branches") from None
+    try:
+        with psycopg.connect(settings.connection("warehouse").libpq_url(), connect_timeout=10) as conn:
+            regions = access.region_branches(conn)
+    except psycopg.Error as exc:
+        raise ProvisionError(f"role(s) {names} name region_ids, but analytics.dim_branch is not readable "
+                             f"({str(exc).splitlines()[0]}); build and publish the warehouse first") from None
+    return access.expand_regions(roles, regions)
 
 
 def check_branch_roles(roles: list[access.BranchRole]) -> str:
@@ -70,11 +89,13 @@ def provision(p: config.SupersetPaths, *, do_install: bool = True, access_file: 
         raise ProvisionError(f"Superset is not installed in {p.venv}; run without --no-install")
     server.migrate_and_init(p)
 
-    roles = access.load_branch_roles(access_file or config.branch_access_file())
+    roles = expand_region_roles(access.load_branch_roles(access_file or config.branch_access_file()))
     summary: dict = {"branch_check": check_branch_roles(roles)}
 
     zip_path = p.home / "import_bundle.zip"
-    bundle.write_bundle(zip_path, config.warehouse_placeholders())
+    values = import_values.import_values()
+    summary["import_values"] = values.notes
+    bundle.write_bundle(zip_path, config.warehouse_placeholders(), **values.bundle_kwargs())
     current = bundle.asset_uuids()
     spec = {
         "admin": {"username": config.admin_user(), "password": config.admin_password(p.home)},

@@ -15,7 +15,9 @@ FEATURE_FLAGS = {
     "DASHBOARD_RBAC": False,  # dashboard visibility follows dataset access
     "ALERT_REPORTS": False,  # no Celery worker in this deployment
     "THUMBNAILS": False,
-    "ENABLE_TEMPLATE_PROCESSING": False,
+    # On for one use: "last month of the selected Period" filters read {{ to_dttm }} (the end of the
+    # dashboard's time range). Only admins have SQL Lab; Superset's Jinja runs sandboxed and RLS still applies.
+    "ENABLE_TEMPLATE_PROCESSING": True,
     "EMBEDDED_SUPERSET": False,
 }
 

@@ -68,6 +68,14 @@ def core_incremental_state(relation):
     return None
 
 
+def core_relation_lacks_column(relation, column):
+    return False
+
+
+def core_ppi_basis_hash(alias):
+    return f"sum(hashtextextended({alias}::text, 0)::numeric)"
+
+
 def core_is_backfill(state):
     return False
 
@@ -213,3 +221,9 @@ def core_relation_exists(relation):
 def account_pseudonym(column):
     return (f"case when {column} is null then null else "
             f"'P' || left(encode(sha256(convert_to({column}::text, 'UTF8')), 'hex'), 16) end")
+
+
+# macros/labels/display_label.sql
+def display_label(domain, column):
+    return (f"coalesce((select dl.label from reference.display_labels as dl "
+            f"where dl.domain = '{domain}' and dl.code = ({column})::text), ({column})::text)")

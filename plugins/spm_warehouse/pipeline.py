@@ -17,7 +17,19 @@ import shutil
 import time
 from datetime import date
 
-from spm_warehouse import failure_text, faults, meta, night_lock, paths, publication, roles, settings
+from spm_warehouse import (
+    delta_indexes,
+    failure_text,
+    faults,
+    kpi_alerts,
+    meta,
+    night_lock,
+    paths,
+    publication,
+    roles,
+    seed_tables,
+    settings,
+)
 from spm_warehouse import preflight as preflight_checks
 from spm_warehouse import report as run_report
 from spm_warehouse.build import code_fingerprint, failure_summary, run_dbt
@@ -37,6 +49,7 @@ def preflight() -> dict:
     """
     result = {"connections": preflight_checks.check_connections()}
     result.update(preflight_checks.check_ppi())
+    result.update(preflight_checks.check_min_cell_n())
     preflight_checks.check_pseudonym_key()
     with connect() as conn:
         result.update(preflight_checks.check_branches(conn))
@@ -98,10 +111,16 @@ def _build(run_id: str, as_of: date, full_refresh: bool) -> dict:
     wh = settings.connection("warehouse")
     target = paths.dbt_target_dir(run_id)
     dbt_vars = {"as_of_date": as_of.isoformat(), "code_fingerprint": code_fingerprint(),
-                "mis_timezone": settings.get("SPM_MIS_TIMEZONE")}
+                "mis_timezone": settings.get("SPM_MIS_TIMEZONE"), "min_cell_n": settings.get_int("SPM_MIN_CELL_N")}
     # The build schema is not dropped: it is the recycled publication before last (or a
     # blocked night's build), whose incremental facts catch up from their own state;
     # table models are replaced, and relations no model builds any more are pruned below.
+    with connect() as conn:
+        # once per raw table: lets the incremental models find the day's changes without a scan
+        indexed = delta_indexes.ensure_delta_indexes(conn)
+        conn.commit()
+    if indexed:
+        log.info("raw delta indexes created: %s", ", ".join(indexed))
     if not full_refresh:
         with connect() as conn:
             seeded = publication.seed_build_schema(conn)
@@ -110,6 +129,7 @@ def _build(run_id: str, as_of: date, full_refresh: bool) -> dict:
             log.info("build schema seeded with the published incremental marts: %s", ", ".join(seeded))
     with connect() as conn:
         publication.reset_restricted_build(conn)  # tonight's real account numbers only
+        seed_tables.drop_changed_seed_tables(conn)  # a seed that gained a column is created anew
         conn.commit()
     args = ["build"] + (["--full-refresh"] if full_refresh else [])
     result = run_dbt(args, wh, dbt_vars=dbt_vars, target_path=target / "target", log_path=target / "logs")
@@ -200,6 +220,22 @@ def publish(run_id: str, as_of: date, verdict: dict | None = None) -> dict:
         result["seeded_next_build"] = seeded
         log.info("tomorrow's build schema prepared from the publication in %.1fs: %s",
                  time.monotonic() - started, ", ".join(seeded))
+    return result
+
+
+def send_kpi_alerts(run_id: str, as_of: date) -> dict:
+    """The published build's new KPI alerts, once, to SPM_ALERT_WEBHOOK_URL / SPM_ALERT_EMAIL (kpi_alerts.py).
+
+    Runs after publish; sends nothing when the publication is not this night's, when
+    nothing is new, or for alerts sent already (a rerun). When every configured target
+    fails the stage fails (Airflow retries it) and nothing is recorded as sent.
+    """
+    with night_lock.stage(run_id, as_of, "kpi_alerts"), connect() as conn:
+        try:
+            result = kpi_alerts.notify_new_alerts(conn, run_id, as_of)
+        except kpi_alerts.AlertsNotSent as exc:
+            raise StageFailed(str(exc)) from None
+        conn.commit()
     return result
 
 

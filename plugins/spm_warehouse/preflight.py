@@ -14,7 +14,8 @@ What is checked:
 - the branch-access file (SPM_SUPERSET_BRANCH_ACCESS, default
   dashboards/branch_access.yaml) and the warehouse's meta.branch_access name
   only branches the MIS has (raw_mis.m_office, once extracted);
-- the pseudonym key (SPM_PSEUDONYM_KEY) is set and long enough.
+- the pseudonym key (SPM_PSEUDONYM_KEY) is set and long enough;
+- SPM_MIN_CELL_N (the small-sample size of kpi_client_outcomes) is a whole number >= 1.
 """
 
 from __future__ import annotations
@@ -114,12 +115,24 @@ def check_ppi(vars_: dict | None = None, seeds_dir: Path | None = None) -> dict:
     return {"ppi_default_scorecard": card, "ppi_poverty_line": line}
 
 
+def check_min_cell_n() -> dict:
+    """SPM_MIN_CELL_N, the smallest number of clients whose means kpi_client_outcomes shows: a whole number >= 1."""
+    raw = settings.get("SPM_MIN_CELL_N")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"SPM_MIN_CELL_N must be a whole number of clients (1 or more), got {raw!r}") from None
+    if value < 1:
+        raise ConfigError(f"SPM_MIN_CELL_N must be 1 or more (1 shows every mean), got {value}")
+    return {"min_cell_n": value}
+
+
 def branch_access_file() -> Path:
     return Path(settings.get("SPM_SUPERSET_BRANCH_ACCESS") or DEFAULT_BRANCH_ACCESS_FILE)
 
 
 def file_branches(path: Path) -> dict[str, list[int]]:
-    """role name -> branch ids of the branch-access file (its own validation is dashboards/access.py's)."""
+    """role name -> branch and region ids of the branch-access file (its own validation is dashboards/access.py's)."""
     setting = f"SPM_SUPERSET_BRANCH_ACCESS ({path})"
     if not path.is_file():
         raise ConfigError(f"{setting} does not exist")
@@ -130,9 +143,10 @@ def file_branches(path: Path) -> dict[str, list[int]]:
     out: dict[str, list[int]] = {}
     entries = data.get("branch_roles") if isinstance(data, dict) else None
     for i, entry in enumerate(entries or [], start=1):
-        if not isinstance(entry, dict) or not isinstance(entry.get("branch_ids"), list):
-            raise ConfigError(f"{setting}: branch_roles entry {i} has no list branch_ids")
-        out[str(entry.get("name") or f"entry {i}")] = [b for b in entry["branch_ids"]]
+        if not isinstance(entry, dict) or not any(isinstance(entry.get(k), list) for k in ("branch_ids", "region_ids")):
+            raise ConfigError(f"{setting}: branch_roles entry {i} has no list branch_ids or region_ids")
+        # region ids are m_office ids too (the offices directly under the head office)
+        out[str(entry.get("name") or f"entry {i}")] = [*(entry.get("branch_ids") or []), *(entry.get("region_ids") or [])]
     return out
 
 

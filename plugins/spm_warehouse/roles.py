@@ -48,7 +48,7 @@ BI_READER = "bi_reader"
 BRANCH_GROUP = "bi_branch_reader"
 POLICY_PREFIX = "spm_"
 # Views made by publish in the published schema: no branch data, readable by every BI role.
-HEALTH_VIEWS = ("data_health_runs", "publication_info")
+HEALTH_VIEWS = ("data_health_runs", "publication_info", "data_health_checks", "data_health_quarantine")
 # Schemas BI roles must never read (besides analytics_build / analytics_prev, added at run time).
 PRIVATE_SCHEMAS = ("raw_mis", "raw_kobo", "meta", "staging", "intermediate", "reference", "build")
 

@@ -56,8 +56,10 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "SPM_RECYCLE_BUILD": ("1", "1 = publish turns the publication before last into the next build schema, so incremental "
                           "marts catch up instead of being rebuilt every night; 0 = drop it (every night rebuilds all marts)"),
     "SPM_RECONCILE_EVERY_DAYS": ("7", "days between automatic key reconciliations (hard-delete detection) during the nightly extraction; 0 = only on demand"),
-    "SPM_ALERT_WEBHOOK_URL": ("", "chat webhook (Slack/Teams/Mattermost compatible JSON) for failure alerts"),
-    "SPM_ALERT_EMAIL": ("", "e-mail address for failure alerts (uses Airflow's SMTP settings)"),
+    "SPM_ALERT_WEBHOOK_URL": ("", "chat webhook (Slack/Teams/Mattermost compatible JSON) for failure alerts and the "
+                              "night's new KPI alerts (kpi_alerts)"),
+    "SPM_ALERT_EMAIL": ("", "e-mail address for failure alerts and the night's new KPI alerts (uses Airflow's SMTP settings)"),
+    "SPM_MIN_CELL_N": ("10", "kpi_client_outcomes: a row with fewer clients shows no means (is_small_sample); dbt var min_cell_n"),
     "SPM_PG_BINDIR": ("", "PostgreSQL server binaries for the embedded cluster (default: auto-detect)"),
     "SPM_PG_RUN_AS": ("", "user that runs the embedded cluster when invoked as root (default: postgres)"),
     "SPM_TEST_DATABASE_URL": ("", "server the tests use (default: the embedded cluster)"),
@@ -79,6 +81,10 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "SPM_SUPERSET_ADMIN_PASSWORD": ("", "Superset admin password (default: generated once into <SPM_SUPERSET_HOME>/admin_password)"),
     "SPM_SUPERSET_BRANCH_ACCESS": ("", "branch-manager roles file (default: dashboards/branch_access.yaml)"),
     "SPM_SUPERSET_WORKERS": ("2", "gunicorn worker processes of Superset"),
+    "SPM_REPORTING_CURRENCY": ("", "ISO 4217 code the dashboards show on amounts (default: the one currency_code of "
+                               "the loan products in analytics.dim_product, filled in at import time)"),
+    "SPM_PUBLICATION_STALE_DAYS": ("3", "data health: a publication whose as-of date is more than this many days "
+                                   "old is flagged stale"),
 }
 
 # Variables the project itself sets for its child processes (never read from the operator):

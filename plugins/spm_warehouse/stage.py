@@ -21,7 +21,7 @@ from spm_warehouse.sources.fineract import SourceSchemaError, SourceUnavailable
 from spm_warehouse.sources.fineract_datatables import DatatableError
 from spm_warehouse.sources.kobo import KoboError
 
-STAGES = ("prepare", "extract_mis", "extract_surveys", "build", "gate", "publish", "report")
+STAGES = ("prepare", "extract_mis", "extract_surveys", "build", "gate", "publish", "kpi_alerts", "report")
 
 
 def run_stage(args: argparse.Namespace) -> int:
@@ -39,6 +39,8 @@ def run_stage(args: argparse.Namespace) -> int:
         result = pipeline.gate(args.run_id, as_of, given or {})
     elif args.stage == "publish":
         result = pipeline.publish(args.run_id, as_of, given)
+    elif args.stage == "kpi_alerts":
+        result = pipeline.send_kpi_alerts(args.run_id, as_of)
     else:
         result = pipeline.report(args.run_id, as_of)
     print(json.dumps(result, default=str))

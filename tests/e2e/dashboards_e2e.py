@@ -12,9 +12,20 @@ contract fixture of tests/fixtures/dashboards_fake_warehouse.py):
 - Superset starts on a free 127.0.0.1 port and answers /health;
 - the admin logs in through the real login form; every dashboard opens in
   headless Chromium with every chart rendered and no failed chart query;
-- numbers shown equal the same KPIs queried from analytics;
-- the native Branch and Loan officer filters, picked in the filter bar, narrow
-  the charts to that branch / officer;
+- numbers shown equal the same KPIs queried from analytics, amounts with the
+  reporting currency, tiles with their month;
+- no chart shows an error or "No results" with the default filters, with a
+  year picked in the Period filter, or with a region picked;
+- with a year picked, every chart's query applied the Period filter (except the
+  charts documented as period-independent), and the "last period" tables show
+  December of that year; with a region picked, every chart whose dataset has a
+  region applied it, and the tiles show that region's numbers;
+- percentage axes end at 100% and legends are not paged (the ECharts options
+  Superset rendered);
+- the "Needs attention" table lists every branch whose PAR30 is above target
+  at the latest period in kpi_alerts (the demo seeds one such breach);
+- the Branch filter offers only branches with clients; the native Branch and
+  Loan officer filters, picked in the filter bar, narrow the charts;
 - a branch manager sees only their branch (numbers, tables, the Branch
   filter's options); a wrong password does not log in;
 - screenshots are saved under <reports>/dashboards_e2e/<warehouse>/.
@@ -37,6 +48,7 @@ import dashboards_fake_warehouse as fake  # tests/fixtures is on sys.path (pypro
 import psycopg
 import pytest
 import yaml
+from dashboards_assets import PERIOD_INDEPENDENT
 from project import FIXTURES
 
 from dashboards import config, install, provision, server
@@ -88,21 +100,108 @@ def metadata_snapshot(db_path: Path) -> dict:
     return snap
 
 
-def kpis(conn: psycopg.Connection, branch_id: int | None = None) -> dict:
-    """The figures the big numbers must show, straight from analytics (latest period)."""
+def kpis(conn: psycopg.Connection, branch_id: int | None = None, region: str | None = None) -> dict:
+    """The figures the big numbers must show, straight from analytics (latest period), amounts with the currency."""
     where = "" if branch_id is None else "AND branch_id = %(b)s"
+    where += "" if region is None else " AND region_name = %(r)s"
     row = conn.execute(
         f"""SELECT sum(active_clients), sum(gross_loan_portfolio), sum(par30_principal)
             FROM analytics.kpi_branch_month
             WHERE period_end = (SELECT max(period_end) FROM analytics.kpi_branch_month) {where}""",
-        {"b": branch_id},
+        {"b": branch_id, "r": region},
     ).fetchone()
     clients, glp, par = row
     return {
         "Active clients": f"{int(clients):,d}",
-        "Gross loan portfolio": f"{Decimal(glp):,.0f}",
+        "Gross loan portfolio": f"{currency(conn)} {Decimal(glp):,.0f}",
         "PAR30 ratio": f"{Decimal(par) / Decimal(glp):.2%}" if glp else None,
     }
+
+
+def currency(conn: psycopg.Connection) -> str:
+    """The one currency of the loan products (what the import fills in)."""
+    (code,) = conn.execute("""SELECT DISTINCT currency_code FROM analytics.dim_product
+                              WHERE coalesce(currency_code, '') <> ''""").fetchall()
+    return code[0]
+
+
+def as_of_month(conn: psycopg.Connection) -> str:
+    """How the tiles name the latest month, e.g. "Jun 2024"."""
+    return conn.execute("SELECT to_char(max(period_end), 'Mon YYYY') FROM analytics.kpi_branch_month").fetchone()[0]
+
+
+def pick_region(conn: psycopg.Connection) -> str:
+    """A region with branches, not all of them (so that picking it must change the numbers)."""
+    rows = conn.execute("""SELECT region_name, count(DISTINCT branch_id) FROM analytics.kpi_branch_month
+                           WHERE branch_id > 0 GROUP BY 1 ORDER BY 2 DESC, 1""").fetchall()
+    assert len(rows) >= 2, f"need two regions to test the Region filter, got {rows}"
+    return rows[0][0]
+
+
+def year_end_clients(conn: psycopg.Connection, year: int) -> dict[str, str]:
+    """Active clients per branch at December of `year` (what the "last period" table must show)."""
+    return {name: f"{n:,d}" for name, n in conn.execute(
+        """SELECT branch_name, active_clients FROM analytics.kpi_branch_month
+           WHERE period_end = make_date(%s, 12, 31)""", (year,))}
+
+
+def rison(value) -> str:
+    """Superset's URL encoding of native filter values (rison), for the few types we send."""
+    if isinstance(value, dict):
+        return "(" + ",".join(f"{rison(k)}:{rison(v)}" for k, v in value.items()) + ")"
+    if isinstance(value, list):
+        return "!(" + ",".join(rison(v) for v in value) + ")"
+    if isinstance(value, bool):
+        return "!t" if value else "!f"
+    if isinstance(value, int):
+        return str(value)
+    return "'" + str(value).replace("!", "!!").replace("'", "!'") + "'"
+
+
+def preselect(dashboard: dict, name: str, extra: dict, value) -> str:
+    """native_filters URL value that sets the filter `name` of `dashboard` (committed YAML)."""
+    (flt,) = [f for f in dashboard["metadata"]["native_filter_configuration"] if f["name"] == name]
+    return rison({flt["id"]: {"id": flt["id"], "extraFormData": extra, "filterState": {"value": value}}})
+
+
+def committed_dashboards() -> dict[str, dict]:
+    return {d["slug"]: d for d in (yaml.safe_load(p.read_text()) for p in (config.ASSETS_DIR / "dashboards").glob("*.yaml"))}
+
+
+def chart_facts() -> dict[str, dict]:
+    """chart name -> its params and its dataset's columns (committed YAML)."""
+    datasets = {d["uuid"]: d for d in (yaml.safe_load(p.read_text())
+                                       for p in (config.ASSETS_DIR / "datasets").rglob("*.yaml"))}
+    out = {}
+    for path in (config.ASSETS_DIR / "charts").glob("*.yaml"):
+        ch = yaml.safe_load(path.read_text())
+        ds = datasets[ch["dataset_uuid"]]
+        out[ch["slice_name"]] = {"params": ch["params"], "columns": {c["column_name"] for c in ds["columns"]},
+                                 "dttm": [f["subject"] for f in ch["params"].get("adhoc_filters") or []
+                                          if f.get("operator") == "TEMPORAL_RANGE"]}
+    return out
+
+
+# Tables where "No results" is the good news: no alert for this branch / period.
+EMPTY_MEANS_NONE = {"Needs attention"}
+
+
+def assert_readable(dash: dict, who: str) -> None:
+    """What a manager notices: errors, "No results", axes past 100%, paged legends."""
+    facts = chart_facts()
+    empty = [c["name"] for c in dash["charts"] if c["no_results"] and c["name"] not in EMPTY_MEANS_NONE]
+    assert not empty, f"{who}: charts show no results: {empty}"
+    for c in dash["charts"]:
+        params, shown = facts[c["name"]]["params"], c.get("echarts")
+        if not shown:
+            continue
+        if c["viz"].startswith("echarts_timeseries") and "%" in (params.get("y_axis_format") or "") \
+                and not shown["horizontal"]:
+            # a bound Superset set, or no bound and data ECharts rounds up to at most 100% (max <= 80%)
+            assert shown["y_max"] and all(m <= 1 if m is not None else shown["data_max"] <= 0.8
+                                          for m in shown["y_max"]), (who, c["name"], shown)
+        if shown["legend_show"] and shown["series"] > 1:
+            assert shown["legend_type"] == "plain", f"{who}: {c['name']}: legend {shown['legend_type']} (paged)"
 
 
 def pick_branch(conn: psycopg.Connection) -> tuple[int, str, list[str]]:
@@ -167,6 +266,11 @@ def chart(dashboard: dict, name: str) -> dict:
     return found[0]
 
 
+def lines(text: str) -> list[str]:
+    """A chart's visible text as lines, non-breaking spaces (currency formatting) made plain."""
+    return [line.replace("\xa0", " ").strip() for line in text.splitlines() if line.strip()]
+
+
 def failed_chart_queries(dashboard: dict) -> list[dict]:
     # /colors is the frontend saving label colours; viewers may not write dashboards (403): not a chart.
     return [e for e in dashboard["http_errors"] if "/api/v1/chart/data" in e["url"]]
@@ -186,6 +290,7 @@ def assert_all_rendered(session: dict, who: str) -> None:
         assert not broken, f"{who} {slug}: charts not rendered: {broken}"
         assert not failed_chart_queries(dash), f"{who} {slug}: failed chart queries {dash['http_errors']}"
         assert set(dash["filters"]) == want["filters"], f"{who} {slug}: native filters {dash['filters']}"
+        assert_readable(dash, f"{who} {slug}")
         shot = Path(dash["screenshot"])
         assert shot.is_file() and shot.stat().st_size > 10_000, f"no screenshot {shot}"
 
@@ -211,6 +316,30 @@ def dashboards_end_to_end(warehouse_url: str, label: str, tmp_path: Path, monkey
         branch_id, branch_name, other_branches = pick_branch(conn)
         officer, other_officers = pick_officer(conn)
         want_all, want_branch = kpis(conn), kpis(conn, branch_id)
+        region = pick_region(conn)
+        want_region = kpis(conn, region=region)
+        month = as_of_month(conn)
+        year = int(conn.execute("SELECT extract(year FROM max(period_end))::int - 1 FROM analytics.kpi_branch_month")
+                   .fetchone()[0])
+        year_end = year_end_clients(conn, year)
+        branches_with_clients = sorted(r[0] for r in conn.execute(
+            "SELECT DISTINCT branch_name FROM analytics.kpi_branch_month WHERE branch_id > 0"))
+        par_breaches = sorted(r[0] for r in conn.execute(
+            """SELECT DISTINCT branch_name FROM analytics.kpi_alerts
+               WHERE is_latest_period AND scope = 'branch' AND indicator = 'par30_ratio'"""))
+    committed = committed_dashboards()
+    url_checks = []
+    for slug, dash in sorted(committed.items()):
+        names = {f["name"] for f in dash["metadata"]["native_filter_configuration"]}
+        # KPI pages: the last full year; Data health: the year of the as-of date (the runs are recent)
+        picked = year + 1 if slug == "spm-data-health" else year
+        year_range = f"{picked}-01-01 : {picked + 1}-01-01"
+        if "Period" in names:
+            url_checks.append({"label": f"{slug}-year", "dashboard": slug, "native_filters": preselect(
+                dash, "Period", {"time_range": year_range}, year_range)})
+        if "Region" in names:
+            url_checks.append({"label": f"{slug}-region", "dashboard": slug, "native_filters": preselect(
+                dash, "Region", {"filters": [{"col": "region_name", "op": "IN", "val": [region]}]}, [region])})
 
     role = f"Branch manager: {branch_name}"[:64]
     access_file = tmp_path / "branch_access.yaml"
@@ -246,7 +375,9 @@ def dashboards_end_to_end(warehouse_url: str, label: str, tmp_path: Path, monkey
                  "filter_checks": [
                      {"dashboard": "spm-outreach", "filter": "Branch", "value": branch_name},
                      {"dashboard": "spm-portfolio-quality", "filter": "Loan officer", "value": officer},
-                 ]},
+                     {"dashboard": "spm-outreach", "filter": "Branch", "value": None},
+                 ],
+                 "url_checks": url_checks},
                 {"label": "branch_manager", "username": "bm_e2e", "password": bm_pw, "dashboards": SLUGS,
                  "filter_checks": [{"dashboard": "spm-outreach", "filter": "Branch", "value": None}]},
                 {"label": "wrong_password", "username": "bm_e2e", "password": bm_pw + "x", "dashboards": []},
@@ -263,30 +394,60 @@ def dashboards_end_to_end(warehouse_url: str, label: str, tmp_path: Path, monkey
     assert_all_rendered(sessions["admin"], "admin")
     outreach = sessions["admin"]["dashboards"]["spm-outreach"]
     portfolio = sessions["admin"]["dashboards"]["spm-portfolio-quality"]
-    assert chart(outreach, "Active clients")["text"].strip() == want_all["Active clients"]
-    assert chart(portfolio, "Gross loan portfolio")["text"].strip() == want_all["Gross loan portfolio"]
-    assert chart(portfolio, "PAR30 ratio")["text"].strip() == want_all["PAR30 ratio"]
+    for dash, name in ((outreach, "Active clients"), (portfolio, "Gross loan portfolio"), (portfolio, "PAR30 ratio")):
+        tile = lines(chart(dash, name)["text"])
+        assert want_all[name] in tile and month in tile, (name, tile, want_all[name], month)
+        assert any("a year earlier" in line for line in tile), (name, tile)
+    amounts = [c for c in portfolio["charts"] if c["name"].startswith(("Gross loan portfolio", "PAR30 amount"))
+               and c["viz"] in ("big_number", "table")]
+    code = want_all["Gross loan portfolio"].split()[0]
+    assert amounts and all(code in c["text"] for c in amounts), [(c["name"], c["text"][:80]) for c in amounts]
 
-    by_branch, by_officer = sessions["admin"]["filter_checks"]
+    attention = chart(portfolio, "Needs attention")["text"]
+    assert par_breaches and all(name in attention for name in par_breaches), (par_breaches, attention[:500])
+
+    facts = chart_facts()
+    checks = sessions["admin"]["url_checks"]
+    for check_label, dash in checks.items():
+        broken = [(c["name"], c["state"], c["error"]) for c in dash["charts"] if c["state"] != "ok"]
+        assert not broken and not failed_chart_queries(dash), f"{check_label}: {broken} {dash['http_errors']}"
+        assert_readable(dash, check_label)
+        if check_label.endswith("-year"):
+            ignored = [c["name"] for c in dash["charts"] if c["name"] not in PERIOD_INDEPENDENT
+                       and not set(facts[c["name"]]["dttm"]) <= set(c["applied_filters"])]
+            assert not ignored, f"{check_label}: charts ignore the Period filter: {ignored}"
+        else:
+            ignored = [c["name"] for c in dash["charts"] if "region_name" in facts[c["name"]]["columns"]
+                       and "region_name" not in c["applied_filters"]]
+            assert not ignored, f"{check_label}: charts ignore the Region filter: {ignored}"
+    year_table = lines(chart(checks["spm-outreach-year"], "Branches, last period of the range")["text"])
+    assert all(name in year_table for name in year_end), (year_end, year_table)
+    assert all(n in year_table for n in year_end.values()), (year_end, year_table)
+    region_tile = lines(chart(checks["spm-outreach-region"], "Active clients")["text"])
+    assert want_region["Active clients"] in region_tile and want_region != want_all, (want_region, region_tile)
+
+    by_branch, by_officer, branch_options = sessions["admin"]["filter_checks"]
+    assert sorted(branch_options["options"]) == branches_with_clients, branch_options
     for check in (by_branch, by_officer):
         assert check["error"] is None, check
         assert not [c["name"] for c in check["charts"] if c["state"] != "ok"], check
-    assert chart(by_branch, "Active clients")["text"].strip() == want_branch["Active clients"]
-    assert not [n for n in other_branches if n in chart(by_branch, "Branches, latest period")["text"]]
-    officer_table = chart(by_officer, "Loan officers, latest period")["text"]
+    assert want_branch["Active clients"] in lines(chart(by_branch, "Active clients")["text"])
+    assert not [n for n in other_branches if n in chart(by_branch, "Branches, last period of the range")["text"]]
+    officer_table = chart(by_officer, "Loan officers, last period of the range")["text"]
     assert officer in officer_table and not [n for n in other_officers if n in officer_table]
 
     assert_all_rendered(sessions["branch_manager"], "branch manager")
     bm_outreach = sessions["branch_manager"]["dashboards"]["spm-outreach"]
-    assert chart(bm_outreach, "Active clients")["text"].strip() == want_branch["Active clients"]
+    assert want_branch["Active clients"] in lines(chart(bm_outreach, "Active clients")["text"])
     assert want_branch["Active clients"] != want_all["Active clients"]
-    table_text = chart(bm_outreach, "Branches, latest period")["text"]
+    table_text = chart(bm_outreach, "Branches, last period of the range")["text"]
     assert branch_name in table_text
     leaked = [name for name in other_branches if name in table_text]
     assert not leaked, f"branch manager of {branch_name} sees {leaked}"
     (bm_branch_filter,) = sessions["branch_manager"]["filter_checks"]
     assert bm_branch_filter["options"] == [branch_name], bm_branch_filter
-    bm_officers = chart(sessions["branch_manager"]["dashboards"]["spm-portfolio-quality"], "Loan officers, latest period")
+    bm_officers = chart(sessions["branch_manager"]["dashboards"]["spm-portfolio-quality"],
+                        "Loan officers, last period of the range")
     assert not [name for name in other_branches if name in bm_officers["text"]]
 
     assert sessions["wrong_password"]["login_ok"] is False

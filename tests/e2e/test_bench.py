@@ -43,7 +43,7 @@ def test_bench_small_scale_completes_and_writes_report(pg_server_url, tmp_path):
     prefix = f"spm_test_bench_{uuid.uuid4().hex[:8]}"
     out = tmp_path / "benchmarks.md"
     out.write_text("# Benchmarks\n\nHand-written analysis that the tool must keep.\n")
-    cmd = [sys.executable, "-m", "tools.bench", "--scale", "300", "--server-url", pg_server_url,
+    cmd = [sys.executable, "-m", "tools.bench", "--scale", "300", "--day-loans", "12", "--server-url", pg_server_url,
            "--db-prefix", prefix, "--work-dir", str(tmp_path / "work"), "--out", str(out),
            "--profile", "always", "--drop-after"]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join((str(ROOT / "plugins"), str(ROOT))))
@@ -73,6 +73,26 @@ def test_bench_small_scale_completes_and_writes_report(pg_server_url, tmp_path):
     assert result["full"]["state"] == "success" and result["nightly"]["state"] == "success"
     assert result["raw_copy"]["rows"] > 0 and result["extract_vs_raw"]["ratio"] > 0
     assert result["day"]["changed_total"] > 0
+    # the day touched exactly DAY_LOANS loans (counted in the source, not by the simulator)
+    assert result["day_loans"] == 12 and result["day_changed_loans"] == 12
+    assert result["day"]["generator"]["touched_loans_last_day"] == 12
+    assert result["day"]["surveys"]["submissions"] >= 1
+    assert next(s["rows"] for s in result["nightly"]["stages"] if s["stage"] == "extract_surveys") >= 1
+    # the top-level figures
+    assert result["full_s"] == result["full"]["wall_seconds"] > 0
+    assert result["nightly_s"] == result["nightly"]["wall_seconds"] > 0
+    assert 0 < result["python_peak_mb"] < 1024
+    disks = [result[k]["disk"]["peak_gb"] for k in ("full", "nightly")]
+    assert result["disk_peak_gb"] == max(disks) and all(d > 0 for d in disks)
+    layers = result["nightly"]["disk"]["layers"]["layers"]
+    assert layers["source"] > 0 and layers["raw"] > 0 and layers["analytics"] > 0, layers
+    for key in ("full", "nightly"):
+        hidden = result[key]["hidden"]
+        assert hidden["airflow_startup_s"] > 0 and hidden["dbt_parse_s"] is not None, hidden
+        assert {"dbt", "volume"} <= set(hidden["gate_s_by_kind"]), hidden
+    same_day = text[text.index(report.SAME_DAY_BEGIN):text.index(report.SAME_DAY_END)]
+    assert "| 12 | 300 | 12 |" in same_day, same_day
+    assert "Hidden costs, nightly run: Airflow start-up" in text and "Bytes per client after the nightly run" in text
     # the incremental night reads the day's changes, not the whole history
     nightly_read = next(s["rows"] for s in result["nightly"]["stages"] if s["stage"] == "extract_mis")
     full_read = next(s["rows"] for s in result["full"]["stages"] if s["stage"] == "extract_mis")
@@ -99,7 +119,9 @@ def _fake_result(scale: int, full_s: float, nightly_s: float) -> dict:
         "full": dict(night, wall_seconds=full_s), "nightly": dict(night, wall_seconds=nightly_s),
         "raw_copy": {"rows": 100, "seconds": 1.0, "rows_per_s": 100.0, "tool": "psql | psql", "tables": []},
         "extract_vs_raw": {"rows": 100, "seconds": 2.0, "rows_per_s": 50.0, "ratio": 0.5, "tables": []},
-        "day": {"day": "2024-07-01", "changed_total": 42, "changed_rows": {"m_loan": 42}},
+        "day": {"day": "2024-07-01", "changed_total": 42, "changed_loans": 40, "day_loans": 40,
+                "changed_rows": {"m_loan": 42}},
+        "day_loans": 40, "disk_peak_gb": scale * 60e3 / 1e9,  # 60 kB per client
     }
     result["targets"] = report.evaluate(result)
     return result
@@ -126,6 +148,13 @@ def test_report_keeps_other_scales_and_judges_targets(tmp_path):
     assert at_1m["extract+load >= 0.7 x raw COPY throughput"] == "MISSED"  # the ratio holds at any large scale
     assert at_1m["Python peak memory < 1024 MB"] == "ok"
     assert "full run <= 10 min missed" in report.closing_note(_fake_result(100_000, 700.0, 60.0))
+    # issue 17: the nightly share of the full run, peak disk per client, the same-day table
+    assert verdicts["nightly <= 0.15 x full run (DAY_LOANS=40)"] == "ok"  # 60 / 700
+    assert verdicts["peak disk <= 55 kB per client"] == "MISSED"
+    assert at_1m["nightly <= 0.15 x full run (DAY_LOANS=40)"].startswith("n/a")
+    same_day = text[text.index(report.SAME_DAY_BEGIN):text.index(report.SAME_DAY_END)]
+    assert "| 40 | 100,000 | 40 | 60.0 s | 1.00 |" in same_day, same_day
+    assert "| 40 | 1,000,000 | 40 | 300 s (5.0 min) | 5.00 |" in same_day, same_day
 
 
 def test_memory_sampler_sees_a_child_of_known_size():

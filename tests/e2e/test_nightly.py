@@ -16,12 +16,14 @@ import psycopg
 import pytest
 from project import ROOT
 
+from spm_warehouse.publication.schemas import HEALTH_VIEWS
 from tools.demo import fineract as demo_mis
 
 pytestmark = pytest.mark.e2e
 
-# Tables that describe the publication itself (timestamps) rather than the data.
-PUBLICATION_METADATA = {"publication_info", "data_health_runs"}
+# Views that describe the publications and runs (timestamps, the last runs' checks and quarantine)
+# rather than the data: a rerun adds a run to them.
+PUBLICATION_METADATA = set(HEALTH_VIEWS)
 PII_COLUMNS = {"firstname", "middlename", "lastname", "fullname", "mobile_no", "email_address",
                "date_of_birth", "external_id", "national_id"}
 

@@ -60,7 +60,9 @@ def test_analytics_publishes_pseudonyms_and_real_numbers_only_in_the_restricted_
     assert restricted[0] == current_clients
     assert restricted[0] == restricted[1]  # every real number sits beside the pseudonym analytics publishes
     assert loan_rows == len(loans)
-    assert pii[0] == "pass" and pii[1]["columns_checked"] == ["dim_client.account_no", "fct_loan.loan_account_no"]
+    assert pii[0] == "pass" and pii[1]["columns_checked"] == ["dim_client.account_no", "fct_loan.loan_account_no",
+                                                           "kpi_at_risk_loans.client_account_no",
+                                                           "kpi_at_risk_loans.loan_account_no"]
     assert bi_reader == {"analytics": True, "analytics_restricted": False}
     # and bi_reader itself is refused the real numbers (its privileges, through SET ROLE)
     with psycopg.connect(demo_warehouse.warehouse_url, autocommit=True) as conn:

@@ -30,6 +30,10 @@ log = logging.getLogger("tools.bench")
 def parse_args(argv: list[str] | None) -> BenchConfig:
     p = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.splitlines()[0])
     p.add_argument("--scale", type=int, required=True, help="number of clients of the demo MIS (e.g. 10000, 100000, 1000000)")
+    p.add_argument("--day-loans", type=int, default=None,
+                   help="the simulated day touches exactly this many loans (repayments, a few disbursements, a "
+                        "backdated correction), so that nightly runs at different scales can be compared "
+                        "(default: a day that grows with the number of clients)")
     p.add_argument("--seed", type=int, default=None, help="random seed of the demo data (default SPM_DEMO_SEED)")
     p.add_argument("--as-of", default=None, help="as-of date of the full run, YYYY-MM-DD (default SPM_DEMO_AS_OF); "
                                                  "the nightly run is the day after")
@@ -53,6 +57,8 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
     a = p.parse_args(argv)
     if a.scale < 1:
         p.error("--scale must be at least 1")
+    if a.day_loans is not None and a.day_loans < 1:
+        p.error("--day-loans must be at least 1")
     try:
         as_of = date.fromisoformat(a.as_of or settings.get("SPM_DEMO_AS_OF"))
     except ValueError:
@@ -72,6 +78,7 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
         force=a.force,
         continue_after_failure=a.continue_after_failure,
         rerender=a.rerender,
+        day_loans=a.day_loans,
     )
 
 
@@ -137,6 +144,20 @@ def extract_vs_raw(full: dict, raw: dict) -> dict:
             "ratio_without_reconcile": (rows / without) / raw_rate if rows and without and raw_rate and reconcile_s else None}
 
 
+def headline(result: dict) -> dict:
+    """The top-level figures of result.json (the per-stage detail stays under full / nightly)."""
+    full, nightly = result.get("full") or {}, result.get("nightly") or {}
+    disks = [(n.get("disk") or {}).get("peak_gb") for n in (full, nightly)]
+    return {
+        "full_s": full.get("wall_seconds"),
+        "nightly_s": nightly.get("wall_seconds"),
+        "day_loans": (result.get("day") or {}).get("day_loans"),
+        "day_changed_loans": (result.get("day") or {}).get("changed_loans"),
+        "python_peak_mb": round(report.peak_mb(result), 1),
+        "disk_peak_gb": max((d for d in disks if d is not None), default=None),
+    }
+
+
 def run(cfg: BenchConfig) -> int:
     started = time.monotonic()
     print(f"spm-warehouse benchmark: {cfg.scale:,} clients (work dir {cfg.work_dir})", flush=True)
@@ -145,6 +166,8 @@ def run(cfg: BenchConfig) -> int:
     bench = Bench(cfg, server_url, server_kind)
     command = "make bench SCALE=%d" % cfg.scale if cfg.db_prefix == f"spm_bench_{cfg.scale}" else \
         "python -m tools.bench --scale %d" % cfg.scale
+    if cfg.day_loans:
+        command += (" DAY_LOANS=%d" if command.startswith("make") else " --day-loans %d") % cfg.day_loans
     result: dict = {"scale": cfg.scale, "seed": cfg.seed, "as_of": cfg.as_of.isoformat(), "command": command,
                     "machine": report.machine_facts(server_url, server_kind)}
     bench.configure_environment()
@@ -168,6 +191,7 @@ def run(cfg: BenchConfig) -> int:
         nodes["nightly"] = nightly.pop("_nodes", [])
         result["nightly"] = nightly
         ok = ok and night_ok(nightly)
+    result.update(headline(result))
     result["targets"] = report.evaluate(result)
     missed = any(t["verdict"] == "MISSED" for t in result["targets"])
     if cfg.profile == "always" or (cfg.profile == "auto" and (missed or cfg.scale >= 100_000)):
@@ -207,6 +231,7 @@ def rerender(cfg: BenchConfig) -> int:
                 stage["rows_per_s"] = round(stage["rows"] / stage["seconds"], 1) if stage.get("seconds") else None
     if result.get("full") and result.get("raw_copy"):
         result["extract_vs_raw"] = extract_vs_raw(result["full"], result["raw_copy"])
+    result.update(headline(result))
     result["targets"] = report.evaluate(result)
     path.write_text(json.dumps(result, indent=2, default=str))
     report.update_document(cfg.out, result)

@@ -323,3 +323,65 @@ def _pipe_psycopg(src: psycopg.Connection, dst: psycopg.Connection, out_sql: str
             for chunk in out:
                 inp.write(chunk)
         return dcur.rowcount
+
+
+# --------------------------------------------------------------------------- the day's loans, hidden costs
+
+
+def day_changed_loans(mis_url: str, day: date) -> int:
+    """Distinct loans with a source row (the loan, a transaction, an installment) changed on `day`."""
+    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    with psycopg.connect(mis_url, autocommit=True) as conn:
+        return int(conn.execute(
+            """SELECT count(*) FROM (
+                   SELECT id AS loan_id FROM m_loan
+                   WHERE last_modified_on_utc >= %(s)s AND last_modified_on_utc < %(s)s + interval '1 day'
+                   UNION SELECT loan_id FROM m_loan_transaction
+                   WHERE last_modified_on_utc >= %(s)s AND last_modified_on_utc < %(s)s + interval '1 day'
+                   UNION SELECT loan_id FROM m_loan_repayment_schedule
+                   WHERE last_modified_on_utc >= %(s)s AND last_modified_on_utc < %(s)s + interval '1 day'
+               ) changed""", {"s": start}).fetchone()[0])
+
+
+_GATE_KIND = re.compile(r"gate checks of kind (\S+) took ([\d.]+)s")
+_DBT_LOG_TS = re.compile(r"(\d\d):(\d\d):(\d\d\.\d+)")
+
+
+def gate_seconds_by_kind(log_file: Path) -> dict[str, float]:
+    """Seconds of each kind of gate check, from the gate's own log lines in the DAG run's output."""
+    out: dict[str, float] = {}
+    try:
+        with open(log_file, errors="replace") as fh:
+            for line in fh:
+                match = _GATE_KIND.search(line)
+                if match:
+                    out[match.group(1)] = float(match.group(2))
+    except OSError:
+        return {}
+    return out
+
+
+def _log_seconds(line: str) -> float | None:
+    match = _DBT_LOG_TS.search(line)
+    if not match:
+        return None
+    return int(match.group(1)) * 3600 + int(match.group(2)) * 60 + float(match.group(3))
+
+
+def dbt_parse_seconds(dbt_log: Path) -> float | None:
+    """dbt's start-up and parse in the night's first dbt invocation (the build): from 'Running with
+    dbt=' to 'Found <n> models' in its log file."""
+    start = None
+    try:
+        with open(dbt_log, errors="replace") as fh:
+            for line in fh:
+                if start is None and "Running with dbt=" in line:
+                    start = _log_seconds(line)
+                elif start is not None and "Found " in line and " models" in line:
+                    end = _log_seconds(line)
+                    if end is None:
+                        return None
+                    return round((end - start) % 86400, 2)
+    except OSError:
+        return None
+    return None

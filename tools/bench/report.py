@@ -38,6 +38,14 @@ RATIO_FROM = 100_000
 
 METHOD_BEGIN, METHOD_END = "<!-- bench:method:begin -->", "<!-- bench:method:end -->"
 SUMMARY_BEGIN, SUMMARY_END = "<!-- bench:summary:begin -->", "<!-- bench:summary:end -->"
+SAME_DAY_BEGIN, SAME_DAY_END = "<!-- bench:same-day:begin -->", "<!-- bench:same-day:end -->"
+# Issue 17: with the same DAY_LOANS, the nightly at a larger scale is at most 1.3 times the one at 100k;
+# at 100k the nightly is at most 0.15 of the full run; peak disk at most 55 kB per client.
+SAME_DAY_GROWTH_MAX = 1.3
+NIGHTLY_SHARE_MAX = 0.15
+DISK_KB_PER_CLIENT_MAX = 55.0
+DISK_FROM = 100_000
+LAYER_NAMES = ("source", "raw", "intermediate", "analytics")
 
 
 def section_markers(scale: int) -> tuple[str, str]:
@@ -139,12 +147,35 @@ def evaluate(result: dict) -> list[dict]:
         (f"extract+load >= {RATIO_MIN} x raw COPY throughput", "100k",
          f"{ratio:.2f}" if ratio is not None else "?", ratio is not None and ratio >= RATIO_MIN),
     ]
+    share = (nightly.get("wall_seconds") / full["wall_seconds"]
+             if nightly.get("wall_seconds") and full.get("wall_seconds") else None)
+    if result.get("day_loans"):
+        items.append((f"nightly <= {NIGHTLY_SHARE_MAX} x full run (DAY_LOANS={result['day_loans']:,})", "100k",
+                      f"{share:.2f}" if share is not None else "?", share is not None and share <= NIGHTLY_SHARE_MAX))
+    kb = disk_kb_per_client(result)
+    if kb is not None:
+        items.append((f"peak disk <= {DISK_KB_PER_CLIENT_MAX:.0f} kB per client", "disk", f"{kb:.0f} kB",
+                      kb <= DISK_KB_PER_CLIENT_MAX))
     out = []
     for text, scope, measured, passed in items:
-        applies = scope == "all" or timed or (text.startswith("extract+load") and scale >= RATIO_FROM)
+        applies = (scope == "all" or (timed and scope == "100k") or (scope == "disk" and scale >= DISK_FROM)
+                   or (text.startswith("extract+load") and scale >= RATIO_FROM))
         out.append({"target": text, "measured": measured,
                     "verdict": ("ok" if passed else "MISSED") if applies else ("n/a (" + ("ok" if passed else "over") + ")")})
     return out
+
+
+def disk_kb_per_client(result: dict) -> float | None:
+    """Peak disk of the run (both nights) per client, in kB."""
+    peak = result.get("disk_peak_gb")
+    return peak * 1e6 / result["scale"] if peak and result.get("scale") else None
+
+
+def layer_bytes_per_client(result: dict) -> dict[str, float]:
+    """Bytes per client of the source, raw, intermediate and analytics layers after the nightly run."""
+    layers = (((result.get("nightly") or {}).get("disk") or {}).get("layers") or {}).get("layers") \
+        or (((result.get("full") or {}).get("disk") or {}).get("layers") or {}).get("layers") or {}
+    return {k: layers[k] / result["scale"] for k in LAYER_NAMES if layers.get(k) is not None}
 
 
 def _night_state(night: dict) -> str:
@@ -242,15 +273,39 @@ def render_section(result: dict) -> str:
                        if ratio.get("ratio_without_reconcile") else ".")
                     if ratio.get("seconds") and ratio.get("per_table_seconds") is not None else ""))
     day = result.get("day") or {}
-    lines.append(f"- Simulated day {day.get('day', '?')}: {_num(day.get('changed_total'))} source rows changed ("
+    lines.append(f"- Simulated day {day.get('day', '?')}"
+                 + (f" (DAY_LOANS={day['day_loans']:,})" if day.get("day_loans") else "")
+                 + f": {_num(day.get('changed_total'))} source rows of {_num(day.get('changed_loans'))} loans changed ("
                  + ", ".join(f"{k} {v:,}" for k, v in (day.get("changed_rows") or {}).items() if v) + "); "
-                 f"the nightly extraction read {_num(_stage(nightly, 'extract_mis').get('rows'))} rows.")
+                 + (f"{day['surveys']['submissions']} surveys dropped; " if day.get("surveys") else "")
+                 + f"the nightly extraction read {_num(_stage(nightly, 'extract_mis').get('rows'))} rows.")
     for key, night in (("full", full), ("nightly", nightly)):
         mem = night.get("memory") or {}
         if mem:
             procs = ", ".join(f"{k} {v:.0f} MB" for k, v in list(mem.get("by_process", {}).items())[:4])
             lines.append(f"- Python memory, {key} run: largest single process (VmHWM) {mem.get('max_process_mb', 0):.0f} MB, "
                          f"largest sampled sum over the process tree {mem.get('max_concurrent_mb', 0):.0f} MB ({procs}).")
+    for key, night in (("full", full), ("nightly", nightly)):
+        d = night.get("disk") or {}
+        if d.get("peak_gb") is not None:
+            lines.append(f"- Peak disk, {key} run: {d['peak_gb']:.2f} GB (this scale's databases "
+                         f"{d.get('databases_at_peak_gb', 0):.2f} GB + PostgreSQL temporary files "
+                         f"{_num(d.get('temp_at_peak_gb'), 2) if d.get('temp_at_peak_gb') is not None else '?'} GB "
+                         f"at that moment; {d.get('start_gb', 0):.2f} GB at the start, {d.get('end_gb', 0):.2f} GB "
+                         f"at the end).")
+    per_client = layer_bytes_per_client(result)
+    if per_client:
+        lines.append("- Bytes per client after the nightly run: "
+                     + ", ".join(f"{k} {_num(v)}" for k, v in per_client.items())
+                     + " (analytics = every copy of the marts: published, previous, tomorrow's build).")
+    for key, night in (("full", full), ("nightly", nightly)):
+        h = night.get("hidden") or {}
+        if h:
+            lines.append(f"- Hidden costs, {key} run: Airflow start-up and scheduling "
+                         f"{_num(h.get('airflow_startup_s'), 1)} s; dbt start-up and parse "
+                         f"{_num(h.get('dbt_parse_s'), 1)} s; the gate's checks by kind: "
+                         + (", ".join(f"{k} {v:.1f} s" for k, v in (h.get("gate_s_by_kind") or {}).items()) or "-")
+                         + ".")
     if result.get("orchestrator_max_rss_mb"):
         lines.append(f"- Not judged: the benchmark's own process (generation, raw COPY, profiling) peaked at "
                      f"{result['orchestrator_max_rss_mb']:.0f} MB.")
@@ -368,6 +423,15 @@ def closing_note(result: dict) -> str:
                     procs[k] = max(procs.get(k, 0), v)
             top = sorted(procs.items(), key=lambda kv: -kv[1])[:3]
             notes.append(f"{text} missed ({t['measured']}): " + ", ".join(f"{k} {v:.0f} MB" for k, v in top) + ".")
+        elif text.startswith("nightly <="):
+            slow = (nightly.get("dbt") or {}).get("slowest") or []
+            notes.append(f"{text} missed ({t['measured']}): slowest dbt nodes of the nightly run: "
+                         + (", ".join(f"{n.get('name') or n['unique_id']} {n['seconds']:.0f} s" for n in slow[:4]) or "-")
+                         + " (the EXPLAIN ANALYZE of the slowest is below).")
+        elif text.startswith("peak disk"):
+            per_client = layer_bytes_per_client(result)
+            notes.append(f"{text} missed ({t['measured']}): bytes per client "
+                         + ", ".join(f"{k} {_num(v)}" for k, v in per_client.items()) + ".")
         else:
             notes.append(f"{text}: {t['measured']} (see the failure log below).")
     if not missed:
@@ -379,26 +443,71 @@ def closing_note(result: dict) -> str:
 
 def _short(target: str) -> str:
     for prefix, short in (("both runs", "completion"), ("Python peak", "memory"), ("full run", "full time"),
-                          ("nightly run", "nightly time"), ("extract+load", "throughput")):
+                          ("nightly run", "nightly time"), ("extract+load", "throughput"),
+                          ("nightly <=", "nightly share"), ("peak disk", "disk")):
         if target.startswith(prefix):
             return short
     return target
 
 
 def render_summary(results: list[dict]) -> str:
-    lines = ["| clients | measured | full run | nightly run | day's source changes | nightly rows extracted | "
-             "nightly / full | extract+load / raw COPY | Python peak MB | targets |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| clients | measured | full run | nightly run | day's loans changed | day's source changes | "
+             "nightly rows extracted | nightly / full | extract+load / raw COPY | Python peak MB | peak disk GB | "
+             "targets |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in sorted(results, key=lambda r: r["scale"]):
         full, nightly = r.get("full") or {}, r.get("nightly") or {}
         ratio = (r.get("extract_vs_raw") or {}).get("ratio")
         missed = [_short(t["target"]) for t in r.get("targets", []) if t["verdict"] == "MISSED"]
         lines.append(
             f"| {r['scale']:,} | {r['machine']['date'][:10]} | {_secs(full.get('wall_seconds'))} | {_secs(nightly.get('wall_seconds'))} | "
-            f"{_num((r.get('day') or {}).get('changed_total'))} | {_num(_stage(nightly, 'extract_mis').get('rows'))} | "
+            f"{_num((r.get('day') or {}).get('changed_loans'))} | {_num((r.get('day') or {}).get('changed_total'))} | {_num(_stage(nightly, 'extract_mis').get('rows'))} | "
             f"{_ratio(nightly.get('wall_seconds'), full.get('wall_seconds'))} | "
             f"{'-' if ratio is None else format(ratio, '.2f')} | {peak_mb(r):.0f} | "
+            f"{_num(r.get('disk_peak_gb'), 2)} | "
             f"{'missed: ' + '; '.join(missed) if missed else 'ok'} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_same_day(results: list[dict]) -> str:
+    """Nightly runs side by side at the scales measured with the same DAY_LOANS (issue 17).
+
+    Why a table of its own: a nightly run's time must grow with the day's work, not with the
+    history; only runs whose day touched the same number of loans can show which it does.
+    """
+    groups: dict[int, list[dict]] = {}
+    for r in results:
+        if r.get("day_loans"):
+            groups.setdefault(int(r["day_loans"]), []).append(r)
+    if not groups:
+        return ("No run with `DAY_LOANS` yet: `make bench SCALE=<clients> DAY_LOANS=<n>` at two or more scales "
+                "with the same n fills this table.\n")
+    lines = ["| DAY_LOANS | clients | loans changed | nightly run | nightly / smallest scale's | full run | "
+             "nightly / full | peak disk GB (full / nightly) | kB per client at peak | bytes per client: "
+             "source / raw / intermediate / analytics | hidden costs, nightly: Airflow s / dbt parse s / gate s |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    for n in sorted(groups):
+        runs = sorted(groups[n], key=lambda r: r["scale"])
+        base = (runs[0].get("nightly") or {}).get("wall_seconds")
+        for r in runs:
+            full, nightly = r.get("full") or {}, r.get("nightly") or {}
+            growth = _ratio(nightly.get("wall_seconds"), base) if r is not runs[0] else "1.00"
+            per_client = layer_bytes_per_client(r)
+            hidden = nightly.get("hidden") or {}
+            gate = sum((hidden.get("gate_s_by_kind") or {}).values()) if hidden.get("gate_s_by_kind") else None
+            kb = disk_kb_per_client(r)
+            lines.append(
+                f"| {n:,} | {r['scale']:,} | {_num((r.get('day') or {}).get('changed_loans'))} | "
+                f"{_secs(nightly.get('wall_seconds'))} | {growth} | {_secs(full.get('wall_seconds'))} | "
+                f"{_ratio(nightly.get('wall_seconds'), full.get('wall_seconds'))} | "
+                f"{_num((full.get('disk') or {}).get('peak_gb'), 2)} / {_num((nightly.get('disk') or {}).get('peak_gb'), 2)} | "
+                f"{'-' if kb is None else format(kb, ',.0f')} | "
+                + " / ".join(_num(per_client.get(k)) for k in LAYER_NAMES) + " | "
+                f"{_num(hidden.get('airflow_startup_s'), 1)} / {_num(hidden.get('dbt_parse_s'), 1)} / "
+                f"{_num(gate, 1)} |")
+    lines.append("")
+    lines.append(f"Target (issue 17): with the same DAY_LOANS, the nightly run at 500k or 1M clients is at most "
+                 f"{SAME_DAY_GROWTH_MAX} times the one at 100k.")
     return "\n".join(lines) + "\n"
 
 
@@ -430,19 +539,36 @@ How the numbers are made (written by `python -m tools.bench`; `make bench SCALE=
    divided by the rows/s of this plain copy of the same rows and columns.
 4. **One simulated day** (`demo/fineract.py: simulate_days`, not timed), then the **nightly run**
    `airflow dags test spm_nightly <as-of + 1 day>`: incremental extraction, incremental dbt models,
-   gate, publish. *Day's source changes* counts the source rows whose `last_modified_on_utc` falls on that day.
+   gate, publish. *Day's source changes* counts the source rows whose `last_modified_on_utc` falls on that day,
+   *day's loans changed* the distinct loans among them (the loan, its transactions or its schedule). With
+   `DAY_LOANS=<n>` (`--day-loans`) the day touches exactly n loans whatever the scale (repayments, some with an
+   earlier value date, a few approvals, disbursements and repeat loans, one reversal of a recent repayment), with
+   a few new, activated, closed and edited clients and n/100 survey submissions dropped for the night: nightly
+   runs with the same n at different scales show growth with history apart from growth with the day.
 5. **Memory.** Every Python process the run starts (`airflow dags test`, which runs the tasks in-process,
    and its children such as the `dbt build` process) is watched by polling `/proc` every 0.25 s:
    *largest single process* is the kernel's exact peak RSS (`VmHWM`) of each process; *sampled sum* is the
    largest sum of `VmRSS` over the Python processes of the tree at one moment (the per-stage "peak MB"
    columns use this sum within the stage's time window). The memory target is judged on the larger of the two.
    PostgreSQL's own memory is not counted (it is not Python and is shared by design).
+6. **Disk.** During each night the size of this scale's databases (`pg_database_size` of the MIS, the
+   warehouse and the Airflow metadata) plus the cluster's temporary files (`pg_ls_tmpdir()`: sort and hash
+   spill) is polled every 2 s; *peak disk* is the largest sum. The temporary files are the cluster's, so
+   another session's spill would count too (an upper bound on a shared machine). WAL is not counted. After
+   each night the bytes of the source MIS and of the warehouse's layers (raw = `raw_*` schemas, intermediate,
+   analytics = every copy of the marts: published, previous and tomorrow's build) are divided by the clients.
+7. **Hidden costs**, one line per night: Airflow start-up and scheduling (the first task's execution-API
+   start-up plus the wall time outside tasks), dbt's start-up and parse (from `Running with dbt=` to
+   `Found <n> models` in the build's dbt log) and the gate's checks by kind (the gate's own timing).
 
 Targets (issue 7): at 100k clients the full run takes at most 10 minutes, the nightly run at most
 2 minutes end to end, extract+load reaches at least 0.7 of the raw COPY throughput, and Python peak memory stays
 under 1 GB; at 1M clients both runs complete with Python peak memory under 1 GB, and the nightly time grows with
 the day's changes, not with history (side-by-side table). Time and throughput targets are reported but not judged
 below 100k clients (fixed costs dominate there). The machine is shared: the load average at start is recorded.
+Targets (issue 17): with the same `DAY_LOANS`, the nightly run at 500k or 1M is at most 1.3 times the one at 100k
+(table *Nightly runs with the same day*); at 100k with `DAY_LOANS` the nightly run is at most 0.15 of the full run;
+peak disk at most 55 kB per client (judged from 100k clients).
 """
 
 
@@ -455,6 +581,10 @@ def update_document(path: Path, result: dict) -> None:
         text += f"\n{METHOD_BEGIN}\n{METHOD_END}\n"
     if SUMMARY_BEGIN not in text:
         text += f"\n## Side by side\n\n{SUMMARY_BEGIN}\n{SUMMARY_END}\n"
+    if SAME_DAY_BEGIN not in text:
+        at = text.index(SUMMARY_END) + len(SUMMARY_END)
+        text = (text[:at] + f"\n\n## Nightly runs with the same day\n\n{SAME_DAY_BEGIN}\n{SAME_DAY_END}\n"
+                + text[at:])
     text = _replace_region(text, METHOD_BEGIN, METHOD_END, METHOD_TEXT)
     begin, end = section_markers(result["scale"])
     stored = {k: v for k, v in result.items()}
@@ -466,6 +596,7 @@ def update_document(path: Path, result: dict) -> None:
         text = _insert_section(text, result["scale"], f"{begin}\n{body}{end}\n")
     results = [json.loads(m.group(1)) for m in re.finditer(r"<!-- bench:data (\{.*?\}) -->", text, re.S)]
     text = _replace_region(text, SUMMARY_BEGIN, SUMMARY_END, render_summary(results))
+    text = _replace_region(text, SAME_DAY_BEGIN, SAME_DAY_END, render_same_day(results))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
 

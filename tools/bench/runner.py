@@ -35,7 +35,7 @@ import psycopg
 from psycopg import sql
 
 from spm_warehouse import environment, paths, settings
-from tools.bench import measure
+from tools.bench import disk, measure
 from tools.bench.memory import TreeMemory
 from tools.demo import fineract as demo_mis
 from tools.demo import surveys as demo_surveys
@@ -68,6 +68,7 @@ class BenchConfig:
     continue_after_failure: bool = False
     rerender: bool = False
     poll_s: float = 0.25
+    day_loans: int | None = None  # the simulated day touches exactly this many loans (None: grows with clients)
 
 
 def with_database(server_url: str, dbname: str) -> str:
@@ -222,6 +223,7 @@ class Bench:
         print(f"  {label}: airflow dags test {DAG_ID} {as_of} (log: {log_file})", flush=True)
         started_unix = time.time()
         t0 = time.monotonic()
+        sampler = disk.DiskSampler(self.server_url, [self.db["mis"], self.db["wh"], self.db["airflow"]]).start()
         with open(log_file, "w") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
             memory = TreeMemory(proc.pid, interval_s=self.cfg.poll_s).start()
@@ -233,6 +235,7 @@ class Bench:
                 print(f"  {label}: killed after {self.cfg.timeout_s:.0f}s (--timeout)", flush=True)
             finally:
                 memory.stop()
+                sampler.stop()
         wall = time.monotonic() - t0
         run = measure.airflow_run(self.url["airflow"], DAG_ID, as_of)
         night = {"label": label, "as_of": as_of.isoformat(), "returncode": rc, "wall_seconds": round(wall, 2),
@@ -240,6 +243,15 @@ class Bench:
                  "run_id": run["run_id"], "state": run["state"], "log": str(log_file)}
         night.update(self._stages(run, memory))
         night["first_task_startup_s"] = first_task_startup(log_file, run.get("tasks") or [])
+        night["disk"] = sampler.summary()
+        night["disk"]["layers"] = self.layer_bytes()
+        night["hidden"] = {
+            "airflow_startup_s": round((night["first_task_startup_s"] or 0.0)
+                                       + max(0.0, wall - (night.get("task_seconds") or 0.0)), 1),
+            "dbt_parse_s": measure.dbt_parse_seconds(paths.dbt_target_dir(run["run_id"]) / "logs" / "dbt.log")
+            if run["run_id"] else None,
+            "gate_s_by_kind": measure.gate_seconds_by_kind(log_file),
+        }
         night["all_tasks_succeeded"] = bool(run.get("tasks")) and all(t["state"] == "success" for t in run["tasks"])
         night["memory"] = {
             "max_process_mb": round(memory.max_process_mb(), 1),
@@ -326,6 +338,13 @@ class Bench:
 
     # ------------------------------------------------------------------ raw limit, the simulated day
 
+    def layer_bytes(self) -> dict:
+        """Bytes of the source and of each warehouse layer now (see disk.layer_bytes)."""
+        try:
+            return disk.layer_bytes(self.server_url, self.db["mis"], self.url["wh"], settings.analytics_schema())
+        except psycopg.Error as exc:
+            return {"error": str(exc).strip()[:300]}
+
     def raw_copy(self) -> dict:
         print("  raw COPY limit: same tables and columns into an empty schema", flush=True)
         result = measure.raw_copy_limit(self.url["mis"], self.url["wh"])
@@ -343,12 +362,19 @@ class Bench:
             conn.execute(f"UPDATE public.{MARKER_TABLE} SET info = info || %s::jsonb",
                          (json.dumps({"simulated": day.isoformat()}),))
             conn.commit()
-            result = demo_mis.simulate_days(conn, start=day, days=1, seed=self.cfg.seed)
+            result = demo_mis.simulate_days(conn, start=day, days=1, seed=self.cfg.seed,
+                                            day_loans=self.cfg.day_loans)
             conn.commit()
+            # the day's fieldwork: a few surveys (1 per 100 loans touched, or per 400 clients)
+            n_surveys = min(999, max(1, (self.cfg.day_loans or self.cfg.scale // 4) // 100))
+            surveys = demo_surveys.write_day_submissions(conn, self.drop_dir, self.cfg.seed, day, n_surveys)
         seconds = time.monotonic() - t0
         changes = measure.day_changes(self.url["mis"], day)
-        print(f"  simulated {day}: {sum(changes.values())} source rows changed ({seconds:.1f}s, not timed)", flush=True)
+        loans = measure.day_changed_loans(self.url["mis"], day)
+        print(f"  simulated {day}: {sum(changes.values())} source rows of {loans} loans changed, "
+              f"{surveys['submissions']} surveys ({seconds:.1f}s, not timed)", flush=True)
         return {"day": day.isoformat(), "seconds": round(seconds, 1), "generator": _jsonable(result),
+                "day_loans": self.cfg.day_loans, "changed_loans": loans, "surveys": surveys,
                 "changed_rows": changes, "changed_total": sum(changes.values())}
 
     def profile(self, nodes: list[dict]) -> dict | None:

@@ -23,7 +23,13 @@ Shape of the data (all dates <= as_of, everything reproducible from the seed):
   non-reversed transactions as of `as_of`;
 - groups/centers, savings products and accounts, officer assignment history;
 - fake personal data (names, phones, e-mails, national ids) in the columns a
-  real Fineract has, so tests can prove the extraction leaves them behind.
+  real Fineract has, so tests can prove the extraction leaves them behind;
+- a seeded portfolio-at-risk breach (`seed_par_breach`): the branch with the
+  highest office id had a bad quarter - a few individual monthly loans
+  disbursed about 80 days before the as-of date were never repaid, so at the
+  as-of date (and not a month earlier) they are more than 30 days late and the
+  branch's PAR30 is above the 5% target of the early warning (kpi_alerts);
+  drawn from a random stream of its own, after all other rows.
 
 Speed: one pass over the clients with `random.Random(seed)`; each client's
 rows go into per-table text buffers that are flushed with COPY when they fill
@@ -391,6 +397,11 @@ class _Generator:
         self.next_savings = 1
         self.next_group = 1
         self.groups: dict[int, list] = {}  # group id -> row values (small: ~1 per 20 clients)
+        # the seeded PAR breach (seed_par_breach): its own random stream, so that every other row
+        # is what the seed alone makes; candidates are the stressed branch's active clients
+        self.stress_rng = random.Random(seed ^ 0xBAD0)
+        self.stress_candidates: list[tuple[int, int]] = []  # (client id, activation)
+        self.loan_cycles: dict[int, tuple[int, dict[int, int], bool]] = {}  # cid -> (cycles, per product, open loan)
 
     # time stamp text for a date ordinal, plausible business hour in UTC
     def ts(self, o: int) -> str:
@@ -443,6 +454,7 @@ class _Generator:
                 staff_id += 1
             self.branches.append(_Branch(office_id, region, opening, officers, manager))
             office_id += 1
+        self.stressed_branch = max(self.branches, key=lambda br: br.id)
         self.branches.sort(key=lambda br: br.opening)
         self.open_branches: list[_Branch] = []
         self._branch_ptr = 0
@@ -566,6 +578,8 @@ class _Generator:
                         last_mod = t_ts
                 elif reactivated:
                     office_joining = activation
+                if status == CLIENT_ACTIVE and office_id == self.stressed_branch.id:
+                    self.stress_candidates.append((cid, activation))
                 # savings: some clients, compulsory savings for some group members
                 for prod_id, prob in ((1, 0.3), (2, 0.5 if group_id else 0.0)):
                     if rnd() < prob:
@@ -614,6 +628,7 @@ class _Generator:
         product_cycles: dict[int, int] = {}
         base = 0.8 + 0.6 * rnd()  # client's scale of borrowing
         risk = rnd()              # client's repayment discipline, drives behaviour per loan
+        open_loan = False
         while t <= as_of:
             if group_id:
                 prod = PRODUCTS[1] if rnd() < 0.15 else PRODUCTS[0]
@@ -633,6 +648,7 @@ class _Generator:
                                       new_officer if not after_transfer else None, group_id, risk,
                                       new_br.officers if after_transfer else br.officers)
             if outcome in ("pending", "active"):
+                open_loan = True
                 break
             if outcome == "not_disbursed":
                 t = end + randrange(20, 120)
@@ -660,11 +676,15 @@ class _Generator:
                 break
             gap = randrange(0, 8) if rnd() < 0.5 else (randrange(8, 60) if rnd() < 0.8 else randrange(60, 365))
             t = end + gap
+        self.loan_cycles[cid] = (cycle, product_cycles, open_loan)
         return status, activation, closed, closure_reason, reactivated, last_mod
 
     def _loan(self, cid, prod, principal, submitted, cycle, product_cycle, office_old, office_new, transfer,
-              officer, officer_after_transfer, group_id, risk, branch_officers):
-        """One loan with its schedule, transactions and officer history; returns (outcome, end date)."""
+              officer, officer_after_transfer, group_id, risk, branch_officers, behaviour_forced=None):
+        """One loan with its schedule, transactions and officer history; returns (outcome, end date).
+
+        behaviour_forced: 'stopped' = never repaid (the seeded PAR breach); None = drawn from risk.
+        """
         rng, ds, as_of = self.rng, self.ds, self.as_of
         rnd = rng.random
         randrange = rng.randrange
@@ -794,13 +814,13 @@ class _Generator:
                     return
                 post(amount, day, TX_REPAYMENT, entered, self.ts(entered))
 
-            if rnd() < 0.03:
+            if behaviour_forced is None and rnd() < 0.03:
                 post(total_due[0], disbursed_d, TX_REPAYMENT_AT_DISBURSEMENT, disbursed_d, disb_ts)
             # repayment behaviour of this loan, driven by the client's discipline
             b = rnd() * 0.6 + risk * 0.4
-            behaviour = ("good" if b < 0.62 else "late" if b < 0.76 else "partial" if b < 0.84
-                         else "missed" if b < 0.92 else "default")
-            stop_at = randrange(0, n - 1) if behaviour == "default" else n
+            behaviour = behaviour_forced or ("good" if b < 0.62 else "late" if b < 0.76 else "partial" if b < 0.84
+                                             else "missed" if b < 0.92 else "default")
+            stop_at = randrange(0, n - 1) if behaviour == "default" else (0 if behaviour == "stopped" else n)
             last_pay = disbursed_d
             for k in range(n):
                 if k >= stop_at:
@@ -932,6 +952,38 @@ class _Generator:
             return "written_off", wo_d
         return "closed", closed_d
 
+    def seed_par_breach(self) -> int:
+        """A bad quarter at the stressed branch: a few never-repaid loans; returns how many.
+
+        One individual monthly loan (IM12) for 5% of the branch's active clients (at least 2,
+        clients between two loans first), all with the branch's first officer, applied about
+        80 days before the as-of date: disbursed in the month two months before it, first
+        installment due in the month before it, so that at the as-of date - and not at the end of
+        the month before - they are more than 30 days in arrears. The demo's early warning
+        (kpi_alerts) then has a new PAR30 breach at its latest period.
+        """
+        br, rng = self.stressed_branch, self.stress_rng
+        candidates = sorted(self.stress_candidates, key=lambda c: (self.loan_cycles.get(c[0], (0, {}, False))[2], c[0]))
+        if not candidates or not br.officers:
+            return 0
+        wanted = min(len(candidates), max(2, -(-len(candidates) * 5 // 100)))
+        between_loans = [c for c in candidates if not self.loan_cycles.get(c[0], (0, {}, False))[2]]
+        pool = between_loans if len(between_loans) >= wanted else candidates
+        chosen = sorted(rng.sample(pool, wanted))
+        prod = PRODUCTS[2]
+        saved = self.rng
+        self.rng = rng  # _loan and ts draw from self.rng: the main stream stays untouched
+        try:
+            for cid, activation in chosen:
+                cycles, per_product, _open = self.loan_cycles.get(cid, (0, {}, False))
+                submitted = max(activation, self.as_of - 80)
+                self._loan(cid, prod, prod.principal, submitted, cycles + 1, per_product.get(prod.id, 0) + 1,
+                           br.id, br.id, None, br.officers[0], None, None, 1.0, br.officers,
+                           behaviour_forced="stopped")
+        finally:
+            self.rng = saved
+        return wanted
+
     def finish(self) -> None:
         groups = self.sink.buffers["m_group"]
         for gid, (g_id, status, act, office, staff, parent, level, name, sub) in sorted(self.groups.items()):
@@ -954,6 +1006,7 @@ def build_demo_mis(conn: psycopg.Connection, clients: int, seed: int, as_of: dt.
     try:
         gen.build_reference()
         gen.build_clients()
+        gen.seed_par_breach()
     finally:
         gen.finish()
     generated = time.perf_counter()
@@ -977,10 +1030,13 @@ class _Simulator:
     consistent: each touched loan is reprocessed from its non-reversed transactions.
     """
 
-    def __init__(self, conn: psycopg.Connection, seed: int):
+    def __init__(self, conn: psycopg.Connection, seed: int, day_loans: int | None = None):
         self.conn = conn
         self.rng = random.Random(seed)
         self.seed = seed
+        # a day of a fixed size (benchmarks): exactly this many loans touched, whatever the size of the book
+        self.day_loans = day_loans
+        self.touched: set[int] = set()
         self.ds = _DateText()
         self.stats: dict[str, int] = {k: 0 for k in (
             "new_clients", "activated_clients", "closed_clients", "client_edits", "new_loans",
@@ -1016,6 +1072,9 @@ class _Simulator:
 
     # ---------------------------------------------------------------- one day
     def day(self, day: int) -> None:
+        if self.day_loans is not None:
+            self.fixed_day(day, self.day_loans)
+            return
         with self.conn.cursor() as cur:
             cur.execute("SELECT count(*) FROM m_client")
             n_clients = cur.fetchone()[0]
@@ -1028,6 +1087,34 @@ class _Simulator:
             self.reversal(cur, day)
             self.close_clients(cur, day, max(1, scale // 3))
             self.edits(cur, day, max(1, scale // 2))
+
+    def fixed_day(self, day: int, loans: int) -> None:
+        """A day that touches `loans` loans (fewer only if the book has not that many to touch).
+
+        Why: a benchmark must tell growth with history from growth with the day's work, so the day
+        must not grow with the number of clients. The mix of a real day: a few approvals,
+        disbursements and repeat loans, one reversal of a recent repayment (a backdated
+        correction), repayments for the rest (some with an earlier value date), a few new,
+        activated, closed and edited clients.
+        """
+        self.touched = set()
+        few = max(1, loans // 100)
+
+        def left(cap: int) -> int:
+            return max(0, min(cap, loans - len(self.touched)))
+
+        with self.conn.cursor() as cur:
+            self.new_clients(cur, day, few)
+            self.activate_pending(cur, day, few)
+            self.loan_pipeline(cur, day, left(few), disburse_count=None)
+            self.new_loans(cur, day, left(few))
+            if left(1):
+                self.reversal(cur, day)
+            self.repayments(cur, day, left(loans))
+            if left(loans):  # not enough instalments falling due: any loan with an unpaid one
+                self.repayments(cur, day, left(loans), due_within_days=None)
+            self.close_clients(cur, day, few)
+            self.edits(cur, day, few)
 
     def new_clients(self, cur, day: int, count: int) -> None:
         rng = self.rng
@@ -1065,17 +1152,30 @@ class _Simulator:
                         "last_modified_on_utc = %s WHERE id = %s", (d, d, self.ts(day), cid))
             self.stats["activated_clients"] += 1
 
-    def loan_pipeline(self, cur, day: int, count: int) -> None:
-        """Approve submitted loans; disburse approved ones (Fineract regenerates the schedule then)."""
+    def loan_pipeline(self, cur, day: int, count: int, disburse_count: int | None = -1) -> None:
+        """Approve submitted loans; disburse approved ones (Fineract regenerates the schedule then).
+
+        disburse_count: -1 = as many as approved (`count`); None = what `count` leaves after the
+        approvals (a fixed-size day counts every loan it touches).
+        """
         d = dt.date.fromordinal(day)
+        approvals = count if disburse_count is not None else max(1, count // 2)
         for (lid,) in self.pick(cur, "SELECT id FROM m_loan WHERE loan_status_id = 100 AND submittedon_date <= %s",
-                                day, count, (d,)):
+                                day, approvals, (d,)):
             cur.execute("UPDATE m_loan SET loan_status_id = 200, approvedon_date = %s, last_modified_on_utc = %s "
                         "WHERE id = %s", (d, self.ts(day), lid))
+            self.touched.add(lid)
             self.stats["approved_loans"] += 1
+        if disburse_count is None:
+            disburse_count = count - len(self.touched)
+        elif disburse_count < 0:
+            disburse_count = count
+        if disburse_count <= 0:
+            return
         for lid, client_id, product_id, principal in self.pick(
                 cur, "SELECT id, client_id, product_id, principal_amount FROM m_loan "
-                     "WHERE loan_status_id = 200 AND approvedon_date <= %s", day, count, (d,)):
+                     "WHERE loan_status_id = 200 AND approvedon_date <= %s AND NOT (id = ANY(%s))", day, disburse_count,
+                (d, list(self.touched))):
             self.disburse(cur, lid, client_id, PRODUCTS[product_id - 1], int(principal * 100), day)
             self.stats["disbursed_loans"] += 1
 
@@ -1113,6 +1213,7 @@ class _Simulator:
             (d, d, dt.date.fromordinal(dues[0]), dt.date.fromordinal(dues[-1]), dt.date.fromordinal(dues[-1]),
              ts, lid))
         self.reprocess(cur, lid, ts)
+        self.touched.add(lid)
 
     def new_loans(self, cur, day: int, count: int) -> None:
         """Repeat borrowers: a new cycle for active clients without an open loan, disbursed today."""
@@ -1156,15 +1257,26 @@ class _Simulator:
             self.disburse(cur, lid, cid, prod, principal, day)
             self.stats["new_loans"] += 1
 
-    def repayments(self, cur, day: int, count: int) -> None:
-        """Repayments of the oldest due installment; some entered with an earlier (back-dated) value date."""
+    def repayments(self, cur, day: int, count: int, due_within_days: int | None = 3) -> None:
+        """Repayments of the oldest due installment; some entered with an earlier (back-dated) value date.
+
+        Loans due within `due_within_days` (None: any loan with an unpaid installment, paid early);
+        never a loan already touched today.
+        """
+        if count <= 0:
+            return
         rng = self.rng
         d = dt.date.fromordinal(day)
+        due = "AND s.duedate <= %s" if due_within_days is not None else ""
+        params = ((d + dt.timedelta(days=due_within_days),) if due_within_days is not None else ()) + (
+            list(self.touched),)
         rows = self.pick(
             cur, "SELECT id FROM m_loan l WHERE loan_status_id = 300 AND EXISTS (SELECT 1 FROM "
-                 "m_loan_repayment_schedule s WHERE s.loan_id = l.id AND NOT s.completed_derived AND s.duedate <= %s)",
-            day, count, (d + dt.timedelta(days=3),))
+                 f"m_loan_repayment_schedule s WHERE s.loan_id = l.id AND NOT s.completed_derived {due}) "
+                 "AND NOT (id = ANY(%s))",
+            day, count, params)
         for (lid,) in rows:
+            self.touched.add(lid)
             cur.execute(
                 "SELECT principal_amount + interest_amount - coalesce(principal_completed_derived, 0) "
                 "- coalesce(interest_completed_derived, 0) FROM m_loan_repayment_schedule "
@@ -1201,6 +1313,7 @@ class _Simulator:
                               "EXISTS (SELECT 1 FROM m_loan l WHERE l.id = t.loan_id AND l.loan_status_id IN (300, 600))",
                          day, 1, (d - dt.timedelta(days=10), d))
         for tid, lid in rows:
+            self.touched.add(lid)
             ts = self.ts(day)
             cur.execute("UPDATE m_loan_transaction SET is_reversed = true, reversed_on_date = %s, "
                         "manually_adjusted_or_reversed = true, last_modified_on_utc = %s WHERE id = %s",
@@ -1315,18 +1428,26 @@ class _Simulator:
             self.stats["closed_loans"] += 1
 
 
-def simulate_days(conn: psycopg.Connection, start: dt.date, days: int, seed: int) -> dict[str, int]:
+def simulate_days(conn: psycopg.Connection, start: dt.date, days: int, seed: int,
+                  day_loans: int | None = None) -> dict[str, int]:
     """Simulate `days` days of activity from `start` (inclusive) on a demo database; returns counts.
 
     Deterministic for a given database state and seed. Commits after each day (as Fineract would).
+    day_loans: each day touches exactly that many loans (benchmarks), instead of an activity that
+    grows with the number of clients.
     """
-    sim = _Simulator(conn, seed)
+    if day_loans is not None and day_loans < 1:
+        raise ValueError(f"day_loans must be at least 1, got {day_loans}")
+    sim = _Simulator(conn, seed, day_loans)
     first = start.toordinal()
     for day in range(first, first + days):
         sim.day(day)
         conn.commit()
     log.info("simulated %d day(s) from %s: %s", days, start, sim.stats)
-    return dict(sim.stats)
+    stats = dict(sim.stats)
+    if day_loans is not None:
+        stats["touched_loans_last_day"] = len(sim.touched)
+    return stats
 
 
 # --------------------------------------------------------------------------------------------

@@ -469,6 +469,31 @@ def generate_surveys(mis_conn: psycopg.Connection, out_dir: Path, seed: int, as_
     }
 
 
+def write_day_submissions(mis_conn: psycopg.Connection, out_dir: Path, seed: int, day: date, count: int,
+                          asset_uid: str = "aDemoClientMonitoring") -> dict:
+    """A drop file with `count` follow-up surveys interviewed on `day` (a simulated day's fieldwork).
+
+    Why a separate export: the benchmark's nightly run must load the day's submissions, a fixed
+    number whatever the number of clients, so only `count` active clients are read from the MIS.
+    """
+    rows = mis_conn.execute(
+        """SELECT id, account_no, activation_date, office_id FROM m_client
+           WHERE status_enum = 300 AND activation_date < %s
+           ORDER BY md5(id::text || %s) LIMIT %s""", (day, f"survey:{seed}:{day}", count)).fetchall()
+    builder = _Builder(seed + day.toordinal(), day, asset_uid)
+    subs = []
+    first_id = 10_000_000 + (day.toordinal() % 100_000) * 1_000  # apart from the generated exports' _id
+    for n, (cid, account_no, activated, office) in enumerate(rows):
+        client = Client(int(cid), str(account_no), activated, None, int(office), None)
+        sub = builder.submission(client, builder.household(), "followup", day)
+        sub["_id"] = first_id + n
+        subs.append(sub)
+    path = Path(out_dir) / f"{asset_uid}__day_{day.isoformat()}.json"
+    if subs:
+        path.write_text(json.dumps(subs, indent=1), encoding="utf-8")
+    return {"file": path.name if subs else None, "submissions": len(subs)}
+
+
 def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description="Write demo Kobo submissions for the demo MIS.")

@@ -19,6 +19,9 @@
               loans changed in raw since the state (core_mart_changed_loans)
               and the rows dated from the month of the state's as-of date on
               (their period_end moved, or they are new).
+  Each condition below goes through an index of the raw table (the delta indexes
+  the build stage creates, plugins/spm_warehouse/delta_indexes.py), so finding the
+  changed loans reads the day's raw rows, not the history.
   Changed loans: since the state's watermark a raw row of the loan, its
   transactions (and schedule, where asked), its client or its group was
   merged or marked deleted; or such a row was entered between the state's
@@ -127,10 +130,13 @@
     {%- if core_mart_mode(state) == 'full' -%}
         {{ return('truncate table ' ~ this) }}
     {%- endif -%}
+    {#- two deletes, each through an index (date column; loan_id), rather than one OR that reads the table -#}
     {%- set sql -%}
         delete from {{ this }}
-        where {{ date_column }} >= {{ core_mart_moving_month(state) }}
-           or loan_id in ({{ core_mart_changed_loans(state, with_schedule) }})
+        where {{ date_column }} >= {{ core_mart_moving_month(state) }};
+        delete from {{ this }} t
+        using ({{ core_mart_changed_loans(state, with_schedule) }}) changed
+        where t.loan_id = changed.loan_id
     {%- endset -%}
     {{ return(sql) }}
 {% endmacro %}

@@ -52,3 +52,19 @@
         {%- endfor %}
     ) wm)
 {%- endmacro %}
+
+
+{#-
+  True when the incremental table exists but lacks `column` (built by an older version of the
+  model). The model then rebuilds itself in full (its pre-hook empties the table and dbt appends
+  the column, on_schema_change='append_new_columns'), instead of failing the night or rolling
+  rows forward from a state that does not carry what the roll-forward needs.
+-#}
+{% macro core_relation_lacks_column(relation, column) %}
+    {%- set existing = core_existing_relation(relation) -%}
+    {%- if existing is none -%}
+        {{ return(false) }}
+    {%- endif -%}
+    {%- set names = adapter.get_columns_in_relation(existing) | map(attribute='name') | map('lower') | list -%}
+    {{ return(column | lower not in names) }}
+{% endmacro %}

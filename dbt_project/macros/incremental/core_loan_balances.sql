@@ -21,6 +21,13 @@
   Everything is set-based: two window passes find, for every loan-month, the
   first unpaid installment and the schedule prefix, instead of a join of every
   month with every installment.
+
+  next_due_date (on the loan's last row in life only, else null): the earliest
+  installment due on or after the row's period_end. Until that date passes, the
+  row's schedule prefix cannot change, which lets a nightly run roll the row
+  forward (core_loan_balance_rollforward) without reading the loan's schedule.
+  The last row in life is always among the rows generated for a loan in scope
+  (gen_from never passes it), so a nightly recompute keeps it exact.
 -#}
 
 {% macro core_loan_balance_rows(scope_sql, stored_relation=none) %}
@@ -92,7 +99,8 @@ with scope_raw as (
         -- least/greatest ignore nulls: a loan without stored rows spans its life only
         -- (both null: nothing to write for this loan)
         case when coalesce(l.life_start_month, {{ stored_min }}) is not null
-             then greatest(l.from_month, least(l.life_start_month, {{ stored_min }})) end          as gen_from,
+             then least(greatest(l.from_month, least(l.life_start_month, {{ stored_min }})),
+                        least(l.life_end_month, {{ core_as_of_month() }})) end                  as gen_from,
         case when coalesce(l.life_end_month, {{ stored_max }}) is not null
              then least(greatest(l.life_end_month, {{ stored_max }}), {{ core_as_of_month() }}) end as gen_to
     from life l
@@ -191,6 +199,15 @@ with scope_raw as (
     {{ core_schedule_prefix('balances', 'schedule') }}
 )
 
+-- the loan's last row in life: the earliest installment due on or after its period_end
+, next_due as (
+    select b.loan_id, b.period_month, min(s.due_date) as next_due_date
+    from balances b
+    join life l on l.loan_id = b.loan_id and b.period_month = least(l.life_end_month, {{ core_as_of_month() }})
+    join schedule s on s.loan_id = b.loan_id and s.due_date >= b.period_end
+    group by b.loan_id, b.period_month
+)
+
 select
     b.loan_id,
     b.period_month,
@@ -209,11 +226,13 @@ select
         else 0
     end)::int                                                                   as days_in_arrears,
     case when b.outstanding_principal > 0 then s.due_date end                   as first_unpaid_due_date,
-    p.schedule_basis_hash
+    p.schedule_basis_hash,
+    nd.next_due_date
 from balances b
 left join first_unpaid fu on fu.loan_id = b.loan_id and fu.period_month = b.period_month
 left join schedule s on s.loan_id = fu.loan_id and s.installment_seq = fu.first_unpaid_seq
 left join prefix p on p.loan_id = b.loan_id and p.period_month = b.period_month
+left join next_due nd on nd.loan_id = b.loan_id and nd.period_month = b.period_month
 {% endmacro %}
 
 
@@ -260,4 +279,114 @@ left join prefix p on p.loan_id = b.loan_id and p.period_month = b.period_month
     ) x
     left join {{ schedule_cte }} sc on sc.loan_id = x.loan_id and sc.installment_seq = x.prefix_seq
     where x.kind = 0
+{% endmacro %}
+
+
+{#-
+  Balance rows rolled forward from the stored month, for loans none of whose
+  inputs changed since the state (see int_loan__balance_month).
+
+  Why: re-ageing a loan from its transactions and schedule reads its whole
+  history; a loan whose inputs did not change keeps its amounts, first unpaid
+  installment and write-off, and only its period_end moves (and the as-of month
+  row appears when the month turns). Days in arrears follow from the stored
+  first_unpaid_due_date; the schedule prefix and next_due_date change only for
+  loans whose stored next_due_date has passed, and only those loans' schedules
+  are read. Equal, row for row, to what core_loan_balance_rows would write
+  (test_kpi_incremental.py compares with --full-refresh).
+
+  stored_relation: the incremental table; prev_month: the state's as-of month;
+  changed_cte: loans (loan_id, from_month) recomputed in full tonight, which are
+  not rolled.
+-#}
+{% macro core_loan_balance_rollforward(stored_relation, prev_month, changed_cte) %}
+with rolled as (
+    select b.*
+    from {{ stored_relation }} b
+    where b.period_month = {{ prev_month }}
+      and (b.outstanding_principal > 0 or b.period_end <> {{ core_period_end('b.period_month') }})
+      and not exists (
+          select 1 from {{ changed_cte }} c
+          where c.loan_id = b.loan_id and c.from_month is not null
+      )
+)
+
+, rows as (
+    select
+        r.loan_id,
+        gs::date                                                                as period_month,
+        {{ core_period_end('gs::date') }}                                       as period_end,
+        gs::date = {{ core_as_of_month() }} or r.outstanding_principal = 0      as is_last,
+        r.first_disbursed_on,
+        r.written_off_on,
+        r.source_written_off_on,
+        r.principal_disbursed_to_date,
+        r.principal_repaid_to_date,
+        r.outstanding_principal,
+        r.first_unpaid_due_date,
+        r.schedule_basis_hash,
+        r.next_due_date
+    from rolled r
+    -- a loan still outstanding lives on to the as-of month; one paid off or written off
+    -- ended its life in the stored month, whose period_end alone moves
+    cross join lateral generate_series(
+        r.period_month,
+        case when r.outstanding_principal > 0 then {{ core_as_of_month() }} else r.period_month end,
+        interval '1 month') as gs
+)
+
+-- loans with an installment falling due since the stored period_end: their prefix moves
+, due_loans as (
+    select distinct loan_id
+    from rows
+    where next_due_date < period_end
+)
+
+, due_rows as (
+    select r.loan_id, r.period_month, r.period_end, r.is_last
+    from rows r
+    join due_loans d on d.loan_id = r.loan_id
+)
+
+, schedule as (
+    {{ core_schedule_cumulative('due_loans') }}
+)
+
+, prefix as (
+    {{ core_schedule_prefix('due_rows', 'schedule') }}
+)
+
+, next_due as (
+    select r.loan_id, r.period_month, min(s.due_date) as next_due_date
+    from due_rows r
+    join schedule s on s.loan_id = r.loan_id and s.due_date >= r.period_end
+    where r.is_last
+    group by r.loan_id, r.period_month
+)
+
+select
+    r.loan_id,
+    r.period_month,
+    r.period_end,
+    true                                                                        as in_life,
+    r.first_disbursed_on,
+    r.written_off_on,
+    r.source_written_off_on,
+    r.principal_disbursed_to_date,
+    r.principal_repaid_to_date,
+    r.outstanding_principal,
+    (case
+        when r.outstanding_principal > 0 and r.first_unpaid_due_date < r.period_end
+            then r.period_end - r.first_unpaid_due_date
+        else 0
+    end)::int                                                                   as days_in_arrears,
+    r.first_unpaid_due_date,
+    case when r.next_due_date < r.period_end then p.schedule_basis_hash
+         else r.schedule_basis_hash end                                         as schedule_basis_hash,
+    case when not r.is_last then null
+         when r.next_due_date < r.period_end then nd.next_due_date
+         else r.next_due_date end                                               as next_due_date
+from rows r
+left join prefix p on p.loan_id = r.loan_id and p.period_month = r.period_month
+left join next_due nd on nd.loan_id = r.loan_id and nd.period_month = r.period_month
 {% endmacro %}

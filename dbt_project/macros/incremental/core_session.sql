@@ -39,16 +39,18 @@ $core_analyze$
   renames the old one to a backup that keeps its index names until the end of
   the transaction, so "create index if not exists <name>" would silently skip
   the new table. The index gets PostgreSQL's generated name.
+  where / where_def: a partial index, its predicate as written and as
+  PostgreSQL prints it in pg_indexes (e.g. 'not in_life' / '(NOT in_life)').
 -#}
-{% macro core_index(columns, unique=false) -%}
+{% macro core_index(columns, unique=false, where=none, where_def=none) -%}
 do $core_index$
 begin
     if not exists (
         select 1 from pg_indexes
         where schemaname = '{{ this.schema }}' and tablename = '{{ this.identifier }}'
-          and indexdef like '%({{ columns }})'
+          and indexdef like '%({{ columns }}){{ " WHERE " ~ where_def if where else "" }}'
     ) then
-        create {{ 'unique ' if unique else '' }}index on {{ this }} ({{ columns }});
+        create {{ 'unique ' if unique else '' }}index on {{ this }} ({{ columns }}){{ ' where ' ~ where if where else '' }};
     end if;
 end
 $core_index$

@@ -2,7 +2,8 @@
 -- They travel with their build through every rename, so `publication_info` always describes the
 -- data next to it. Views run with their owner's rights: BI roles read them without any access to
 -- meta, and they expose run ids, dates, counts and statuses only.
--- Placeholders (psycopg sql.SQL.format): {publication_info}, {data_health_runs}, {build_id}.
+-- Placeholders (psycopg sql.SQL.format): {publication_info}, {data_health_runs}, {data_health_checks},
+-- {data_health_quarantine}, {build_id}, {stale_after_days} (SPM_PUBLICATION_STALE_DAYS).
 
 CREATE VIEW {publication_info} AS
 SELECT p.build_id,
@@ -13,12 +14,24 @@ SELECT p.build_id,
        (SELECT max(l.published_at) FROM meta.publications l WHERE l.build_id = p.build_id) AS live_since,
        (p.watermarks ->> 'mis')::timestamptz AS mis_data_until,
        (p.watermarks ->> 'surveys')::timestamptz AS surveys_data_until,
-       p.run_id
+       p.run_id,
+       current_date - p.as_of_date AS data_age_days,
+       p.published_at::date - p.as_of_date AS as_of_lag_at_publication_days,
+       {stale_after_days}::integer AS stale_after_days,
+       (current_date - p.as_of_date > {stale_after_days}) AS is_stale,
+       CASE WHEN current_date - p.as_of_date > {stale_after_days}
+            THEN 'STALE: the figures are as of ' || p.as_of_date || ', ' || (current_date - p.as_of_date)
+                 || ' days ago (published ' || to_char(p.published_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')
+                 || ', limit ' || {stale_after_days} || ' days)'
+            ELSE 'Fresh: the figures are as of ' || p.as_of_date || ', ' || (current_date - p.as_of_date)
+                 || ' days ago'
+       END AS freshness
 FROM meta.publications p
 WHERE p.build_id = {build_id} AND p.action = 'publish';
 
 COMMENT ON VIEW {publication_info} IS
-    'What BI is looking at and how fresh it is (build, as-of date, publication time, row counts, checks)';
+    'What BI is looking at and how fresh it is (build, as-of date, publication time, row counts, checks, '
+    'whether the as-of date is older than SPM_PUBLICATION_STALE_DAYS today)';
 
 -- Every run the gate judged, and runs that loaded data but never reached the gate ("incomplete").
 CREATE VIEW {data_health_runs} AS
@@ -52,3 +65,37 @@ LEFT JOIN (SELECT run_id, count(*) AS n FROM meta.quarantine GROUP BY run_id) q 
 
 COMMENT ON VIEW {data_health_runs} IS
     'Every nightly run: as-of date, gate verdict counts, quarantined rows, when it was published';
+
+-- Every check of every run that did not pass: which check, whether it blocks, and the gate's own message.
+CREATE VIEW {data_health_checks} AS
+SELECT c.run_id,
+       g.as_of_date,
+       c.check_name,
+       c.kind,
+       c.status,
+       c.blocking,
+       c.message,
+       c.checked_at
+FROM meta.check_results c
+LEFT JOIN meta.gate_runs g ON g.run_id = c.run_id
+WHERE c.status <> 'pass';
+
+COMMENT ON VIEW {data_health_checks} IS
+    'Checks that warned or failed, per run: name, kind, blocking or not, and why (the gate message)';
+
+-- Quarantined input per run, source and reason code. The reason code is the text before the first ':'
+-- (the rest names the rejected value, e.g. an account number, which BI must not read).
+CREATE VIEW {data_health_quarantine} AS
+SELECT q.run_id,
+       g.as_of_date,
+       coalesce(q.source, 'unknown') AS source,
+       coalesce(nullif(btrim(split_part(q.reason, ':', 1)), ''), 'no reason recorded') AS reason,
+       count(*)::bigint AS quarantined_rows,
+       min(q.detected_at) AS first_detected_at
+FROM meta.quarantine q
+LEFT JOIN meta.gate_runs g ON g.run_id = q.run_id
+GROUP BY q.run_id, g.as_of_date, coalesce(q.source, 'unknown'),
+         coalesce(nullif(btrim(split_part(q.reason, ':', 1)), ''), 'no reason recorded');
+
+COMMENT ON VIEW {data_health_quarantine} IS
+    'Quarantined rows per run, source and reason code (never the rejected values themselves)';

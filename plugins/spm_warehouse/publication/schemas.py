@@ -38,7 +38,7 @@ from spm_warehouse import settings
 from spm_warehouse.build import STATE_COLUMNS
 
 # Views that publish creates inside each build (health_views.sql); no dbt model builds them.
-HEALTH_VIEWS = ("publication_info", "data_health_runs")
+HEALTH_VIEWS = ("publication_info", "data_health_runs", "data_health_checks", "data_health_quarantine")
 RECYCLING_SUFFIX = "_recycling"
 RECYCLED_KEY = "recycled_from_build_id"
 _INDEX_DEF = re.compile(r"^CREATE (UNIQUE )?INDEX \S+ ON \S+ (USING .+)$")

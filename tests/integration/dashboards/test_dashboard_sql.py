@@ -12,11 +12,12 @@ import uuid
 import dashboards_fake_warehouse as fake  # tests/fixtures is on sys.path (pyproject.toml)
 import psycopg
 import pytest
+import yaml
 from dashboards_assets import DATASETS
 from databases import create_database, drop_database
 from psycopg import sql
 
-from dashboards import access
+from dashboards import access, bundle, import_values
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +30,18 @@ def contract_db(pg_server_url):
     drop_database(pg_server_url, name)
 
 
+def bundled_datasets() -> dict[str, dict]:
+    """The datasets as the import bundle hands them to Superset (settings filled into metric expressions)."""
+    values = {"WAREHOUSE_USERINFO": "bi_reader", "WAREHOUSE_HOST": "h", "WAREHOUSE_PORT": "1", "WAREHOUSE_DB": "d"}
+    return {rel: yaml.safe_load(text) for rel, text in bundle.bundle_contents(values, currency="UGX").items()
+            if rel.startswith("datasets/")}
+
+
 def test_datasets_run_on_postgresql(contract_db):
     """Every dataset column, calculated column and metric is valid SQL on the analytics contract schema."""
+    assert len(bundled_datasets()) == len(DATASETS)
     with psycopg.connect(contract_db) as conn:
-        for name, ds in DATASETS.items():
+        for name, ds in bundled_datasets().items():
             source = (sql.SQL("({}) AS virtual").format(sql.SQL(ds["sql"])) if ds.get("sql")
                       else sql.Identifier(ds["schema"], ds["table_name"]))
             exprs = [sql.SQL(c["expression"]) if c.get("expression") else sql.Identifier(c["column_name"])
@@ -100,3 +109,76 @@ def test_branch_roles_are_checked_against_meta_branch_access(contract_db):
     assert "'North'" in problems[0] and "[2, 3]" in problems[0] and "[2]" in problems[0]
     assert "'Ghost'" in problems[1] and "no row" in problems[1]
     assert access.check_against_warehouse(roles[:1], mapping) == []
+
+
+def test_yearly_retention_metric_gives_the_branch_rate_and_rolls_branches_up(contract_db):
+    """One branch and month: the published retention_rate_12m; all branches: their summed parts."""
+    ds = next(d for d in DATASETS.values() if d["table_name"] == "kpi_branch_month")
+    metric = next(m["expression"] for m in ds["metrics"] if m["metric_name"] == "retention_rate_12m")
+    with psycopg.connect(contract_db) as conn:
+        rows = conn.execute(sql.SQL("SELECT branch_id, period_end, {}, max(retention_rate_12m) "
+                                    "FROM analytics.kpi_branch_month GROUP BY 1, 2").format(sql.SQL(metric))).fetchall()
+        rolled = conn.execute(sql.SQL("SELECT {} FROM analytics.kpi_branch_month WHERE period_end = '2024-06-30'")
+                              .format(sql.SQL(metric))).fetchone()[0]
+        parts = conn.execute(
+            """SELECT sum(k.active_clients)::numeric / sum(y.active_clients + n.new_12)
+               FROM analytics.kpi_branch_month k
+               JOIN analytics.kpi_branch_month y ON y.branch_id = k.branch_id AND y.period_end = date '2023-06-30'
+               JOIN (SELECT branch_id, sum(new_clients) AS new_12 FROM analytics.kpi_branch_month
+                     WHERE period_end > date '2023-06-30' GROUP BY 1) n ON n.branch_id = k.branch_id
+               WHERE k.period_end = date '2024-06-30'""").fetchone()[0]
+    with_rate = [r for r in rows if r[3] is not None]
+    assert with_rate and all(round(float(a), 10) == round(float(b), 10) for _, _, a, b in with_rate)
+    assert all(a is None for _, _, a, b in rows if b is None)  # fewer than twelve earlier months: no rate
+    assert round(float(rolled), 10) == round(float(parts), 10)
+
+
+def test_import_values_read_the_currency_and_branch_colours_from_analytics(contract_db, monkeypatch):
+    monkeypatch.delenv("SPM_REPORTING_CURRENCY", raising=False)
+    with psycopg.connect(contract_db) as conn:
+        values = import_values.read_import_values(conn)
+        assert values.currency == fake.REPORTING_CURRENCY
+        names = [r[0] for r in conn.execute("SELECT branch_name FROM analytics.dim_branch "
+                                            "ORDER BY branch_id < 0, NOT is_leaf, branch_id")]
+        assert names[:3] == ["Gulu", "Mbarara", "Lira"] and names[-1] == "Unknown"
+        assert [values.label_colors[n] for n in names] == list(import_values.PALETTE[:len(names)])
+        conn.execute("UPDATE analytics.dim_product SET currency_code = 'KES' WHERE product_id = 2")
+        several = import_values.read_import_values(conn)
+        assert several.currency is None and "several currencies" in several.notes[0]
+        monkeypatch.setenv("SPM_REPORTING_CURRENCY", "USD")
+        assert import_values.read_import_values(conn).currency == "USD"
+        conn.rollback()
+
+
+def test_regions_expand_to_their_leaf_branches(contract_db):
+    with psycopg.connect(contract_db) as conn:
+        regions = access.region_branches(conn)
+    want = {}
+    for office_id, _name, _parent, region_id, _region, leaf in fake.OFFICES:
+        if leaf:
+            want.setdefault(region_id, set()).add(office_id)
+    assert regions == want and regions[10] == {2, 4}
+
+
+def test_outcome_means_of_small_cells_are_empty_and_n_stays(contract_db, monkeypatch):
+    """A mean over fewer clients than SPM_MIN_CELL_N is not shown; the n next to it is."""
+    monkeypatch.setenv("SPM_MIN_CELL_N", "6")
+    ds = bundled_datasets()["datasets/SPM_warehouse/kpi_client_outcomes.yaml"]
+    metric = {m["metric_name"]: m["expression"] for m in ds["metrics"]}
+    query = sql.SQL("SELECT branch_id, {}, {} FROM analytics.kpi_client_outcomes "
+                    "WHERE gender = 'female' AND area = 'rural' AND poverty_band_at_entry = 'unknown' AND product_id = 1 "
+                    "GROUP BY 1 ORDER BY 1").format(sql.SQL(metric["clients_income"]), sql.SQL(metric["avg_income_change"]))
+    with psycopg.connect(contract_db) as conn:
+        rows = conn.execute(query).fetchall()
+    # the fake has 4 + branch_id clients per cell (6, 7, 8): at a minimum of 6 every mean shows
+    assert [(b, n) for b, n, _ in rows] == [(2, 6), (3, 7), (4, 8)]
+    assert all(mean is not None for _, _, mean in rows)
+    monkeypatch.setenv("SPM_MIN_CELL_N", "7")
+    ds = bundled_datasets()["datasets/SPM_warehouse/kpi_client_outcomes.yaml"]
+    metric = {m["metric_name"]: m["expression"] for m in ds["metrics"]}
+    with psycopg.connect(contract_db) as conn:
+        rows = conn.execute(sql.SQL("SELECT branch_id, {}, {} FROM analytics.kpi_client_outcomes "
+                                    "WHERE gender = 'female' AND area = 'rural' AND poverty_band_at_entry = 'unknown' "
+                                    "AND product_id = 1 GROUP BY 1 ORDER BY 1").format(
+            sql.SQL(metric["clients_income"]), sql.SQL(metric["avg_income_change"]))).fetchall()
+    assert [(b, n, mean is None) for b, n, mean in rows] == [(2, 6, True), (3, 7, False), (4, 8, False)]

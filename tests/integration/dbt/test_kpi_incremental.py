@@ -14,19 +14,22 @@ from datetime import date, datetime, timezone
 
 import psycopg
 import pytest
-from databases import drop_database
+from databases import create_database, drop_database, unique_name, with_database
 from star_world import (
     MARTS,
     NIGHT1,
     NIGHT2,
+    client,
     clone_world,
     dbt,
     fingerprint,
     query,
+    ts,
     txn,
     upsert_raw,
 )
 
+from spm_warehouse import delta_indexes
 from spm_warehouse.sources.fineract_tables import TABLES
 
 pytestmark = pytest.mark.usefixtures("star_world")
@@ -34,7 +37,9 @@ pytestmark = pytest.mark.usefixtures("star_world")
 D = date.fromisoformat
 SNAPSHOT_COLUMNS = ("loan_id, period_month, period_end, in_life, first_disbursed_on, written_off_on, "
                     "principal_disbursed_to_date, principal_repaid_to_date, outstanding_principal, days_in_arrears, "
-                    "first_unpaid_due_date, schedule_basis_hash")
+                    "first_unpaid_due_date, schedule_basis_hash, next_due_date")
+# The incremental intermediate models, compared with a full rebuild like the marts.
+INCREMENTAL_INTERMEDIATE = ("int_loan__balance_month", "int_loan__lifecycle", "int_client__history")
 
 
 def snapshots(url: str) -> list[tuple]:
@@ -154,3 +159,102 @@ def test_a_source_without_the_optional_tables_still_builds_every_mart(star_world
               "FROM analytics_build.fct_portfolio_month GROUP BY period_end ORDER BY period_end")
     assert query(url, totals) == query(star_world.url, totals)
     assert query(url, "SELECT count(*) AS n FROM analytics_build.kpi_branch_month")[0]["n"] > 0
+
+
+def _equal_to_full_refresh(server_url: str, nightly_db: str, as_of: date, tmp) -> None:
+    """A copy of the nightly database rebuilt with --full-refresh holds the same rows, marts and
+    incremental intermediate models alike."""
+    nightly_url = with_database(server_url, nightly_db)
+    nightly_marts = fingerprint(nightly_url, "analytics_build")
+    nightly_int = fingerprint(nightly_url, "intermediate", INCREMENTAL_INTERMEDIATE)
+    name = unique_name("star_full")
+    url = create_database(server_url, name, template=nightly_db)
+    try:
+        dbt(url, as_of, tmp / name, ["run", "--full-refresh"])
+        full_marts = fingerprint(url, "analytics_build")
+        full_int = fingerprint(url, "intermediate", INCREMENTAL_INTERMEDIATE)
+    finally:
+        drop_database(server_url, name)
+    assert full_int == nightly_int, {k: (sorted(set(nightly_int[k]) - set(full_int[k])),
+                                         sorted(set(full_int[k]) - set(nightly_int[k])))
+                                     for k in full_int if full_int[k] != nightly_int[k]}
+    assert full_marts == nightly_marts, [k for k in MARTS if full_marts[k] != nightly_marts[k]]
+
+
+def test_nights_rolled_forward_equal_full_refresh(star_world, tmp_path):
+    """Three more nights, each compared with a --full-refresh copy: the month turns (loans rolled forward
+    from the stored June rows), an installment falls due (its schedule prefix moves without a change of
+    the loan), a repayment backdated into June, a branch transfer, and a night with no change at all."""
+    name, url = clone_world(star_world, "star_nights")
+    try:
+        # the nights run with the raw delta indexes the build stage creates (index plans, same rows)
+        with psycopg.connect(url) as conn:
+            created = delta_indexes.ensure_delta_indexes(conn)
+            conn.commit()
+            assert delta_indexes.ensure_delta_indexes(conn) == []  # once only
+        assert {"m_loan_transaction(loan_id)", "m_loan_transaction(_extracted_at)", "m_loan(client_id)",
+                "m_loan_repayment_schedule(created_on_utc)"} <= set(created), created
+        night3, night4, night5 = D("2024-07-02"), D("2024-07-20"), D("2024-08-05")
+        with psycopg.connect(url) as conn:
+            upsert_raw(conn, {"m_loan_transaction": [txn(9001, 1, 2, "2024-07-01", 50)]},
+                       datetime(2024, 7, 3, 2, 0, tzinfo=timezone.utc))
+        dbt(url, night3, tmp_path, ["run"])
+        rolled = query(url, """SELECT loan_id, period_month, period_end, days_in_arrears, next_due_date
+                               FROM intermediate.int_loan__balance_month
+                               WHERE loan_id IN (4, 5) AND _as_of_date = %s ORDER BY 1, 2""", (night3,))
+        # loans 4 and 5 did not change: their June rows end on June 30 and a July row appears, read
+        # from the stored June row (loan 5's next installment, due 07-15, has not passed yet)
+        assert [(r["loan_id"], r["period_month"], r["period_end"]) for r in rolled] == [
+            (4, D("2024-06-01"), D("2024-06-30")), (4, D("2024-07-01"), night3),
+            (5, D("2024-06-01"), D("2024-06-30")), (5, D("2024-07-01"), night3)]
+        assert [r["next_due_date"] for r in rolled] == [None, None, None, D("2024-07-15")]
+        # client 1's survey of 07-02 is now known (its assessments' fingerprint changed): only its history
+        # is rewritten; client 4's stays as night 2 wrote it
+        hist = query(url, "SELECT client_id, max(_as_of_date) AS w FROM intermediate.int_client__history GROUP BY 1")
+        written = {r["client_id"]: r["w"] for r in hist}
+        assert (written[1], written[4]) == (night3, NIGHT2), written
+        _equal_to_full_refresh(star_world.server_url, name, night3, tmp_path)
+
+        with psycopg.connect(url) as conn:
+            upsert_raw(conn, {
+                # a repayment of loan 4 backdated into June, entered on 07-19
+                "m_loan_transaction": [txn(9002, 4, 2, "2024-06-05", 60, created=ts(D("2024-07-19")))],
+                # client 3 (loan 3, branch B) transferred to branch A on 07-10
+                "m_client": [client(3, 3, 101, 41, 172, 300, "2024-02-01", "2024-02-20", joining="2024-07-10",
+                                    modified=ts(D("2024-07-10")))],
+            }, datetime(2024, 7, 20, 2, 0, tzinfo=timezone.utc))
+        dbt(url, night4, tmp_path, ["run"])
+        l5 = query(url, """SELECT days_in_arrears, next_due_date, first_unpaid_due_date
+                           FROM intermediate.int_loan__balance_month WHERE loan_id = 5 AND period_month = '2024-07-01'""")
+        # installment 2 (due 07-15) is unpaid: 5 days in arrears, no installment left
+        assert [(r["days_in_arrears"], r["next_due_date"], r["first_unpaid_due_date"]) for r in l5] == [
+            (5, None, D("2024-07-15"))]
+        branch = query(url, "SELECT branch_id FROM analytics_build.fct_loan WHERE loan_id = 3")
+        assert [r["branch_id"] for r in branch] == [3]
+        _equal_to_full_refresh(star_world.server_url, name, night4, tmp_path)
+
+        dbt(url, night5, tmp_path, ["run"])  # nothing changed: every live loan is rolled into August
+        written = query(url, """SELECT count(*) AS n FROM intermediate.int_loan__balance_month
+                                WHERE _as_of_date = %s AND period_month = '2024-08-01'""", (night5,))
+        assert written[0]["n"] == 3  # loans 1, 4 and 5
+        _equal_to_full_refresh(star_world.server_url, name, night5, tmp_path)
+    finally:
+        drop_database(star_world.server_url, name)
+
+
+def test_tables_of_the_previous_version_rebuild_themselves(star_world, clone):
+    """An installed warehouse upgraded to this version: int_loan__balance_month without next_due_date,
+    int_loan__lifecycle and int_client__history as the plain tables they were. The next night rebuilds them in
+    full, equal to today's."""
+    url, tmp = clone
+    with psycopg.connect(url) as conn:
+        conn.execute("ALTER TABLE intermediate.int_loan__balance_month DROP COLUMN next_due_date")
+        conn.execute("""ALTER TABLE intermediate.int_loan__lifecycle DROP COLUMN next_event_on,
+                        DROP COLUMN _as_of_date, DROP COLUMN _cutoff_ts, DROP COLUMN _watermark, DROP COLUMN _backfill""")
+        conn.execute("""ALTER TABLE intermediate.int_client__history DROP COLUMN next_event_on, DROP COLUMN ppi_basis_hash,
+                        DROP COLUMN _as_of_date, DROP COLUMN _cutoff_ts, DROP COLUMN _watermark, DROP COLUMN _backfill""")
+        conn.commit()
+    dbt(url, NIGHT2, tmp, ["run"])
+    assert fingerprint(url, "intermediate", INCREMENTAL_INTERMEDIATE) == \
+        fingerprint(star_world.url, "intermediate", INCREMENTAL_INTERMEDIATE)
+    assert fingerprint(url, "analytics_build") == fingerprint(star_world.url, "analytics_build")

@@ -75,6 +75,17 @@ def test_unknown_scorecard_and_empty_poverty_line(warehouse, monkeypatch):
     assert "ppi_poverty_line = '$9.99/day'" in stage_error()
 
 
+@pytest.mark.parametrize("value, expected", [
+    ("ten", "SPM_MIN_CELL_N must be a whole number of clients (1 or more), got 'ten'"),
+    ("0", "SPM_MIN_CELL_N must be 1 or more (1 shows every mean), got 0"),
+])
+def test_a_wrong_small_sample_size_is_one_line(warehouse, monkeypatch, value, expected):
+    monkeypatch.setenv("SPM_MIN_CELL_N", value)
+    assert stage_error().endswith(expected)
+    monkeypatch.setenv("SPM_MIN_CELL_N", "25")
+    assert pipeline.preflight()["min_cell_n"] == 25
+
+
 def test_branch_access_naming_an_unknown_branch(warehouse, tmp_path, monkeypatch):
     monkeypatch.setenv("SPM_SUPERSET_BRANCH_ACCESS", branch_file(tmp_path, [2, 77]))
     text = stage_error()
@@ -87,6 +98,15 @@ def test_branch_access_naming_an_unknown_branch(warehouse, tmp_path, monkeypatch
         conn.commit()
     text = stage_error()
     assert "meta.branch_access: role 'bm_west' names unknown branch(es) 9" in text
+
+
+def test_branch_access_naming_an_unknown_region(warehouse, tmp_path, monkeypatch):
+    """A regional manager's region_ids are m_office ids too: an unknown one is named."""
+    path = tmp_path / "branch_access.yaml"
+    path.write_text("branch_roles:\n  - name: \"Regional manager: North\"\n    region_ids: [1, 55]\n")
+    monkeypatch.setenv("SPM_SUPERSET_BRANCH_ACCESS", str(path))
+    text = stage_error()
+    assert "SPM_SUPERSET_BRANCH_ACCESS" in text and "unknown branch(es) 55" in text
 
 
 @pytest.mark.parametrize("value, expected", [

@@ -313,3 +313,35 @@ def test_the_gate_verdict_survives_the_trip_through_xcom():
     # a dict that claims to pass while carrying a blocking failure does not pass
     forged = dict(failed.as_dict(), passed=True)
     assert GateVerdict.from_dict(forged).passed is False
+
+
+def test_data_health_says_which_check_warned_why_rows_were_quarantined_and_when_data_is_stale(wh, monkeypatch):
+    gate.ensure_gate_tables(wh)
+    checks = [CheckResult("dbt.test_warnings", "dbt", "warn", False, {"warned": 1}, "1 dbt tests warned: x (1 rows)"),
+              CheckResult("rows.kpi", "rows", "pass", True, {}, "")]
+    gate.record_verdict(wh, GateVerdict(passed=True, checks=checks, run_id="run-ok", as_of=AS_OF,
+                                        started_at=date(2024, 7, 1), finished_at=date(2024, 7, 1)))
+    wh.execute("INSERT INTO meta.quarantine (source, source_key, reason, run_id) VALUES "
+               "('kobo:a', 'k1', 'unknown_client: account_no ''976140861'' not in m_client', 'run-ok'), "
+               "('kobo:a', 'k2', 'unknown_client: account_no ''950745863'' not in m_client', 'run-ok'), "
+               "('kobo:a', 'k3', 'missing_ppi_answer: ppi/q03 empty', 'run-ok'), ('kobo:a', 'k4', NULL, 'run-ok')")
+    wh.commit()
+    monkeypatch.setenv("SPM_PUBLICATION_STALE_DAYS", "3")
+    new_build(wh, "ok")
+    publish.publish(wh, "run-ok", AS_OF)
+    assert wh.execute("SELECT check_name, status, blocking, message FROM analytics.data_health_checks").fetchall() == [
+        ("dbt.test_warnings", "warn", False, "1 dbt tests warned: x (1 rows)")]
+    quarantine = wh.execute("SELECT reason, quarantined_rows FROM analytics.data_health_quarantine "
+                            "WHERE run_id = 'run-ok' ORDER BY 1").fetchall()
+    assert quarantine == [("missing_ppi_answer", 1), ("no reason recorded", 1), ("unknown_client", 2)]
+    # the rejected values (account numbers) stay in meta: BI sees reason codes only
+    assert "976140861" not in str(wh.execute("SELECT * FROM analytics.data_health_quarantine").fetchall())
+    stale, age, note = wh.execute("SELECT is_stale, data_age_days, freshness FROM analytics.publication_info").fetchone()
+    assert stale is True and age == (date.today() - AS_OF).days and note.startswith(f"STALE: the figures are as of {AS_OF}")
+    monkeypatch.setenv("SPM_PUBLICATION_STALE_DAYS", str(age + 1))
+    new_build(wh, "again")
+    publish.publish(wh, "run-ok", AS_OF)
+    assert wh.execute("SELECT is_stale, freshness LIKE 'Fresh:%' FROM analytics.publication_info").fetchone() == (
+        False, True)
+    for view in ("data_health_checks", "data_health_quarantine"):
+        assert wh.execute("SELECT has_table_privilege('bi_reader', %s, 'SELECT')", (f"analytics.{view}",)).fetchone()[0]

@@ -32,7 +32,7 @@ def test_no_cycles_and_stage_order(dagbag):
     dag = dagbag.dags["spm_nightly"]
     order = [t.task_id for t in dag.topological_sort()]
     stages = ["preflight", "prepare", "extract_mis.extract_fineract", "build.dbt_build", "gate.quality_gate",
-              "publish.publish_analytics", "report"]
+              "publish.publish_analytics", "kpi_alerts", "report"]
     positions = [order.index(s) for s in stages]
     assert positions == sorted(positions), order
     assert order.index("extract_surveys.extract_kobo") < order.index("build.dbt_build")
@@ -46,6 +46,10 @@ def test_nightly_settings(dagbag):
     assert "published_ok" in {t.task_id for t in dag.leaves}, "a blocked night must fail the run"
     report = dag.get_task("report")
     assert report.trigger_rule == "all_done"
+    # the night's new KPI alerts go out after publication, only when it succeeded, before the lease is given back
+    alerts = dag.get_task("kpi_alerts")
+    assert alerts.upstream_task_ids == {"publish.publish_analytics"} and alerts.trigger_rule == "all_success"
+    assert "kpi_alerts" in report.upstream_task_ids
     for task in dag.tasks:
         assert task.on_failure_callback, f"{task.task_id} has no failure alert"
     groups = {t.task_id.split(".")[0] for t in dag.tasks if "." in t.task_id}

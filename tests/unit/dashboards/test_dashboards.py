@@ -15,12 +15,13 @@ import zipfile
 
 import pytest
 import yaml
-from dashboards_assets import ASSETS, CHARTS, DASHBOARDS, DATABASES, DATASETS
+from dashboards_assets import ASSETS, CHARTS, DASHBOARDS, DATABASES, DATASETS, PERIOD_INDEPENDENT
 
-from dashboards import access, bundle, config, install, provision, server
+from dashboards import access, bundle, config, import_values, install, provision, server
 from spm_warehouse import settings
+from spm_warehouse.publication.schemas import HEALTH_VIEWS
 
-FILTER_NAMES = {"Branch", "Product", "Loan officer", "Gender", "Period"}
+FILTER_NAMES = {"Region", "Branch", "Product", "Loan officer", "Gender", "Period", "Period grain"}
 DATASET_BY_UUID = {d["uuid"]: d for d in DATASETS.values()}
 CHART_BY_UUID = {c["uuid"]: c for c in CHARTS.values()}
 
@@ -152,7 +153,7 @@ def test_custom_sql_in_charts_has_no_subquery():
 # Remove an entry once the model has the column (the e2e on the demo warehouse fails until then).
 PENDING_MART_COLUMNS: set[tuple[str, str]] = set()
 # Views made by publish.py (not dbt models); their columns are checked by the e2e on the demo warehouse.
-PUBLISH_VIEWS = {"data_health_runs", "publication_info"}
+PUBLISH_VIEWS = set(HEALTH_VIEWS)  # views publish creates in every build (publication/health_views.sql)
 
 
 def dbt_model_columns() -> dict[str, set[str]]:
@@ -334,7 +335,7 @@ def test_every_dataset_with_a_branch_gets_the_filter():
     with_branch = {d["table_name"] for d in DATASETS.values() if any(c["column_name"] == "branch_id" for c in d["columns"])}
     assert keyed == with_branch
     # only branch-free reference data escapes the branch filter
-    assert set(access.all_datasets().values()) - keyed == {"data_health_runs", "publication_info", "dim_product"}
+    assert set(access.all_datasets().values()) - keyed == {*HEALTH_VIEWS, "dim_product"}
     spec = access.access_spec(access.parse_branch_roles({"branch_roles": [{"name": "r", "branch_ids": [7]}]}))
     assert spec["roles"] == [{"name": "r", "clause": "branch_id = 7", "filter_name": access.RLS_FILTER_PREFIX + "r",
                               "description": ""}]
@@ -358,3 +359,165 @@ def test_only_assets_of_our_earlier_import_are_pruned(tmp_path):
     assert provision.stale_assets(p, current) == {}  # first import: nothing is ours yet
     (tmp_path / provision.IMPORTED_FILE).write_text('{"dashboards": ["d1", "d0"], "charts": ["c1", "c9"], "datasets": []}')
     assert provision.stale_assets(p, current) == {"dashboards": ["d0"], "charts": ["c9"], "datasets": []}
+
+
+def test_regional_roles_expand_to_their_regions_branches():
+    roles = access.parse_branch_roles({"branch_roles": [
+        {"name": "Regional manager: North", "region_ids": [10], "warehouse_role": "rm_north"},
+        {"name": "Gulu and West", "branch_ids": [2], "region_ids": [11]},
+        {"name": "Branch manager: Lira", "branch_ids": [4]},
+    ]})
+    assert roles[0].branch_ids == () and roles[0].region_ids == (10,)
+    with pytest.raises(access.AccessConfigError, match="not expanded"):
+        _ = roles[0].clause
+    expanded = access.expand_regions(roles, {10: {2, 4}, 11: {3}})
+    assert [r.clause for r in expanded] == ["branch_id IN (2, 4)", "branch_id IN (2, 3)", "branch_id = 4"]
+    # the comparison with meta.branch_access sees the expanded branches
+    assert access.check_against_warehouse(expanded, {"rm_north": {2, 4}}) == []
+    assert access.check_against_warehouse(expanded, {"rm_north": {2}}) != []
+    with pytest.raises(access.AccessConfigError, match="region 12 has no branches"):
+        access.expand_regions(access.parse_branch_roles({"branch_roles": [{"name": "x", "region_ids": [12]}]}),
+                              {10: {2}})
+    with pytest.raises(access.AccessConfigError, match="'branch_ids' or 'region_ids'"):
+        access.parse_branch_roles({"branch_roles": [{"name": "x"}]})
+
+
+# ---------------------------------------------------------------- what a manager reads
+
+
+AMOUNT_METRICS = {"gross_loan_portfolio", "par30_principal", "par1_principal", "par90_principal", "write_off_amount",
+                  "avg_income_change", "outstanding_principal"}
+
+
+def test_amount_metrics_carry_the_reporting_currency_and_nothing_else_does():
+    seen = set()
+    for name, ds in DATASETS.items():
+        for m in ds["metrics"]:
+            if m["metric_name"] in AMOUNT_METRICS:
+                assert m["currency"] == {"symbol": bundle.CURRENCY_PLACEHOLDER, "symbolPosition": "prefix"}, (name, m)
+                seen.add(m["metric_name"])
+            else:
+                assert not m.get("currency"), (name, m["metric_name"])
+    assert seen == AMOUNT_METRICS
+
+
+def test_bundle_fills_the_currency_and_the_same_colours_on_every_dashboard():
+    values = {"WAREHOUSE_USERINFO": "bi_reader", "WAREHOUSE_HOST": "h", "WAREHOUSE_PORT": "1", "WAREHOUSE_DB": "d"}
+    colours = {"Gulu": "#1FA8C9", "Lira": "#454E7C"}
+    files = bundle.bundle_contents(values, currency="KES", label_colors=colours)
+    ds = yaml.safe_load(files["datasets/SPM_warehouse/kpi_branch_month.yaml"])
+    metric = {m["metric_name"]: m for m in ds["metrics"]}
+    assert metric["gross_loan_portfolio"]["currency"] == {"symbol": "KES", "symbolPosition": "prefix"}
+    assert metric["par30_ratio"]["currency"] is None
+    assert not any(bundle.PLACEHOLDER.search(t) for t in files.values())
+    for rel, text in files.items():
+        if rel.startswith("dashboards/"):
+            assert yaml.safe_load(text)["metadata"]["label_colors"] == colours, rel
+    unknown = bundle.bundle_contents(values, currency=None)
+    ds = yaml.safe_load(unknown["datasets/SPM_warehouse/kpi_branch_month.yaml"])
+    assert all(m["currency"] is None for m in ds["metrics"])
+
+
+def test_reporting_currency_comes_from_the_setting_or_the_one_product_currency(monkeypatch):
+    monkeypatch.setenv("SPM_REPORTING_CURRENCY", "kes")
+    assert import_values.currency_from_setting() == "KES"
+    monkeypatch.setenv("SPM_REPORTING_CURRENCY", "shilling")
+    with pytest.raises(import_values.ImportValuesError, match="SPM_REPORTING_CURRENCY"):
+        import_values.currency_from_setting()
+    assert import_values.currency_from_products(["UGX", " ugx", "", None])[0] == "UGX"
+    code, note = import_values.currency_from_products(["UGX", "KES"])
+    assert code is None and "KES, UGX" in note and "SPM_REPORTING_CURRENCY" in note
+    assert import_values.currency_from_products([])[0] is None
+    colours = import_values.label_colors(["Gulu", "Lira"], ["Group loan"])
+    assert colours == {"Gulu": import_values.PALETTE[0], "Lira": import_values.PALETTE[1],
+                       "Group loan": import_values.PALETTE[0]}
+
+
+def test_every_chart_on_a_dashboard_with_a_period_filter_follows_it():
+    for name, dash in DASHBOARDS.items():
+        if "Period" not in {f["name"] for f in dash["metadata"]["native_filter_configuration"]}:
+            continue
+        for entry in chart_entries(dash):
+            chart = CHART_BY_UUID[entry["meta"]["uuid"]]
+            temporal = [f for f in chart["params"].get("adhoc_filters") or [] if f.get("operator") == "TEMPORAL_RANGE"]
+            assert temporal or chart["slice_name"] in PERIOD_INDEPENDENT, f"{name}: {chart['slice_name']}"
+
+
+def test_no_chart_reads_the_latest_period_whatever_the_period_filter():
+    """"Latest published period" ignores the Period filter; the last month of the selected period follows it."""
+    for chart in CHARTS.values():
+        for f in chart["params"].get("adhoc_filters") or []:
+            assert f.get("subject") != "is_latest_period", chart["slice_name"]
+            if f.get("expressionType") == "SQL" and "is_latest_period" in f["sqlExpression"]:
+                assert "to_dttm" in f["sqlExpression"], chart["slice_name"]
+
+
+SMALL_RATIOS = {"par30_ratio", "par1_ratio", "par90_ratio", "write_off_ratio_12m"}
+
+
+def test_percentage_axes_stop_at_100_and_legends_show_every_series():
+    for chart in CHARTS.values():
+        p = chart["params"]
+        if not chart["viz_type"].startswith("echarts_timeseries"):
+            continue
+        assert p.get("legendType") == "plain" or p.get("show_legend") is False, chart["slice_name"]
+        if "%" in (p.get("y_axis_format") or ""):
+            assert p.get("truncateYAxis") is True, chart["slice_name"]
+            # capped at 100%; PAR and write-off ratios (far below it) may follow the data: the browser test
+            # checks the axis Superset drew does not pass 100%
+            low, high = p["y_axis_bounds"]
+            assert high == 1 or (high is None and set(p["metrics"]) <= SMALL_RATIOS), chart["slice_name"]
+            assert low == 0 or "retention" in p["metrics"][0], chart["slice_name"]
+
+
+def test_tiles_state_their_month_and_the_change_on_a_year_earlier():
+    for chart in CHARTS.values():
+        if chart["viz_type"] == "big_number" and DATASET_BY_UUID[chart["dataset_uuid"]]["table_name"].startswith("kpi_"):
+            p = chart["params"]
+            assert p["show_timestamp"] is True and p["compare_lag"] == 12 and p["time_grain_sqla"] == "P1M", \
+                chart["slice_name"]
+
+
+def test_region_and_branch_filters_offer_branches_with_clients_and_cascade():
+    for name, dash in DASHBOARDS.items():
+        filters = {f["name"]: f for f in dash["metadata"]["native_filter_configuration"]}
+        if "Branch" not in filters:
+            continue
+        branch = filters["Branch"]
+        (target,) = branch["targets"]
+        assert DATASET_BY_UUID[target["datasetUuid"]]["table_name"] == "kpi_branch_month", name
+        assert any("branch_id > 0" in f.get("sqlExpression", "") for f in branch["adhoc_filters"]), name
+        if "Region" in filters:
+            assert branch["cascadeParentIds"] == [filters["Region"]["id"]], name
+
+
+def test_period_grain_is_one_required_grain_defaulting_to_month_wherever_period_marts_are_read():
+    """A period mart holds every grain: summing two grains would double-count, so one grain is always picked."""
+    for name, dash in DASHBOARDS.items():
+        reads_period_marts = any(
+            DATASET_BY_UUID[CHART_BY_UUID[e["meta"]["uuid"]]["dataset_uuid"]]["table_name"].endswith("_period")
+            for e in chart_entries(dash))
+        grain = [f for f in dash["metadata"]["native_filter_configuration"] if f["name"] == "Period grain"]
+        assert bool(grain) == reads_period_marts, name
+        if grain:
+            (flt,) = grain
+            assert flt["targets"][0]["column"]["name"] == "period_grain"
+            assert flt["controlValues"]["enableEmptyFilter"] is True and flt["controlValues"]["multiSelect"] is False
+            assert flt["defaultDataMask"]["filterState"]["value"] == ["month"]
+            assert flt["defaultDataMask"]["extraFormData"]["filters"] == [
+                {"col": "period_grain", "op": "IN", "val": ["month"]}]
+
+
+def test_bundle_fills_threshold_lines_from_the_targets_seed_and_the_minimum_n(monkeypatch):
+    values = {"WAREHOUSE_USERINFO": "bi_reader", "WAREHOUSE_HOST": "h", "WAREHOUSE_PORT": "1", "WAREHOUSE_DB": "d"}
+    targets = import_values.institution_targets()
+    assert float(targets["par30_ratio"]) == 0.05  # seeds/kpi_targets.csv, institution-wide branch target
+    monkeypatch.setenv("SPM_MIN_CELL_N", "7")
+    files = bundle.bundle_contents(values)
+    par = yaml.safe_load(files["charts/portfolio_par30_ratio_by_branch.yaml"])["params"]["annotation_layers"]
+    assert [(a["annotationType"], float(a["value"])) for a in par] == [("FORMULA", 0.05)]
+    outcomes = yaml.safe_load(files["datasets/SPM_warehouse/kpi_client_outcomes.yaml"])
+    income = next(m for m in outcomes["metrics"] if m["metric_name"] == "avg_income_change")
+    assert ">= 7 THEN" in income["expression"]
+    without = bundle.bundle_contents(values, targets={})
+    assert yaml.safe_load(without["charts/portfolio_par30_ratio_by_branch.yaml"])["params"]["annotation_layers"] == []

@@ -1,4 +1,19 @@
-{{ config(pre_hook=core_session_settings()) }}
+{{
+  config(
+    materialized='incremental',
+    unique_key='client_id',
+    incremental_strategy='delete+insert',
+    on_schema_change='append_new_columns',
+    pre_hook=core_session_settings() + ["{{ core_client_history_prepare() }}"],
+    post_hook=[
+      "{{ core_index('client_id, valid_from', unique=true) }}",
+      "{{ core_index('next_event_on') }}",
+      "analyze {{ this }}"
+    ]
+  )
+}}
+-- The change feeds that the incremental scope reads (macros/incremental/):
+-- depends_on: {{ ref('stg_fineract__m_client_with_deleted') }}
 {#-
   Type 2 history of each known client: one row per period during which its
   branch, loan officer, classification, status and poverty band stayed the
@@ -17,10 +32,22 @@
       withdrawn), so a closure that a later reactivation erased stays in history
       when the warehouse saw it.
     * poverty band: the band of each accepted PPI assessment from its interview date.
-  Events after as_of_date are ignored.
+  Events after as_of_date are ignored; the earliest of them is kept on the
+  client's rows (next_event_on), with a fingerprint of its PPI assessments
+  (ppi_basis_hash).
+  Incremental (macros/incremental/core_client_history.sql): a night rewrites
+  the clients whose raw row changed or whose version became visible since the
+  state, whose assessments' fingerprint changed, or whose next_event_on has come.
 -#}
+{#- a table of an older version (not incremental yet) is rebuilt in full, see core_relation_lacks_column -#}
+{%- set upgrade = is_incremental() and core_relation_lacks_column(this, 'next_event_on') %}
+{%- set state = core_mart_state(this) if is_incremental() and not upgrade else none %}
+{%- set mode = core_mart_mode(state) %}
 with known as (
-    select client_id from {{ ref('int_client__current') }}
+    select c.client_id from {{ ref('int_client__current') }} c
+    {%- if mode == 'nightly' %}
+    where c.client_id in ({{ core_client_history_scope(state) }})
+    {%- endif %}
 )
 
 , versions_all as (
@@ -111,6 +138,21 @@ with known as (
         on a.poverty_likelihood >= pb.likelihood_from and a.poverty_likelihood < pb.likelihood_to
 )
 
+-- what can change a client's rows without a change of its raw row: a date passing, new assessments
+, next_events as (
+    select client_id, min(effective_date) as next_event_on
+    from events
+    where effective_date > {{ core_as_of_date() }}
+    group by client_id
+)
+
+, ppi_basis as (
+    select a.client_id, {{ core_ppi_basis_hash('a') }} as ppi_basis_hash
+    from {{ ref('int_client__ppi_assessments') }} a
+    join known k on k.client_id = a.client_id
+    group by a.client_id
+)
+
 , grouped as (
     select e.*,
         count(branch_id) over w            as g_branch,
@@ -163,6 +205,11 @@ select
     k.loan_officer_id,
     k.classification_cv_id,
     k.status,
-    k.poverty_band
+    k.poverty_band,
+    ne.next_event_on,
+    coalesce(pp.ppi_basis_hash, 0)                                          as ppi_basis_hash,
+    {{ core_mart_state_columns(state, ['m_client']) }}
 from kept k
+left join next_events ne on ne.client_id = k.client_id
+left join ppi_basis pp on pp.client_id = k.client_id
 window w as (partition by k.client_id order by k.effective_date)

@@ -5,7 +5,7 @@
     incremental_strategy='delete+insert',
     on_schema_change='fail',
     full_refresh=false,
-    post_hook=["{{ core_index('client_id, observed_at') }}"]
+    post_hook=["{{ core_index('client_id, observed_at') }}", "{{ core_index('observed_at') }}"]
   )
 }}
 {#-

@@ -3,10 +3,13 @@
     materialized='incremental',
     unique_key=['loan_id', 'period_month'],
     incremental_strategy='delete+insert',
-    on_schema_change='fail',
-    pre_hook=core_session_settings(),
+    on_schema_change='append_new_columns',
+    pre_hook=core_session_settings() + [
+      "{% if is_incremental() and core_relation_lacks_column(this, 'next_due_date') %}truncate table {{ this }}{% else %}select 1{% endif %}"
+    ],
     post_hook=[
       "delete from {{ this }} where not in_life",
+      "{{ core_index('loan_id', where='not in_life', where_def='(NOT in_life)') }}",
       "{{ core_index('loan_id, period_month', unique=true) }}",
       "{{ core_index('period_month') }}",
       "analyze {{ this }}"
@@ -26,8 +29,11 @@
   Nightly (as_of_date >= state as-of): only
     * the months from the previous run's as-of month on, for loans outstanding
       then (their last period_end moved and their days in arrears grow daily)
-      or whose row of that month ended on a mid-month as-of date;
-    * affected loans, from the month of their earliest affected date:
+      or whose row of that month ended on a mid-month as-of date: rolled
+      forward from the stored row when none of the loan's inputs changed
+      (core_loan_balance_rollforward: no transaction is read, and the schedule
+      only of loans with an installment falling due since), else recomputed;
+    * affected loans, recomputed from the month of their earliest affected date:
       - transactions merged since the last run (_extracted_at > watermark,
         reversals and deletions included), entered since the last cutoff
         (created_on_utc), or dated after the last as-of date: their transaction_date;
@@ -39,11 +45,13 @@
   that of the latest night; int_loan__balances_as_of computes the backfill
   date from scratch instead.
 -#}
-{%- set state = core_incremental_state(this) if is_incremental() else none -%}
+{#- a table of an older version (without next_due_date) is rebuilt in full, see core_relation_lacks_column -#}
+{%- set upgrade = is_incremental() and core_relation_lacks_column(this, 'next_due_date') -%}
+{%- set state = core_incremental_state(this) if is_incremental() and not upgrade else none -%}
 {%- set backfill = is_incremental() and core_is_backfill(state) -%}
 {%- set nightly = is_incremental() and state is not none and state['as_of'] is not none and not backfill -%}
 
-{%- if not is_incremental() or (state is not none and state['as_of'] is none) -%}
+{%- if not is_incremental() or upgrade or (state is not none and state['as_of'] is none) -%}
     {%- set scope_sql -%}
         select loan_id, date '1900-01-01' as from_month from {{ ref('int_loan__known_loans') }}
     {%- endset -%}
@@ -56,18 +64,9 @@
     {%- set prev_cutoff = "'" ~ state['cutoff'] ~ "'::timestamptz" -%}
     {%- set prev_wm = "'" ~ (state['watermark'] or '-infinity') ~ "'::timestamptz" -%}
     {%- set cutoff = core_knowledge_cutoff() -%}
-    {%- set scope_sql -%}
-        -- months from the previous as-of month on, for loans still outstanding then, or whose
-        -- row of that month ended on a mid-month as-of date (its period_end moves on)
-        select loan_id, date_trunc('month', {{ prev_as_of }})::date as from_month
-        from {{ this }}
-        where period_month >= date_trunc('month', {{ prev_as_of }})::date
-          and (outstanding_principal > 0 or period_end <> {{ core_period_end('period_month') }})
-        group by loan_id
-
-        union all
+    {%- set changed_sql -%}
         -- transactions changed, newly known, or newly dated into the window
-        select t.loan_id, min(date_trunc('month', t.transaction_date)::date)
+        select t.loan_id, min(date_trunc('month', t.transaction_date)::date) as from_month
         from {{ ref('stg_fineract__m_loan_transaction_with_deleted') }} t
         where t.extracted_at > {{ prev_wm }}
            or (t.created_on_utc >= {{ prev_cutoff }} and t.created_on_utc < {{ cutoff }})
@@ -124,6 +123,22 @@
         ) stored
         group by stored.loan_id
     {%- endset -%}
+    {%- set scope_sql -%}
+        select loan_id, from_month from nightly_changed
+        union all
+        -- a changed loan that was outstanding at the previous as-of month: from that month on
+        -- (its period_end moved there too)
+        select b.loan_id, b.period_month
+        from {{ this }} b
+        where b.period_month = date_trunc('month', {{ prev_as_of }})::date
+          and (b.outstanding_principal > 0 or b.period_end <> {{ core_period_end('b.period_month') }})
+          and exists (select 1 from nightly_changed c where c.loan_id = b.loan_id and c.from_month is not null)
+    {%- endset -%}
+{%- endif %}
+{%- if nightly %}
+with nightly_changed as (
+    {{ changed_sql }}
+)
 {%- endif %}
 
 select
@@ -132,5 +147,13 @@ select
     {{ core_knowledge_cutoff() }}                                                as _cutoff_ts,
     {{ core_source_watermark(['m_loan', 'm_loan_transaction', 'm_loan_repayment_schedule']) }} as _watermark
 from (
+    (
     {{ core_loan_balance_rows(scope_sql, stored_relation=(this if nightly else none)) }}
+    )
+    {%- if nightly %}
+    union all
+    (
+    {{ core_loan_balance_rollforward(this, "date_trunc('month', " ~ prev_as_of ~ ")::date", 'nightly_changed') }}
+    )
+    {%- endif %}
 ) balances

@@ -26,6 +26,25 @@
 -- as-of date on (their period_end moves with the as-of date).
 {%- set state = core_mart_state(this) if is_incremental() else none %}
 {%- set mode = core_mart_mode(state) %}
+with scoped as (
+{%- if mode == 'nightly' %}
+    -- two index-driven parts rather than one OR, which would read every transaction:
+    -- the moving months (index on transaction_date), and the changed loans' earlier rows
+    -- (found from the raw deltas, then read through the index on loan_id)
+    select t.*
+    from {{ ref('int_loan__known_transactions') }} t
+    where t.transaction_date >= {{ core_mart_moving_month(state) }}
+    union all
+    select t.*
+    from {{ ref('int_loan__known_transactions') }} t
+    join ({{ core_mart_changed_loans(state) }}) changed on changed.loan_id = t.loan_id
+    where t.transaction_date < {{ core_mart_moving_month(state) }}
+{%- else %}
+    select t.*
+    from {{ ref('int_loan__known_transactions') }} t
+{%- endif %}
+)
+
 select
     t.transaction_id,
     t.loan_id,
@@ -46,9 +65,5 @@ select
     t.overpayment_portion,
     t.submitted_on_date,
     {{ core_mart_state_columns(state, ['m_loan', 'm_loan_transaction', 'm_client', 'm_group']) }}
-from {{ ref('int_loan__known_transactions') }} t
+from scoped t
 join {{ ref('int_loan__known_loans') }} l on l.loan_id = t.loan_id
-{%- if mode == 'nightly' %}
-where t.transaction_date >= {{ core_mart_moving_month(state) }}
-   or t.loan_id in ({{ core_mart_changed_loans(state) }})
-{%- endif %}

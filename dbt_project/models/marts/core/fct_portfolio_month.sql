@@ -27,6 +27,23 @@
 -- of changed loans and the rows from the month of the last as-of date on.
 {%- set state = core_mart_state(this) if is_incremental() else none %}
 {%- set mode = core_mart_mode(state) %}
+with scoped as (
+{%- if mode == 'nightly' %}
+    -- two index-driven parts rather than one OR over every loan-month (see fct_loan_transaction)
+    select b.*
+    from {{ ref('int_loan__balances_as_of') }} b
+    where b.period_month >= {{ core_mart_moving_month(state) }}
+    union all
+    select b.*
+    from {{ ref('int_loan__balances_as_of') }} b
+    join ({{ core_mart_changed_loans(state, with_schedule=true) }}) changed on changed.loan_id = b.loan_id
+    where b.period_month < {{ core_mart_moving_month(state) }}
+{%- else %}
+    select b.*
+    from {{ ref('int_loan__balances_as_of') }} b
+{%- endif %}
+)
+
 select
     b.loan_id,
     b.period_end,
@@ -40,10 +57,6 @@ select
     b.period_month,
     {{ core_date_key('b.period_end') }}                            as period_end_date_key,
     {{ core_mart_state_columns(state, ['m_loan', 'm_loan_transaction', 'm_loan_repayment_schedule', 'm_client', 'm_group']) }}
-from {{ ref('int_loan__balances_as_of') }} b
+from scoped b
 join {{ ref('int_loan__known_loans') }} l on l.loan_id = b.loan_id
 where b.outstanding_principal > 0
-{%- if mode == 'nightly' %}
-  and (b.period_month >= {{ core_mart_moving_month(state) }}
-       or b.loan_id in ({{ core_mart_changed_loans(state, with_schedule=true) }}))
-{%- endif %}

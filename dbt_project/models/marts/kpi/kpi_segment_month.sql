@@ -14,7 +14,9 @@ select
     br.region_name,
     k.segment_key,
     split_part(k.segment_key, '|', 1)               as gender,
+    {{ display_label('gender', "split_part(k.segment_key, '|', 1)") }} as gender_label,
     split_part(k.segment_key, '|', 2)               as area,
+    {{ display_label('area', "split_part(k.segment_key, '|', 2)") }} as area_label,
     split_part(k.segment_key, '|', 3)               as poverty_band_at_entry,
     b.band_label                                    as poverty_band_label,
     initcap(split_part(k.segment_key, '|', 1)) || ', ' || split_part(k.segment_key, '|', 2)

@@ -2,5 +2,5 @@
 -- kpi_segment_month by month, quarter and year (macros/core_kpi_period.sql): stocks
 -- at the period end, flows summed, retention over the grain, year-ago columns.
 {{ core_kpi_period(ref('kpi_segment_month'), ['branch_id', 'segment_key'],
-    ['branch_id', 'branch_name', 'region_id', 'region_name', 'segment_key', 'gender', 'area',
+    ['branch_id', 'branch_name', 'region_id', 'region_name', 'segment_key', 'gender', 'gender_label', 'area', 'area_label',
      'poverty_band_at_entry', 'poverty_band_label', 'segment_name']) }}

@@ -6,6 +6,7 @@ select
     spm_dimension,
     unit,
     better_direction,
+    change_unit,
     source_fields,
     description
 from {{ ref('indicator_catalogue') }}

@@ -1,0 +1,65 @@
+{#-
+  Incremental int_loan__lifecycle (one row per known loan).
+
+  Why: the model aggregated every known transaction of every loan each night.
+  A loan's row changes only through its own raw rows, those of its client or
+  group (branch), the passing of one of its own source dates (status and dates
+  as of the as-of date), and, for loan_cycle, the disbursements of the other
+  loans of its client. So a night rewrites:
+    * the changed loans (core_mart_changed_loans: raw deltas since the state,
+      rows entered since its cutoff, dates newly inside the as-of window);
+    * the loans whose stored next_event_on (earliest source date after the
+      state's as-of date) has come;
+    * every loan of the clients of those loans (their cycles), with the client
+      the row had before (a loan moved to another client) and the one it has now.
+  The model writes them with delete+insert on loan_id; the pre-hook deletes
+  the rows of changed loans that are no longer known (deleted in the source),
+  which the model does not write. Mode full (first build, --full-refresh,
+  backfill) as for the marts (core_mart_mode), and when the table was built
+  by the version before this one (no next_event_on: the pre-hook empties it,
+  dbt appends the new columns). Compared with --full-refresh in
+  test_kpi_incremental.py.
+-#}
+
+{% macro core_lifecycle_scope(state) -%}
+    with changed as (
+        {{ core_mart_changed_loans(state) }}
+        union
+        select t.loan_id from {{ this }} t where t.next_event_on <= {{ core_as_of_date() }}
+    )
+    , clients as (
+        select k.client_id from {{ ref('int_loan__known_loans') }} k join changed c on c.loan_id = k.loan_id
+        union
+        select l.client_id from {{ ref('stg_fineract__m_loan_with_deleted') }} l join changed c on c.loan_id = l.loan_id
+        union
+        select t.client_id from {{ this }} t join changed c on c.loan_id = t.loan_id
+    )
+    select c.loan_id from changed c
+    union
+    select k.loan_id from {{ ref('int_loan__known_loans') }} k join clients c on c.client_id = k.client_id
+    union
+    -- loans without a client (group loans) share one partition of loan_cycle
+    select k.loan_id from {{ ref('int_loan__known_loans') }} k
+    where k.client_id is null and exists (select 1 from clients c where c.client_id is null)
+{%- endmacro %}
+
+
+{% macro core_lifecycle_prepare() %}
+    {%- if not is_incremental() -%}
+        {{ return('select 1') }}
+    {%- endif -%}
+    {%- if core_relation_lacks_column(this, 'next_event_on') -%}
+        {{ return('truncate table ' ~ this) }}
+    {%- endif -%}
+    {%- set state = core_mart_state(this) -%}
+    {%- if core_mart_mode(state) == 'full' -%}
+        {{ return('truncate table ' ~ this) }}
+    {%- endif -%}
+    {%- set sql -%}
+        delete from {{ this }} t
+        using ({{ core_mart_changed_loans(state) }}) changed
+        where t.loan_id = changed.loan_id
+          and not exists (select 1 from {{ ref('int_loan__known_loans') }} k where k.loan_id = t.loan_id)
+    {%- endset -%}
+    {{ return(sql) }}
+{% endmacro %}
