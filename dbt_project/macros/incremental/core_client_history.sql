@@ -57,16 +57,11 @@
 
 
 {% macro core_client_history_prepare() %}
-    {%- if not is_incremental() -%}
-        {{ return('select 1') }}
+    {%- set start = core_rewrite_by_key_start('next_event_on') -%}
+    {%- if start['sql'] is not none -%}
+        {{ return(start['sql']) }}
     {%- endif -%}
-    {%- if core_relation_lacks_column(this, 'next_event_on') -%}
-        {{ return('truncate table ' ~ this) }}
-    {%- endif -%}
-    {%- set state = core_mart_state(this) -%}
-    {%- if core_mart_mode(state) == 'full' -%}
-        {{ return('truncate table ' ~ this) }}
-    {%- endif -%}
+    {%- set state = start['state'] -%}
     {%- set sql -%}
         delete from {{ this }} t
         where not exists (select 1 from {{ ref('int_client__current') }} k where k.client_id = t.client_id)

@@ -68,3 +68,24 @@
     {%- set names = adapter.get_columns_in_relation(existing) | map(attribute='name') | map('lower') | list -%}
     {{ return(column | lower not in names) }}
 {% endmacro %}
+
+
+{#-
+  The start of a rewrite-by-key pre-hook (core_lifecycle_prepare, core_client_history_prepare):
+  {'sql': statement, 'state': none} when the hook has nothing to delete by key - 'select 1' on a
+  first or full-refresh build, 'truncate' when the table predates `marker_column` or its state
+  asks for a full rebuild - else {'sql': none, 'state': the mart's state} for the keyed delete.
+-#}
+{% macro core_rewrite_by_key_start(marker_column) %}
+    {%- if not is_incremental() -%}
+        {{ return({'sql': 'select 1', 'state': none}) }}
+    {%- endif -%}
+    {%- if core_relation_lacks_column(this, marker_column) -%}
+        {{ return({'sql': 'truncate table ' ~ this, 'state': none}) }}
+    {%- endif -%}
+    {%- set state = core_mart_state(this) -%}
+    {%- if core_mart_mode(state) == 'full' -%}
+        {{ return({'sql': 'truncate table ' ~ this, 'state': none}) }}
+    {%- endif -%}
+    {{ return({'sql': none, 'state': state}) }}
+{% endmacro %}

@@ -45,16 +45,11 @@
 
 
 {% macro core_lifecycle_prepare() %}
-    {%- if not is_incremental() -%}
-        {{ return('select 1') }}
+    {%- set start = core_rewrite_by_key_start('next_event_on') -%}
+    {%- if start['sql'] is not none -%}
+        {{ return(start['sql']) }}
     {%- endif -%}
-    {%- if core_relation_lacks_column(this, 'next_event_on') -%}
-        {{ return('truncate table ' ~ this) }}
-    {%- endif -%}
-    {%- set state = core_mart_state(this) -%}
-    {%- if core_mart_mode(state) == 'full' -%}
-        {{ return('truncate table ' ~ this) }}
-    {%- endif -%}
+    {%- set state = start['state'] -%}
     {%- set sql -%}
         delete from {{ this }} t
         using ({{ core_mart_changed_loans(state) }}) changed
