@@ -66,11 +66,7 @@
 {%- set recomputed = core_kpi_recomputed_columns() -%}
 {%- set kpis = core_kpi_period_kpi_columns() -%}
 {%- set retention_column = core_retention_method_column() -%}
-with months as (
-    select * from {{ month_model }}
-)
-
-, calendar as (
+with calendar as (
     select period_month from {{ ref('int_kpi__periods') }}
 )
 
@@ -109,7 +105,7 @@ with months as (
         sum(m.{{ c }}) as {{ c }}{% if not loop.last %},{% endif %}
         {%- endfor %}
     from span_months sm
-    join months m on m.period_month = sm.period_month
+    join {{ month_model }} m on m.period_month = sm.period_month
     group by {% for k in slice_columns %}m.{{ k }}, {% endfor %}sm.period_grain, sm.period_start, sm.end_month
 )
 
@@ -129,9 +125,9 @@ with months as (
         {%- endfor %}
         coalesce(p.active_clients, 0)                                     as active_clients_previous
     from span_flows f
-    join months e
+    join {{ month_model }} e
         on {% for k in slice_columns %}e.{{ k }} = f.{{ k }} and {% endfor %}e.period_month = f.end_month
-    left join months p
+    left join {{ month_model }} p
         on {% for k in slice_columns %}p.{{ k }} = f.{{ k }} and {% endfor %}p.period_month = (f.period_start - interval '1 month')::date
 )
 
@@ -142,6 +138,26 @@ with months as (
         (sv.active_clients - sv.new_clients)::numeric / nullif(sv.active_clients_previous, 0)     as retention_rate_iris,
         (sv.repaid_loans_decided - sv.dropouts)::numeric / nullif(sv.repaid_loans_decided, 0)     as retention_rate_followon
     from span_values sv
+)
+
+, with_year_ago as (
+    -- the same span one year earlier: the previous row of its slice among spans of the same grain,
+    -- first calendar month and length (a window, not a self-join: the planner cannot estimate
+    -- the spans and picked a nested loop over every pair of them, 80 s at 20k clients)
+    select
+        rt.*,
+        {%- for c in core_kpi_year_ago_columns() %}
+        case when lag(rt.period_start) over w_ya = (rt.period_start - interval '1 year')::date
+             then lag(rt.{{ c }}) over w_ya end                           as {{ c }}_year_ago{% if not loop.last %},{% endif %}
+        {%- endfor %}
+    from rated rt
+    window w_ya as (
+        partition by {% for k in slice_columns %}rt.{{ k }}, {% endfor %}rt.period_grain,
+                     extract(month from rt.period_start),
+                     (extract(year from rt.end_month) * 12 + extract(month from rt.end_month))
+                     - (extract(year from rt.period_start) * 12 + extract(month from rt.period_start))
+        order by rt.period_start
+    )
 )
 
 select
@@ -171,15 +187,11 @@ select
     {%- endif %}
     {%- endfor %}
     {%- for c in core_kpi_year_ago_columns() %}
-    ya.{{ c }}{{ '::numeric(20, 6)' if c in ('write_off_amount', 'gross_loan_portfolio') else ('::int' if c in flows else '') }} as {{ c }}_year_ago{% if not loop.last %},{% endif %}
+    r.{{ c }}_year_ago{{ '::numeric(20, 6)' if c in ('write_off_amount', 'gross_loan_portfolio') else ('::int' if c in flows else '') }} as {{ c }}_year_ago{% if not loop.last %},{% endif %}
     {%- endfor %}
-from rated r
+from with_year_ago r
 join spans s
     on s.period_grain = r.period_grain and s.period_start = r.period_start and s.end_month = r.end_month
-join months e
+join {{ month_model }} e
     on {% for k in slice_columns %}e.{{ k }} = r.{{ k }} and {% endfor %}e.period_month = r.end_month
-left join rated ya
-    on {% for k in slice_columns %}ya.{{ k }} = r.{{ k }} and {% endfor %}ya.period_grain = r.period_grain
-   and ya.period_start = (r.period_start - interval '1 year')::date
-   and ya.end_month = (r.end_month - interval '1 year')::date
 {% endmacro %}
