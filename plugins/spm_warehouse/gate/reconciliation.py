@@ -59,16 +59,20 @@ FROM cmp
 """
 
 # The contract's outstanding principal per loan from raw transactions, with no
-# date limit (i.e. at extraction time), for loans active in m_loan.
+# date limit (i.e. at extraction time), for loans active in m_loan. Only the active
+# loans' transactions are summed (a semi-join, through the raw loan_id index where the
+# planner likes it): they are a small, young part of the ledger, so the check grows with
+# the active book rather than with every transaction ever booked (20k clients: 2.6 s -> 1.0 s).
 RAW_OUTSTANDING_SQL = """
 WITH tx AS (
-    SELECT loan_id,
-           coalesce(sum(amount) FILTER (WHERE transaction_type_enum = 1), 0) AS disbursed,
-           coalesce(sum(principal_portion_derived) FILTER (WHERE transaction_type_enum IN (2, 5)), 0) AS repaid,
-           bool_or(transaction_type_enum = 6) AS written_off
-    FROM raw_mis.m_loan_transaction
-    WHERE NOT coalesce(is_reversed, false) AND NOT _deleted
-    GROUP BY loan_id
+    SELECT t.loan_id,
+           coalesce(sum(t.amount) FILTER (WHERE t.transaction_type_enum = 1), 0) AS disbursed,
+           coalesce(sum(t.principal_portion_derived) FILTER (WHERE t.transaction_type_enum IN (2, 5)), 0) AS repaid,
+           bool_or(t.transaction_type_enum = 6) AS written_off
+    FROM raw_mis.m_loan_transaction t
+    WHERE NOT coalesce(t.is_reversed, false) AND NOT t._deleted
+      AND t.loan_id IN (SELECT a.id FROM raw_mis.m_loan a WHERE a.loan_status_id = %(active)s AND NOT a._deleted)
+    GROUP BY t.loan_id
 ), cmp AS (
     SELECT l.id AS loan_id,
            coalesce(l.principal_outstanding_derived, 0) AS mis_outstanding,
