@@ -22,7 +22,6 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, TriggerRule, dag, task, task_group
 
-from spm_warehouse import pipeline
 from spm_warehouse.dag_defaults import ANALYTICS, DEFAULT_ARGS, RAW_KOBO, RAW_MIS, as_of_date
 
 
@@ -42,23 +41,28 @@ from spm_warehouse.dag_defaults import ANALYTICS, DEFAULT_ARGS, RAW_KOBO, RAW_MI
     doc_md=__doc__,
 )
 def spm_nightly():
-    def stage(name: str, context, func, *args, **kwargs):
-        return pipeline.run_stage(name, context["run_id"], as_of_date(context), func, *args, **kwargs)
+    def stage(name: str, context, func: str, *args, **kwargs):
+        # imported in the task, not when the DAG file is parsed: the stages pull in the database driver and
+        # every stage's module, and the DAG processor re-parses this file all day
+        from spm_warehouse import pipeline
+
+        return pipeline.run_stage(name, context["run_id"], as_of_date(context), getattr(pipeline, func),
+                                  *args, **kwargs)
 
     @task(retries=0)
     def preflight(**context) -> dict:
-        return stage("preflight", context, pipeline.preflight)
+        return stage("preflight", context, "preflight")
 
     @task
     def prepare(**context) -> dict:
-        return stage("prepare", context, pipeline.prepare_warehouse, context["run_id"], as_of_date(context))
+        return stage("prepare", context, "prepare_warehouse", context["run_id"], as_of_date(context))
 
     @task_group(group_id="extract_mis")
     def extract_mis():
         @task(outlets=[RAW_MIS])
         def extract_fineract(**context) -> dict:
             params = context["params"]
-            return stage("extract_mis", context, pipeline.extract_mis, context["run_id"], as_of_date(context),
+            return stage("extract_mis", context, "extract_mis", context["run_id"], as_of_date(context),
                          full_refresh=bool(params["full_refresh"]), reconcile=bool(params["reconcile_keys"]))
 
         return extract_fineract()
@@ -67,7 +71,7 @@ def spm_nightly():
     def extract_surveys():
         @task(outlets=[RAW_KOBO])
         def extract_kobo(**context) -> dict:
-            return stage("extract_surveys", context, pipeline.extract_surveys, context["run_id"], as_of_date(context),
+            return stage("extract_surveys", context, "extract_surveys", context["run_id"], as_of_date(context),
                          full_refresh=bool(context["params"]["full_refresh"]))
 
         return extract_kobo()
@@ -78,7 +82,7 @@ def spm_nightly():
         # (failing models and tests are judged by the gate, not retried)
         @task
         def dbt_build(**context) -> dict:
-            return stage("build", context, pipeline.build, context["run_id"], as_of_date(context),
+            return stage("build", context, "build", context["run_id"], as_of_date(context),
                          full_refresh=bool(context["params"]["full_refresh"]))
 
         return dbt_build()
@@ -87,7 +91,7 @@ def spm_nightly():
     def gate(dbt_summary):
         @task(retries=0)
         def quality_gate(dbt_summary: dict, **context) -> dict:
-            return stage("gate", context, pipeline.gate, context["run_id"], as_of_date(context), dbt_summary)
+            return stage("gate", context, "gate", context["run_id"], as_of_date(context), dbt_summary)
 
         return quality_gate(dbt_summary)
 
@@ -95,17 +99,19 @@ def spm_nightly():
     def publish(verdict):
         @task(retries=0, outlets=[ANALYTICS])
         def publish_analytics(verdict: dict, **context) -> dict:
-            return stage("publish", context, pipeline.publish, context["run_id"], as_of_date(context), verdict)
+            return stage("publish", context, "publish", context["run_id"], as_of_date(context), verdict)
 
         return publish_analytics(verdict)
 
     @task
     def kpi_alerts(published: dict, **context) -> dict:
         # retried like the extractions: it fails only when no alert target took the message
-        return stage("kpi_alerts", context, pipeline.send_kpi_alerts, context["run_id"], as_of_date(context))
+        return stage("kpi_alerts", context, "send_kpi_alerts", context["run_id"], as_of_date(context))
 
     @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
     def report(**context) -> dict:
+        from spm_warehouse import pipeline
+
         return pipeline.report(context["run_id"], as_of_date(context))
 
     ready = prepare()

@@ -38,6 +38,18 @@ PARSE_CACHE = "partial_parse.msgpack"
 # with the tables that carry them; the gate scopes validations with them.
 STATE_COLUMNS = ("_as_of_date", "_cutoff_ts", "_watermark", "_backfill")
 TAIL_LINES = 200  # lines of dbt output kept for error messages
+# dbt unit tests (`unit_tests:` in the models' YAML) check a model's SQL on hand-made rows, not
+# tonight's data: the code does not change between nights, so they run in `make test`
+# (tests/integration/dbt/test_dbt_unit_tests.py), not in every production build.
+NIGHTLY_EXCLUDED_RESOURCES = ("unit_test",)
+
+
+def nightly_build_args(full_refresh: bool = False) -> list[str]:
+    """The arguments of the nightly (and full) production `dbt build`: every model, seed and data test."""
+    args = ["build"]
+    for resource in NIGHTLY_EXCLUDED_RESOURCES:
+        args += ["--exclude-resource-type", resource]
+    return args + (["--full-refresh"] if full_refresh else [])
 
 
 def parse_cache_path() -> Path:

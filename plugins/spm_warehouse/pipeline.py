@@ -32,7 +32,7 @@ from spm_warehouse import (
 )
 from spm_warehouse import preflight as preflight_checks
 from spm_warehouse import report as run_report
-from spm_warehouse.build import code_fingerprint, failure_summary, run_dbt
+from spm_warehouse.build import code_fingerprint, failure_summary, nightly_build_args, run_dbt
 from spm_warehouse.db import connect
 from spm_warehouse.failure_text import StageFailed, run_stage  # noqa: F401 - run_stage: the DAG's tasks call pipeline.run_stage
 from spm_warehouse.gate import GateVerdict, run_gate
@@ -131,8 +131,7 @@ def _build(run_id: str, as_of: date, full_refresh: bool) -> dict:
         publication.reset_restricted_build(conn)  # tonight's real account numbers only
         seed_tables.drop_changed_seed_tables(conn)  # a seed that gained a column is created anew
         conn.commit()
-    args = ["build"] + (["--full-refresh"] if full_refresh else [])
-    result = run_dbt(args, wh, dbt_vars=dbt_vars, target_path=target / "target", log_path=target / "logs")
+    result = run_dbt(nightly_build_args(full_refresh), wh, dbt_vars=dbt_vars, target_path=target / "target", log_path=target / "logs")
     with connect() as conn:
         pruned = publication.prune_build_schema(conn, target / "target" / "manifest.json")
         publication.stamp_build(conn, run_id, as_of)

@@ -23,6 +23,9 @@ never share (or accumulate) results, and the report links its own docs.
 from __future__ import annotations
 
 import logging
+import sys
+import threading
+import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -59,10 +62,48 @@ def warehouse_sqlalchemy_url(conn: psycopg.Connection) -> str:
     return f"postgresql+psycopg://{auth}@{host}:{info.port}/{dbname}"
 
 
-def open_context(sqlalchemy_url: str, run_dir: Path, project: Path | None = None):
-    """The GX File Data Context of the project, writing results and Data Docs under run_dir."""
+_preload: threading.Thread | None = None
+
+
+def _quiet_gx_logs() -> None:
     for name in ("great_expectations", "great_expectations._docs_decorators"):
         logging.getLogger(name).setLevel(logging.WARNING)  # GX logs every registration at INFO
+
+
+def _import_gx() -> None:
+    _quiet_gx_logs()
+    import great_expectations  # noqa: F401
+    from great_expectations.core.run_identifier import RunIdentifier  # noqa: F401
+
+
+def preload() -> None:
+    """Start importing Great Expectations in a background thread (idempotent).
+
+    Why: `import great_expectations` costs 5-6 s of Python (scipy, pandas, its registries),
+    whatever the data; the gate's SQL checks that run before the GX suites spend their time
+    waiting on PostgreSQL, so the import runs in that time instead of after it. The import
+    stays inside the gate (never at DAG parse time).
+    """
+    global _preload
+    if _preload is None and "great_expectations" not in sys.modules:
+        _preload = threading.Thread(target=_import_gx, name="gx-preload", daemon=True)
+        _preload.start()
+
+
+def _wait_for_preload() -> None:
+    """Join the background import before importing GX here: never two threads inside one import."""
+    global _preload
+    if _preload is not None:
+        started = time.monotonic()
+        _preload.join()
+        _preload = None
+        log.info("gx: waited %.1fs for the background import of great_expectations", time.monotonic() - started)
+
+
+def open_context(sqlalchemy_url: str, run_dir: Path, project: Path | None = None):
+    """The GX File Data Context of the project, writing results and Data Docs under run_dir."""
+    _quiet_gx_logs()
+    _wait_for_preload()
     import great_expectations as gx  # heavy import: only when the gate runs
 
     run_dir = Path(run_dir)
@@ -80,10 +121,13 @@ def run(ctx: CheckContext) -> list[CheckResult]:
         return [judged("gx.project", KIND, False, True, {"project_dir": str(project)},
                        f"no GX project at {project} (great_expectations.yml missing)")]
 
+    _wait_for_preload()
     from great_expectations.core.run_identifier import RunIdentifier  # heavy, as above: only when the gate runs
 
     run_dir = Path(ctx.reports_dir or settings.reports_dir()) / run_dir_name(ctx.run_id)
+    started = time.monotonic()
     context = open_context(warehouse_sqlalchemy_url(ctx.wh), run_dir, project)
+    opened = time.monotonic()
     checkpoint_name = cfg.get("checkpoint", "spm_gate")
     checkpoint = context.checkpoints.get(checkpoint_name)
     suite_cfg: dict = cfg.get("suites", {}) or {}
@@ -106,6 +150,7 @@ def run(ctx: CheckContext) -> list[CheckResult]:
         return out
 
     scoped = scope_assets(ctx, runnable, cfg.get("scope") or {})
+    copied = time.monotonic()
     if scoped:
         out_facts = ctx.facts.setdefault("gx_scoped", {})
         out_facts.update(scoped)
@@ -120,6 +165,9 @@ def run(ctx: CheckContext) -> list[CheckResult]:
             context.build_data_docs()
     finally:
         _dispose_engines([vd.asset.datasource for vd in runnable] + list(context.data_sources.all().values()))
+    # where the GX seconds go (the import itself is logged by _wait_for_preload)
+    log.info("gx: context %.1fs, scoped copies %.1fs, %d suites validated with Data Docs in %.1fs",
+             opened - started, copied - opened, len(validations), time.monotonic() - copied)
     for validation in validations:
         suite = validation.suite_name
         blocking = bool((suite_cfg.get(suite) or {}).get("blocking", default_blocking))

@@ -24,7 +24,7 @@ def unit_results(run) -> dict[str, str]:
 def test_the_alert_rules_give_the_hand_made_expectations(star_world, tmp_path):
     run = run_dbt(project_copy(tmp_path), star_world.url, SELECT, {"as_of_date": "2024-06-30"})
     assert run.returncode == 0, run.output[-4000:]
-    assert unit_results(run) == {"kpi_alerts": "pass"}
+    assert unit_results(run) == {"kpi_alerts_threshold_worsening_and_targets": "pass"}
 
 
 def test_a_breach_counted_at_the_threshold_itself_is_caught(star_world, tmp_path):
@@ -36,7 +36,7 @@ def test_a_breach_counted_at_the_threshold_itself_is_caught(star_world, tmp_path
     model.write_text(text.replace("when 'above' then a.value > a.threshold", "when 'above' then a.value >= a.threshold"))
     run = run_dbt(project, star_world.url, SELECT, {"as_of_date": "2024-06-30"})
     assert run.returncode != 0
-    assert unit_results(run) == {"kpi_alerts": "fail"}
+    assert unit_results(run) == {"kpi_alerts_threshold_worsening_and_targets": "fail"}
     output = re.sub(r"\x1b\[[0-9;]*m", "", run.output)  # dbt colours its diff
     assert "actual differs from expected" in output
     assert "Branch Forty" in output  # the branch sitting exactly at 5% is the row that appeared

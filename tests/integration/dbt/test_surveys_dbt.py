@@ -188,6 +188,14 @@ def test_build_passes_except_the_drift_warning(world):
     assert bad == {"surveys__unknown_fields": "warn"}, run.output[-3000:]
 
 
+def test_the_survey_marts_unit_tests_run_and_pass_in_make_test(world):
+    """The nightly build leaves dbt unit tests out (build.nightly_build_args): this build runs them."""
+    run, _ = world
+    unit = {n: r["status"] for n, r in run.results.items() if r["unique_id"].startswith("unit_test.")}
+    assert unit == {"kpi_exit_reasons_every_mis_exit_appears": "pass",
+                    "kpi_client_outcomes_small_samples_units_and_labels": "pass"}, run.output[-3000:]
+
+
 def test_quarantine_reasons_one_row_per_submission(world):
     _, conn = world
     got = dict(query(conn, "SELECT source_key, reason FROM intermediate.int_surveys__quarantine"))

@@ -72,3 +72,23 @@ def test_dag_files_are_thin():
         text = path.read_text().lower()
         for banned in ("select ", "insert ", "psycopg", "sqlalchemy", "os.environ"):
             assert banned not in text, f"{path.name} contains {banned!r}"
+
+
+def test_parsing_the_dag_files_imports_no_stage_code():
+    """The DAG processor re-parses the DAG files all day: the stages (psycopg, GX, dbt, every
+    stage's module) are imported inside the tasks, never when a DAG file is parsed."""
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib.util, sys\n"
+        "for name in ('spm_nightly', 'spm_maintenance'):\n"
+        f"    spec = importlib.util.spec_from_file_location(name, {str(ROOT / 'dags')!r} + '/' + name + '.py')\n"
+        "    spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+        "heavy = ('psycopg', 'spm_warehouse.pipeline', 'spm_warehouse.gate', 'great_expectations', 'dbt')\n"
+        "print(sorted(m for m in sys.modules if m in heavy))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'plugins'}:{ROOT}"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
