@@ -1,6 +1,4 @@
-{#- nested loops off: the spans' joins are misestimated (the month mart is fresh), and at 100k clients
-    the planner's nested loops ran for over 10 minutes where hash joins take 5 s (kpi_segment_period) -#}
-{{ config(pre_hook=core_session_settings() + ["set local enable_nestloop = off"]) }}
+{{ config(pre_hook=core_session_settings(nested_loops=false)) }}
 -- kpi_product_month by month, quarter and year (macros/core_kpi_period.sql): stocks
 -- at the period end, flows summed, retention over the grain, year-ago columns.
 {{ core_kpi_period(ref('kpi_product_month'), ['branch_id', 'product_id'],
