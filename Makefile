@@ -14,6 +14,8 @@ CLI      := PYTHONPATH=plugins:. $(PY) -m spm_warehouse.cli
 SUPERSET := PYTHONPATH=plugins:. $(PY) -m dashboards
 RUN_DATE ?=
 PYTEST_ARGS ?=
+# make test runs on every core (pytest-xdist), at most 4 workers; TEST_WORKERS=0 runs in one process
+TEST_WORKERS ?= auto
 
 SCALE    ?= 10000
 SHAPE    ?=
@@ -60,7 +62,7 @@ backfill: $(STAMP)
 	@$(CLI) backfill --start "$(START)" --end "$(END)"
 
 test: $(STAMP) lint
-	PYTHONPATH=plugins:. $(PY) -m pytest $(PYTEST_ARGS)
+	PYTHONPATH=plugins:. $(PY) -m pytest --numprocesses $(TEST_WORKERS) --maxprocesses 4 --dist loadgroup $(PYTEST_ARGS)
 
 # Python with ruff (pyproject.toml), the dbt SQL with sqlfluff (dbt_project/.sqlfluff); a finding fails.
 lint: $(STAMP)

@@ -13,6 +13,7 @@ session on tiny demo data; every end-to-end test reads that build.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -47,17 +48,30 @@ def pytest_addoption(parser):
                      help="rewrite tests/fixtures/published_fingerprint.json from this run's demo build")
 
 
+def pytest_configure(config):
+    # make test runs the tests on every core: shared worlds stay on one worker (fixtures/xdist_groups.py)
+    if config.pluginmanager.hasplugin("xdist"):
+        import xdist_groups
+
+        config.pluginmanager.register(xdist_groups, "spm_xdist_groups")
+
+
 @pytest.fixture(scope="session")
 def pg_server_url() -> str:
     """postgresql:// URL of a server where tests may CREATE DATABASE."""
     url = os.environ.get("SPM_TEST_DATABASE_URL")
     if not url:
-        # the embedded cluster: scram-sha-256, its superuser's password is in the URL (secrets.env)
-        cluster = EmbeddedPostgres(settings.local_dir() / "pg")
-        cluster.start()
-        url = cluster.url("postgres")
-        # bi_reader logs in with the password generated for this installation, as `make demo` sets it
-        os.environ.setdefault("SPM_BI_READER_PASSWORD", environment.bi_reader_password())
+        # the embedded cluster: scram-sha-256, its superuser's password is in the URL (secrets.env).
+        # Test workers (pytest-xdist) start it one at a time: the first initialises it, the others reuse it.
+        state_dir = settings.local_dir() / "pg"
+        state_dir.parent.mkdir(parents=True, exist_ok=True)
+        with open(state_dir.parent / "pg.test-start.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            cluster = EmbeddedPostgres(state_dir)
+            cluster.start()
+            url = cluster.url("postgres")
+            # bi_reader logs in with the password generated for this installation, as `make demo` sets it
+            os.environ.setdefault("SPM_BI_READER_PASSWORD", environment.bi_reader_password())
     ensure_bi_reader_login(url)
     return url
 
