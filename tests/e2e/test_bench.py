@@ -154,7 +154,10 @@ def test_report_keeps_other_scales_and_judges_targets(tmp_path):
     assert at_1m["nightly <= 0.15 x full run (DAY_LOANS=40)"].startswith("n/a")
     same_day = text[text.index(report.SAME_DAY_BEGIN):text.index(report.SAME_DAY_END)]
     assert "| 40 | 100,000 | 40 | 60.0 s | 1.00 |" in same_day, same_day
-    assert "| 40 | 1,000,000 | 40 | 300 s (5.0 min) | 5.00 |" in same_day, same_day
+    assert "| 40 | 1,000,000 | 40 | 300 s (5.0 min) | 5.00 MISSED |" in same_day, same_day
+    report.update_document(doc, _fake_result(1_000_000, 5000.0, 75.0))  # 75 s: 1.25 times the 100k nightly
+    same_day = doc.read_text().split(report.SAME_DAY_BEGIN)[1].split(report.SAME_DAY_END)[0]
+    assert "| 40 | 1,000,000 | 40 | 75.0 s | 1.25 ok |" in same_day, same_day
 
 
 def test_memory_sampler_sees_a_child_of_known_size():
