@@ -493,9 +493,9 @@ def render_same_day(results: list[dict]) -> str:
         for r in runs:
             full, nightly = r.get("full") or {}, r.get("nightly") or {}
             growth = _ratio(nightly.get("wall_seconds"), base) if r is not runs[0] else "1.00"
-            if r is not runs[0] and runs[0]["scale"] == SAME_DAY_BASE_SCALE and r["scale"] >= 5 * SAME_DAY_BASE_SCALE \
-                    and growth != "-":
-                growth += " ok" if float(growth) <= SAME_DAY_GROWTH_MAX else " MISSED"
+            judged = runs[0]["scale"] == SAME_DAY_BASE_SCALE and r["scale"] >= 5 * SAME_DAY_BASE_SCALE
+            if judged and nightly.get("wall_seconds") and base:
+                growth += " ok" if nightly["wall_seconds"] / base <= SAME_DAY_GROWTH_MAX else " MISSED"
             per_client = layer_bytes_per_client(r)
             hidden = nightly.get("hidden") or {}
             gate = sum((hidden.get("gate_s_by_kind") or {}).values()) if hidden.get("gate_s_by_kind") else None
