@@ -1,11 +1,12 @@
 {#-
   The KPI definitions of the contract, once, for every slice.
 
-  core_kpi_month(slice_columns, slices_sql) returns one SELECT with a row per
+  core_kpi_month(slicing, slices_sql) returns one SELECT with a row per
   slice and period (every slice of `slices_sql` x every period of
   int_kpi__periods; empty counts 0, ratios with a 0 denominator null).
 
-  slice_columns: the attributes slicing both clients and loans (a list; the
+  slicing: branch, loan_officer, product or segment (core_kpi_slicings); its
+  slice columns are the attributes slicing both clients and loans (the
   marts slice by branch_id and one other, so that branch row-level security
   applies to every mart), each one of
     branch_id       - client's branch (m_client.office_id); a loan: its client's branch
@@ -103,7 +104,8 @@
 {%- endmacro %}
 
 
-{% macro core_kpi_month(slice_columns, slices_sql) %}
+{% macro core_kpi_month(slicing, slices_sql) %}
+{%- set slice_columns = core_kpi_slicings()[slicing] -%}
 {%- set keys = slice_columns | join(', ') -%}
 {%- set retention_column = core_retention_method_column() -%}
 with periods as (
@@ -122,15 +124,8 @@ with periods as (
 )
 
 , client_attrs as (
-    select
-        c.client_id,
-        coalesce(c.branch_id, -1)           as branch_id,
-        coalesce(c.loan_officer_id, -1)     as loan_officer_id,
-        coalesce(ep.entry_product_id, -1)   as product_id,
-        c.segment_key,
-        c.gender
-    from {{ ref('int_client__current') }} c
-    left join {{ ref('int_client__entry_product') }} ep on ep.client_id = c.client_id
+    select client_id, branch_id, loan_officer_id, product_id, segment_key, gender
+    from {{ ref('int_kpi__client_attrs') }}
 )
 
 , client_flow as (
@@ -147,37 +142,10 @@ with periods as (
     group by {% for k in slice_columns %}ca.{{ k }}, {% endfor %}e.period_month
 )
 
-, portfolio as (
-    select
-        pm.period_month,
-        pm.period_end,
-        pm.client_id,
-        pm.outstanding_principal,
-        pm.days_in_arrears,
-        pm.loan_officer_id                              as serving_officer_id,
-        coalesce(pm.branch_id, -1)                      as branch_id,
-        coalesce(pm.loan_officer_id, -1)                as loan_officer_id,
-        coalesce(pm.product_id, -1)                     as product_id,
-        coalesce(ca.segment_key, 'unknown|unknown|unknown') as segment_key,
-        ca.gender
-    from {{ ref('fct_portfolio_month') }} pm
-    left join client_attrs ca on ca.client_id = pm.client_id
-)
-
+-- the loan measures per slice and month (borrowers, portfolio, PAR, disbursements), kept
+-- incrementally by (slice, month) (macros/incremental/core_kpi_loan_month.sql)
 , loan_stock as (
-    select
-        {{ keys }},
-        period_month,
-        count(distinct client_id)                       as active_borrowers,
-        count(distinct client_id) filter (where gender = 'female') as women_borrowers,
-        count(*)                                        as loans_outstanding,
-        count(distinct serving_officer_id)              as loan_officers,
-        sum(outstanding_principal)                      as gross_loan_portfolio,
-        coalesce(sum(outstanding_principal) filter (where days_in_arrears > 30), 0) as par30_principal,
-        coalesce(sum(outstanding_principal) filter (where days_in_arrears > 0), 0)  as par1_principal,
-        coalesce(sum(outstanding_principal) filter (where days_in_arrears > 90), 0) as par90_principal
-    from portfolio
-    group by {{ keys }}, period_month
+    select * from {{ ref('int_kpi__' ~ slicing ~ '_loan_month') }}
 )
 
 , loans as (
@@ -201,17 +169,6 @@ with periods as (
     from loans
     where written_off_on is not null
     group by {{ keys }}, {{ core_period_month('written_off_on') }}
-)
-
-, disbursements as (
-    select {% for k in slice_columns %}lo.{{ k }}, {% endfor %}{{ core_period_month('t.transaction_date') }} as period_month,
-           sum(t.amount) as disbursed_amount, count(distinct t.loan_id) as loans_disbursed
-    -- fct_loan_transaction holds exactly the known transactions of known loans, already
-    -- materialized: scanning it beats re-evaluating the raw view in every mart
-    from {{ ref('fct_loan_transaction') }} t
-    join loans lo on lo.loan_id = t.loan_id
-    where t.transaction_type_code = 1
-    group by {% for k in slice_columns %}lo.{{ k }}, {% endfor %}{{ core_period_month('t.transaction_date') }}
 )
 
 , followon as (
@@ -246,15 +203,14 @@ with periods as (
         coalesce(ls.par90_principal, 0)                                  as par90_principal,
         coalesce(wo.write_off_amount, 0)                                 as write_off_amount,
         coalesce(wo.loans_written_off, 0)                                as loans_written_off,
-        coalesce(d.disbursed_amount, 0)                                  as disbursed_amount,
-        coalesce(d.loans_disbursed, 0)                                   as loans_disbursed,
+        coalesce(ls.disbursed_amount, 0)                                 as disbursed_amount,
+        coalesce(ls.loans_disbursed, 0)                                  as loans_disbursed,
         coalesce(fo.repaid_loans_decided, 0)                             as repaid_loans_decided,
         coalesce(fo.dropouts, 0)                                         as dropouts
     from grid g
     left join client_flow cf on {% for k in slice_columns %}cf.{{ k }} = g.{{ k }} and {% endfor %}cf.period_month = g.period_month
     left join loan_stock ls on {% for k in slice_columns %}ls.{{ k }} = g.{{ k }} and {% endfor %}ls.period_month = g.period_month
     left join write_offs wo on {% for k in slice_columns %}wo.{{ k }} = g.{{ k }} and {% endfor %}wo.period_month = g.period_month
-    left join disbursements d on {% for k in slice_columns %}d.{{ k }} = g.{{ k }} and {% endfor %}d.period_month = g.period_month
     left join followon fo on {% for k in slice_columns %}fo.{{ k }} = g.{{ k }} and {% endfor %}fo.period_month = g.period_month
     window w_cum as (partition by {% for k in slice_columns %}g.{{ k }}{% if not loop.last %}, {% endif %}{% endfor %} order by g.period_month rows between unbounded preceding and current row)
 )

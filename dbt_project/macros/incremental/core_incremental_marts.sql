@@ -17,8 +17,10 @@
               pre-hook empties the table and every row is written again;
     nightly - the pre-hook deletes, and the model writes again, the rows of
               loans changed in raw since the state (core_mart_changed_loans)
-              and the rows dated from the month of the state's as-of date on
-              (their period_end moved, or they are new).
+              and, in fct_portfolio_month, the rows from the month of the
+              state's as-of date on (their balances at period_end moved, or
+              they are new). fct_loan_transaction has no such rows: its rows
+              depend on their loan's inputs only.
   Each condition below goes through an index of the raw table (the delta indexes
   the build stage creates, plugins/spm_warehouse/delta_indexes.py), so finding the
   changed loans reads the day's raw rows, not the history.
@@ -120,9 +122,11 @@
 {#-
   Pre-hook of an incremental mart: empty it (mode full on an existing table)
   or delete the rows the model is about to write again (mode nightly).
-  date_column: the column whose month decides the moving rows.
+  date_column: the column whose month decides the moving rows (rows whose
+  values move with the as-of date, as the portfolio's balances at period_end
+  do); none when no row moves unless its loan changed (fct_loan_transaction).
 -#}
-{% macro core_mart_prepare(date_column, with_schedule=false) %}
+{% macro core_mart_prepare(date_column=none, with_schedule=false) %}
     {%- if not is_incremental() -%}
         {{ return('select 1') }}
     {%- endif -%}
@@ -132,8 +136,10 @@
     {%- endif -%}
     {#- two deletes, each through an index (date column; loan_id), rather than one OR that reads the table -#}
     {%- set sql -%}
+        {%- if date_column is not none %}
         delete from {{ this }}
         where {{ date_column }} >= {{ core_mart_moving_month(state) }};
+        {%- endif %}
         delete from {{ this }} t
         using ({{ core_mart_changed_loans(state, with_schedule) }}) changed
         where t.loan_id = changed.loan_id

@@ -21,10 +21,10 @@ from datetime import date, datetime, timezone
 
 import psycopg
 
+from spm_warehouse.delta_indexes import WATERMARK_COLUMNS, WATERMARK_EXPRESSION, WATERMARK_TABLES
 from spm_warehouse.gate.base import CheckContext, CheckResult, column_names, judged, relation_exists
 
 KIND = "freshness"
-MIS_CURSOR_TABLES = ("m_client", "m_loan", "m_loan_transaction", "m_loan_repayment_schedule", "m_savings_account")
 
 
 def mis_watermark(conn: psycopg.Connection) -> datetime | None:
@@ -32,11 +32,13 @@ def mis_watermark(conn: psycopg.Connection) -> datetime | None:
 
     created_on_utc counts where last_modified_on_utc is NULL: Fineract 1.4-1.7 has only a
     creation time on transactions (m_loan_transaction.created_date, read into created_on_utc).
+    The build stage indexes exactly this expression (delta_indexes.py), so each maximum is
+    an index lookup, not a scan of the table's history.
     """
-    parts = [f"SELECT max(coalesce(last_modified_on_utc, created_on_utc)) AS m FROM raw_mis.{t}"
-             for t in MIS_CURSOR_TABLES
+    parts = [f"SELECT max({WATERMARK_EXPRESSION}) AS m FROM raw_mis.{t}"
+             for t in WATERMARK_TABLES
              if relation_exists(conn, f"raw_mis.{t}")
-             and {"last_modified_on_utc", "created_on_utc"} <= column_names(conn, "raw_mis", t)]
+             and WATERMARK_COLUMNS <= column_names(conn, "raw_mis", t)]
     if not parts:
         return None
     return conn.execute("SELECT max(m) FROM (" + " UNION ALL ".join(parts) + ") w").fetchone()[0]

@@ -39,7 +39,10 @@ SNAPSHOT_COLUMNS = ("loan_id, period_month, period_end, in_life, first_disbursed
                     "principal_disbursed_to_date, principal_repaid_to_date, outstanding_principal, days_in_arrears, "
                     "first_unpaid_due_date, schedule_basis_hash, next_due_date")
 # The incremental intermediate models, compared with a full rebuild like the marts.
-INCREMENTAL_INTERMEDIATE = ("int_loan__balance_month", "int_loan__lifecycle", "int_client__history")
+INCREMENTAL_INTERMEDIATE = ("int_loan__balance_month", "int_loan__lifecycle", "int_client__history",
+                            "int_kpi__client_attrs", "int_kpi__loan_month", "int_kpi__branch_loan_month",
+                            "int_kpi__loan_officer_loan_month", "int_kpi__product_loan_month",
+                            "int_kpi__segment_loan_month")
 
 
 def snapshots(url: str) -> list[tuple]:
@@ -121,7 +124,12 @@ def test_rerun_and_backfill(star_world, clone):
 
 
 def test_a_quiet_night_rewrites_only_the_changed_loan_and_the_moving_month(star_world, clone):
-    """Night 3 brings one repayment of loan 1: the facts rewrite loan 1 and the rows from June (night 2's month) on."""
+    """Night 3 brings one repayment of loan 1.
+
+    fct_loan_transaction rewrites loan 1's transactions only (no column of it moves with the as-of date);
+    fct_portfolio_month rewrites loan 1 and the rows from June (night 2's month) on, whose balances at
+    period_end move.
+    """
     url, tmp = clone
     night3 = D("2024-07-02")
     with psycopg.connect(url) as conn:
@@ -129,14 +137,31 @@ def test_a_quiet_night_rewrites_only_the_changed_loan_and_the_moving_month(star_
                    datetime(2024, 7, 3, 2, 0, tzinfo=timezone.utc))
     dbt(url, night3, tmp, ["run"])
     june = D("2024-06-01")
+    rewritten = {"fct_loan_transaction": lambda loan_id, d: loan_id == 1,
+                 "fct_portfolio_month": lambda loan_id, d: loan_id == 1 or d >= june}
     for table, date_column in (("fct_loan_transaction", "transaction_date"), ("fct_portfolio_month", "period_month")):
         rows = query(url, f"SELECT loan_id, {date_column} AS d, _as_of_date FROM analytics_build.{table}")
         got = {(r["loan_id"], r["d"]): r["_as_of_date"] for r in rows}
-        expected = {key: night3 if (key[0] == 1 or key[1] >= june) else NIGHT2 for key in got}
+        expected = {key: night3 if rewritten[table](*key) else NIGHT2 for key in got}
         assert got == expected, table
         assert NIGHT2 in got.values() and night3 in got.values(), table
+    june_rows = query(url, "SELECT count(*) AS n FROM analytics_build.fct_loan_transaction "
+                           "WHERE transaction_date >= %s AND loan_id <> 1", (june,))[0]["n"]
+    assert june_rows > 0  # the month of night 2 holds other loans' transactions, and none was written again
     assert query(url, "SELECT count(*) AS n FROM analytics_build.fct_loan_transaction WHERE transaction_id = 9001"
                  )[0]["n"] == 1
+    # the KPI loan side: tonight's diff names loan 1 and the moving months only, and the base tables
+    # recompute only the (slice, month) pairs it names; the months before June keep night 2's rows
+    batch = query(url, """SELECT op, loan_id, period_month FROM intermediate.int_kpi__loan_month_changes
+                          WHERE _change_at = (SELECT max(_change_at) FROM intermediate.int_kpi__loan_month_changes)""")
+    assert batch and {r["op"] for r in batch} <= {"-", "+"}, batch
+    assert all(r["loan_id"] == 1 or r["period_month"] >= june for r in batch), batch
+    for base in ("branch", "loan_officer", "product", "segment"):
+        stamps = query(url, f"""SELECT period_month >= %s AS moving, count(DISTINCT _consumed_through) AS n,
+                                       max(_consumed_through) AS newest
+                                FROM intermediate.int_kpi__{base}_loan_month GROUP BY 1 ORDER BY 1""", (june,))
+        old_months, moving = stamps
+        assert not old_months["moving"] and old_months["newest"] < moving["newest"], (base, stamps)
     nightly = fingerprint(url, "analytics_build")
     dbt(url, night3, tmp, ["run", "--full-refresh"])
     after = fingerprint(url, "analytics_build")

@@ -21,7 +21,7 @@ from spm_warehouse.settings import parse_conn_uri
 
 MART = "analytics_build.fct_portfolio_month"
 RANGE_TEST = "accepted_range_fct_portfolio_month_days_in_arrears"
-OPTED_IN = {"fct_loan_transaction", "fct_portfolio_month", "int_loan__balance_month"}
+OPTED_IN = {"fct_loan_transaction", "fct_portfolio_month", "int_loan__balance_month", "int_kpi__loan_month"}
 PER_ROW = {"not_null", "accepted_values", "accepted_range", "expression_is_true", "relationships"}
 
 

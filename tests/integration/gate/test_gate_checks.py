@@ -9,6 +9,7 @@ import psycopg
 import pytest
 from gate_tiny_warehouse import AS_OF, RUN_ID, build_marts, build_raw, build_source, conn_info, passing_dbt
 
+from spm_warehouse import delta_indexes
 from spm_warehouse.gate import (
     CheckContext,
     dbt_results,
@@ -199,6 +200,19 @@ def test_freshness_blocks_a_stale_or_backwards_watermark(wh):
     older = by_name(freshness.run(ctx_for(wh, as_of=date(2024, 6, 1))))["freshness.as_of"]
     assert older.status == "warn" and "older than the published 2024-06-30" in older.message
     assert by_name(freshness.run(ctx_for(wh)))["freshness.as_of"].status == "pass"
+
+
+def test_the_mis_watermark_is_read_through_the_delta_index_of_its_expression(wh):
+    """The build stage indexes the watermark expression, so the nightly gate reads five index ends, not history."""
+    before = freshness.mis_watermark(wh)
+    created = delta_indexes.ensure_delta_indexes(wh)
+    assert {f"{t}(watermark)" for t in ("m_client", "m_loan", "m_loan_transaction")} <= set(created), created
+    wh.execute("SET LOCAL enable_seqscan = off")  # a tiny table: only an index matching the expression can be used
+    plan = "\n".join(r[0] for r in wh.execute(
+        f"EXPLAIN SELECT max({delta_indexes.WATERMARK_EXPRESSION}) FROM raw_mis.m_loan_transaction"))
+    assert "m_loan_transaction__watermark__delta_idx" in plan and "Seq Scan" not in plan, plan
+    assert freshness.mis_watermark(wh) == before
+    wh.rollback()
 
 
 # --------------------------------------------------------------------------- volume

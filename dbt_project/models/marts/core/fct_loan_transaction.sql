@@ -3,7 +3,7 @@
     materialized='incremental',
     incremental_strategy='append',
     on_schema_change='fail',
-    pre_hook=core_session_settings() + ["{{ core_mart_prepare('transaction_date') }}"],
+    pre_hook=core_session_settings() + ["{{ core_mart_prepare() }}"],
     post_hook=[
       "{{ core_index('transaction_id', unique=true) }}",
       "{{ core_index('loan_id, transaction_date') }}",
@@ -22,23 +22,18 @@
 -- do; entered by the end of as_of_date). Attribution as in the KPI contract
 -- (current branch of the client, m_loan product and officer); -1 when missing.
 -- Incremental (macros/incremental/core_incremental_marts.sql): a night rewrites the
--- transactions of changed loans and those dated from the month of the last
--- as-of date on (their period_end moves with the as-of date).
+-- transactions of changed loans only. Every column is fixed by the loan's own
+-- inputs: the row carries period_month, not the period_end of the as-of month,
+-- which moves every night (dim_date.period_end on transaction_date_key gives it),
+-- so an unchanged loan's rows are never written again.
 {%- set state = core_mart_state(this) if is_incremental() else none %}
 {%- set mode = core_mart_mode(state) %}
 with scoped as (
 {%- if mode == 'nightly' %}
-    -- two index-driven parts rather than one OR, which would read every transaction:
-    -- the moving months (index on transaction_date), and the changed loans' earlier rows
-    -- (found from the raw deltas, then read through the index on loan_id)
-    select t.*
-    from {{ ref('int_loan__known_transactions') }} t
-    where t.transaction_date >= {{ core_mart_moving_month(state) }}
-    union all
+    -- the changed loans (found from the raw deltas), read through the index on loan_id
     select t.*
     from {{ ref('int_loan__known_transactions') }} t
     join ({{ core_mart_changed_loans(state) }}) changed on changed.loan_id = t.loan_id
-    where t.transaction_date < {{ core_mart_moving_month(state) }}
 {%- else %}
     select t.*
     from {{ ref('int_loan__known_transactions') }} t
@@ -54,7 +49,7 @@ select
     coalesce(l.loan_officer_id, -1)                                 as loan_officer_id,
     t.transaction_date,
     {{ core_date_key('t.transaction_date') }}                      as transaction_date_key,
-    {{ core_period_end(core_period_month('t.transaction_date')) }} as period_end,
+    {{ core_period_month('t.transaction_date') }}                  as period_month,
     t.transaction_type_code,
     t.transaction_type,
     t.amount,

@@ -13,6 +13,6 @@ select
     b.region_id,
     b.region_name,
     {{ core_kpi_month_columns(except=core_kpi_contract_columns()) }}
-from ({{ core_kpi_month(['branch_id'], slices_sql) }}) k
+from ({{ core_kpi_month('branch', slices_sql) }}) k
 left join {{ ref('stg_fineract__m_office') }} o on o.office_id = k.branch_id
 left join {{ ref('dim_branch') }} b on b.branch_id = k.branch_id

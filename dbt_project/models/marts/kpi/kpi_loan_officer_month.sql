@@ -21,6 +21,6 @@ select
     d.branch_id                         as loan_officer_branch_id,
     d.branch_name                       as loan_officer_branch_name,
     {{ core_kpi_month_columns() }}
-from ({{ core_kpi_month(['branch_id', 'loan_officer_id'], slices_sql) }}) k
+from ({{ core_kpi_month('loan_officer', slices_sql) }}) k
 left join {{ ref('dim_branch') }} b on b.branch_id = k.branch_id
 left join {{ ref('dim_loan_officer') }} d on d.loan_officer_id = k.loan_officer_id

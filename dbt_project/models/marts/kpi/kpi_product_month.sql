@@ -25,6 +25,6 @@ select
     case when k.product_id = -1 then 'No loan' else d.product_name end as product_name,
     d.product_short_name,
     {{ core_kpi_month_columns() }}
-from ({{ core_kpi_month(['branch_id', 'product_id'], slices_sql) }}) k
+from ({{ core_kpi_month('product', slices_sql) }}) k
 left join {{ ref('dim_branch') }} b on b.branch_id = k.branch_id
 left join {{ ref('dim_product') }} d on d.product_id = k.product_id

@@ -22,6 +22,6 @@ select
     initcap(split_part(k.segment_key, '|', 1)) || ', ' || split_part(k.segment_key, '|', 2)
         || ', ' || coalesce(b.band_label, 'unknown') as segment_name,
     {{ core_kpi_month_columns() }}
-from ({{ core_kpi_month(['branch_id', 'segment_key'], slices_sql) }}) k
+from ({{ core_kpi_month('segment', slices_sql) }}) k
 left join {{ ref('dim_branch') }} br on br.branch_id = k.branch_id
 left join {{ ref('poverty_likelihood_bands') }} b on b.band_code = split_part(k.segment_key, '|', 3)
