@@ -105,6 +105,10 @@ def core_mart_moving_month(state):
     return "date '2024-06-01'"
 
 
+def core_mart_upgrade(added_column, added_type, dropped_columns=()):
+    return None
+
+
 def core_mart_prepare(date_column=None, with_schedule=False):
     return "select 1"
 

@@ -120,6 +120,26 @@
 
 
 {#-
+  Pre-hook of an incremental mart whose table an older version built without `added_column`
+  (added_type), with `dropped_columns` instead: the table takes the new columns and is emptied,
+  and the model, which sees the same missing column (core_relation_lacks_column), writes every
+  row again. none when the table is current, so that the pre-hook goes on with core_mart_prepare.
+  A column list that differs only by order passes on_schema_change='fail' (dbt compares the sets).
+-#}
+{% macro core_mart_upgrade(added_column, added_type, dropped_columns=[]) %}
+    {%- if not is_incremental() or not core_relation_lacks_column(this, added_column) -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set changes = [] -%}
+    {%- for c in dropped_columns -%}
+        {%- do changes.append('drop column if exists ' ~ c) -%}
+    {%- endfor -%}
+    {%- do changes.append('add column ' ~ added_column ~ ' ' ~ added_type) -%}
+    {{ return('alter table ' ~ this ~ ' ' ~ changes | join(', ') ~ '; truncate table ' ~ this) }}
+{% endmacro %}
+
+
+{#-
   Pre-hook of an incremental mart: empty it (mode full on an existing table)
   or delete the rows the model is about to write again (mode nightly).
   date_column: the column whose month decides the moving rows (rows whose

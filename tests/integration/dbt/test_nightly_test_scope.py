@@ -112,7 +112,8 @@ def test_uniqueness_of_the_scoped_models_is_held_by_unique_indexes(night2):
     """Their keys' uniqueness is not left to a scoped test: a unique index refuses a duplicate at every write."""
     keys = {("analytics_build", "fct_loan_transaction"): "(transaction_id)",
             ("analytics_build", "fct_portfolio_month"): "(loan_id, period_month)",
-            ("intermediate", "int_loan__balance_month"): "(loan_id, period_month)"}
+            ("intermediate", "int_loan__balance_month"): "(loan_id, period_month)",
+            ("intermediate", "int_kpi__loan_month"): "(loan_id, period_month, kind)"}
     assert {t for _, t in keys} == OPTED_IN
     with psycopg.connect(night2, autocommit=True) as conn:
         for (schema, table), key in keys.items():

@@ -3,7 +3,9 @@
     materialized='incremental',
     incremental_strategy='append',
     on_schema_change='fail',
-    pre_hook=core_session_settings() + ["{{ core_mart_prepare() }}"],
+    pre_hook=core_session_settings() + [
+      "{{ core_mart_upgrade('period_month', 'date', ['period_end']) or core_mart_prepare() }}"
+    ],
     post_hook=[
       "{{ core_index('transaction_id', unique=true) }}",
       "{{ core_index('loan_id, transaction_date') }}",
@@ -26,7 +28,9 @@
 -- inputs: the row carries period_month, not the period_end of the as-of month,
 -- which moves every night (dim_date.period_end on transaction_date_key gives it),
 -- so an unchanged loan's rows are never written again.
-{%- set state = core_mart_state(this) if is_incremental() else none %}
+{#- a table of the version that stored period_end is rebuilt in full (core_mart_upgrade) -#}
+{%- set upgrade = is_incremental() and core_relation_lacks_column(this, 'period_month') %}
+{%- set state = core_mart_state(this) if is_incremental() and not upgrade else none %}
 {%- set mode = core_mart_mode(state) %}
 with scoped as (
 {%- if mode == 'nightly' %}
