@@ -105,7 +105,7 @@ def core_mart_moving_month(state):
     return "date '2024-06-01'"
 
 
-def core_mart_upgrade(added_column, added_type, dropped_columns=()):
+def core_mart_upgrade(added_columns, dropped_columns=()):
     return None
 
 

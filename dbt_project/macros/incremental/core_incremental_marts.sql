@@ -120,21 +120,24 @@
 
 
 {#-
-  Pre-hook of an incremental mart whose table an older version built without `added_column`
-  (added_type), with `dropped_columns` instead: the table takes the new columns and is emptied,
-  and the model, which sees the same missing column (core_relation_lacks_column), writes every
-  row again. none when the table is current, so that the pre-hook goes on with core_mart_prepare.
+  Pre-hook of an incremental model whose table an older version built without the columns
+  `added_columns` ([[name, type], ...]; the first one tells), with `dropped_columns` instead: the
+  table takes the new columns and is emptied, and the model, which sees the same missing column
+  (core_relation_lacks_column) and so builds in full, writes every row again. none when the table
+  is current, so that the pre-hook goes on with its usual statement ("upgrade or prepare").
   A column list that differs only by order passes on_schema_change='fail' (dbt compares the sets).
 -#}
-{% macro core_mart_upgrade(added_column, added_type, dropped_columns=[]) %}
-    {%- if not is_incremental() or not core_relation_lacks_column(this, added_column) -%}
+{% macro core_mart_upgrade(added_columns, dropped_columns=[]) %}
+    {%- if not is_incremental() or not core_relation_lacks_column(this, added_columns[0][0]) -%}
         {{ return(none) }}
     {%- endif -%}
     {%- set changes = [] -%}
     {%- for c in dropped_columns -%}
         {%- do changes.append('drop column if exists ' ~ c) -%}
     {%- endfor -%}
-    {%- do changes.append('add column ' ~ added_column ~ ' ' ~ added_type) -%}
+    {%- for name, type in added_columns -%}
+        {%- do changes.append('add column if not exists ' ~ name ~ ' ' ~ type) -%}
+    {%- endfor -%}
     {{ return('alter table ' ~ this ~ ' ' ~ changes | join(', ') ~ '; truncate table ' ~ this) }}
 {% endmacro %}
 

@@ -7,8 +7,9 @@
 
   Every row records the state of the build that wrote it: _loaded_until (the
   newest raw_kobo.submissions.loaded_at then) and _inputs_fingerprint (what
-  else decides the rows: the field map seed, the default scorecard var and
-  the project's code, var code_fingerprint, passed by the pipeline).
+  else decides the rows: the field map and PPI scorecard seeds, the default
+  scorecard and poverty line vars and the project's code, var
+  code_fingerprint, passed by the pipeline).
   A night is incremental when the table exists and its fingerprint is
   today's; it then recomputes the submission keys of raw rows loaded since
   _loaded_until, plus the keys those rows replace (meta/deprecatedID).
@@ -19,9 +20,14 @@
     {%- if not execute -%}
         {{ return('') }}
     {%- endif -%}
-    {%- set seed = run_query("select md5(coalesce(string_agg(t::text, '|' order by t::text), '')) from "
-                             ~ ref('survey_field_map') ~ " t") -%}
-    {%- set parts = [seed.rows[0][0], var('ppi_default_scorecard') | string, var('code_fingerprint', '') | string] -%}
+    {%- set parts = [] -%}
+    {%- for seed in ['survey_field_map', 'ppi_scorecard_points', 'ppi_scorecard_likelihoods'] -%}
+        {%- set digest = run_query("select md5(coalesce(string_agg(t::text, '|' order by t::text), '')) from "
+                                   ~ ref(seed) ~ " t") -%}
+        {%- do parts.append(digest.rows[0][0]) -%}
+    {%- endfor -%}
+    {%- do parts.extend([var('ppi_default_scorecard') | string, var('ppi_poverty_line') | string,
+                         var('code_fingerprint', '') | string]) -%}
     {{ return(local_md5(parts | join('|'))) }}
 {% endmacro %}
 
@@ -70,7 +76,8 @@
 {%- endmacro %}
 
 
-{#- Pre-hook: empty the table (full) or delete the keys the night recomputes (nightly). -#}
+{#- Pre-hook: empty the table (full) or delete the keys the night recomputes (nightly); int_surveys__submissions
+    and int_surveys__ppi_scored, one row per submission key each. -#}
 {% macro surveys_submissions_prepare() %}
     {%- if not is_incremental() -%}
         {{ return('select 1') }}

@@ -269,8 +269,9 @@ def test_nights_rolled_forward_equal_full_refresh(star_world, tmp_path):
 
 def test_tables_of_the_previous_version_rebuild_themselves(star_world, clone):
     """An installed warehouse upgraded to this version: int_loan__balance_month without next_due_date,
-    int_loan__lifecycle and int_client__history as the plain tables they were, fct_loan_transaction with the
-    period_end it used to store. The next night rebuilds them in full, equal to today's."""
+    int_loan__lifecycle, int_client__history and int_surveys__ppi_scored as the plain tables they were,
+    fct_loan_transaction with the period_end it used to store. The next night rebuilds them in full, equal to
+    today's."""
     url, tmp = clone
     with psycopg.connect(url) as conn:
         conn.execute("ALTER TABLE intermediate.int_loan__balance_month DROP COLUMN next_due_date")
@@ -280,12 +281,19 @@ def test_tables_of_the_previous_version_rebuild_themselves(star_world, clone):
                         DROP COLUMN _as_of_date, DROP COLUMN _cutoff_ts, DROP COLUMN _watermark, DROP COLUMN _backfill""")
         conn.execute("""ALTER TABLE analytics_build.fct_loan_transaction DROP COLUMN period_month,
                         ADD COLUMN period_end date""")
+        conn.execute("ALTER TABLE intermediate.int_surveys__ppi_scored DROP COLUMN _loaded_until, "
+                     "DROP COLUMN _inputs_fingerprint")
         conn.commit()
     dbt(url, NIGHT2, tmp, ["run"])
     columns = {r["column_name"] for r in query(
         url, """SELECT column_name FROM information_schema.columns
                 WHERE table_schema = 'analytics_build' AND table_name = 'fct_loan_transaction'""")}
     assert "period_month" in columns and "period_end" not in columns, columns
+    scored = ("int_surveys__ppi_scored",)
+    assert fingerprint(url, "intermediate", scored, by_name=True) == \
+        fingerprint(star_world.url, "intermediate", scored, by_name=True)
+    assert query(url, "SELECT count(*) AS n FROM intermediate.int_surveys__ppi_scored WHERE _loaded_until IS NULL"
+                 )[0]["n"] == 0
     assert fingerprint(url, "intermediate", INCREMENTAL_INTERMEDIATE) == \
         fingerprint(star_world.url, "intermediate", INCREMENTAL_INTERMEDIATE)
     # the same rows; the upgraded fct_loan_transaction has period_month last

@@ -391,12 +391,16 @@ def test_two_nights_of_loads_give_what_one_load_gives(world, pg_server_url, tmp_
         run = build_surveys(project, db.url)
         assert run.returncode == 0, run.output[-3000:]
         _, world_conn = world
-        tables = ("intermediate.int_surveys__submissions", "intermediate.int_surveys__accepted",
+        tables = ("intermediate.int_surveys__submissions", "intermediate.int_surveys__ppi_scored",
+                  "intermediate.int_surveys__accepted",
                   "intermediate.int_surveys__quarantine", "analytics_build.fct_client_indicator")
         with psycopg.connect(db.url) as conn:
             kept = conn.execute("SELECT count(*) FROM intermediate.int_surveys__submissions WHERE _loaded_until = %s",
                                 (first_state,)).fetchone()[0]
             assert kept > 0, "night 2 rebuilt every submission instead of the keys it touched"
+            scored_kept = conn.execute("SELECT count(*) FROM intermediate.int_surveys__ppi_scored "
+                                       "WHERE _loaded_until = %s", (first_state,)).fetchone()[0]
+            assert scored_kept > 0, "night 2 rescored every submission instead of the keys it touched"
             for table in tables:
                 assert content(conn, table) == content(world_conn, table), table
     finally:

@@ -12,9 +12,36 @@
     quarantine.
 -#}
 
+{{
+  config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook=[
+      "{{ core_mart_upgrade([['_loaded_until', 'timestamptz'], ['_inputs_fingerprint', 'text']]) or surveys_submissions_prepare() }}"
+    ],
+    post_hook=[
+      "{{ core_index('submission_key', unique=true) }}",
+      "{{ core_index('_loaded_until') }}",
+      "analyze {{ this }}"
+    ]
+  )
+}}
+-- depends_on: {{ ref('survey_field_map') }}
+-- depends_on: {{ ref('stg_kobo__spm_client_monitoring') }}
+{#- the plain table of the previous version (no state columns) is rebuilt in full (core_mart_upgrade) -#}
+{%- set upgrade = is_incremental() and core_relation_lacks_column(this, '_loaded_until') %}
+{%- set state = surveys_state(this) if is_incremental() and not upgrade else none %}
+{%- set nightly = surveys_mode(state) == 'nightly' %}
+
 with submissions as (
 
-    select * from {{ ref('int_surveys__submissions') }}
+    select *
+    from {{ ref('int_surveys__submissions') }}
+    {%- if nightly %}
+    -- the keys raw rows loaded since this table's state touch (as int_surveys__submissions recomputes them)
+    where submission_key in ({{ surveys_affected_keys(state) }})
+    {%- endif %}
 
 ),
 
@@ -101,7 +128,8 @@ select
     ps.invalid_list,
     ps.ppi_score::integer                           as ppi_score,
     lk.likelihood::numeric(9, 6)                    as poverty_likelihood,
-    '{{ var("ppi_poverty_line") }}'::text           as poverty_line
+    '{{ var("ppi_poverty_line") }}'::text           as poverty_line,
+    {{ surveys_state_columns() }}
 from submissions as s
 inner join per_submission as ps
     on ps.submission_key = s.submission_key

@@ -32,6 +32,8 @@
   )
 }}
 -- depends_on: {{ ref('survey_field_map') }}
+-- depends_on: {{ ref('ppi_scorecard_points') }}
+-- depends_on: {{ ref('ppi_scorecard_likelihoods') }}
 {%- set state = surveys_state(this) if is_incremental() else none %}
 {%- set nightly = surveys_mode(state) == 'nightly' %}
 

@@ -4,7 +4,7 @@
     incremental_strategy='append',
     on_schema_change='fail',
     pre_hook=core_session_settings() + [
-      "{{ core_mart_upgrade('period_month', 'date', ['period_end']) or core_mart_prepare() }}"
+      "{{ core_mart_upgrade([['period_month', 'date']], ['period_end']) or core_mart_prepare() }}"
     ],
     post_hook=[
       "{{ core_index('transaction_id', unique=true) }}",
