@@ -163,9 +163,10 @@
         delete from {{ this }}
         where {{ date_column }} >= {{ core_mart_moving_month(state) }};
         {%- endif %}
+        -- = any(array(...)): the changed loans as one array, so the delete goes through the index on
+        -- loan_id instead of a hash join over the whole table (17.6 s at 500k clients for 98k rows)
         delete from {{ this }} t
-        using ({{ core_mart_changed_loans(state, with_schedule) }}) changed
-        where t.loan_id = changed.loan_id
+        where t.loan_id = any(array({{ core_mart_changed_loans(state, with_schedule) }}))
     {%- endset -%}
     {{ return(sql) }}
 {% endmacro %}

@@ -34,10 +34,11 @@
 {%- set mode = core_mart_mode(state) %}
 with scoped as (
 {%- if mode == 'nightly' %}
-    -- the changed loans (found from the raw deltas), read through the index on loan_id
+    -- the changed loans (found from the raw deltas), read through the index on loan_id (one array:
+    -- a join to the set can be planned as a hash join over every transaction)
     select t.*
     from {{ ref('int_loan__known_transactions') }} t
-    join ({{ core_mart_changed_loans(state) }}) changed on changed.loan_id = t.loan_id
+    where t.loan_id = any(array({{ core_mart_changed_loans(state) }}))
 {%- else %}
     select t.*
     from {{ ref('int_loan__known_transactions') }} t

@@ -36,8 +36,8 @@ with scoped as (
     union all
     select b.*
     from {{ ref('int_loan__balances_as_of') }} b
-    join ({{ core_mart_changed_loans(state, with_schedule=true) }}) changed on changed.loan_id = b.loan_id
-    where b.period_month < {{ core_mart_moving_month(state) }}
+    where b.loan_id = any(array({{ core_mart_changed_loans(state, with_schedule=true) }}))
+      and b.period_month < {{ core_mart_moving_month(state) }}
 {%- else %}
     select b.*
     from {{ ref('int_loan__balances_as_of') }} b
