@@ -132,10 +132,6 @@ def core_kpi_loan_month_state():
     return None
 
 
-def core_kpi_prefixed(alias, columns, sep=",\n          "):
-    return sep.join(f"{alias}.{c}" for c in columns)
-
-
 def core_kpi_sibling(name):
     return f"intermediate.{name}"
 

@@ -130,16 +130,6 @@
 {%- endmacro %}
 
 
-{#- `columns` as alias.column, joined by `sep` (one per line where the list is long). -#}
-{% macro core_kpi_prefixed(alias, columns, sep=',\n          ') -%}
-    {%- set out = [] -%}
-    {%- for c in columns -%}
-        {%- do out.append(alias ~ '.' ~ c) -%}
-    {%- endfor -%}
-    {{ return(out | join(sep)) }}
-{%- endmacro %}
-
-
 {#- Pre-hook of int_kpi__loan_month_changes: forget the batches every base table has consumed. -#}
 {% macro core_kpi_changes_prepare() %}
     {%- if not is_incremental() -%}

@@ -71,7 +71,7 @@ with scope as (
         m.kind,
         m.loan_id,
         m.period_month,
-        {{ core_kpi_prefixed('m', values, ',\n        ') }}
+        {{ core_kpi_month_columns(alias='m', only=values) }}
     from {{ stored_relation }} m
     where m.loan_id in (select s.loan_id from scope s)
     union all
@@ -79,7 +79,7 @@ with scope as (
         m.kind,
         m.loan_id,
         m.period_month,
-        {{ core_kpi_prefixed('m', values, ',\n        ') }}
+        {{ core_kpi_month_columns(alias='m', only=values) }}
     from {{ stored_relation }} m
     where m.period_month >= {{ moving }}
       and not exists (select 1 from scope s where s.loan_id = m.loan_id)
@@ -90,8 +90,8 @@ from stored s
 where not exists (
     select 1 from fresh f
     where f.kind = s.kind and f.loan_id = s.loan_id and f.period_month = s.period_month
-      and ({{ core_kpi_prefixed('f', values) }})
-          is not distinct from ({{ core_kpi_prefixed('s', values) }})
+      and ({{ core_kpi_month_columns(alias='f', only=values) }})
+          is not distinct from ({{ core_kpi_month_columns(alias='s', only=values) }})
 )
 union all
 select now(), '+', f.*
@@ -99,7 +99,7 @@ from fresh f
 where not exists (
     select 1 from stored s
     where s.kind = f.kind and s.loan_id = f.loan_id and s.period_month = f.period_month
-      and ({{ core_kpi_prefixed('s', values) }})
-          is not distinct from ({{ core_kpi_prefixed('f', values) }})
+      and ({{ core_kpi_month_columns(alias='s', only=values) }})
+          is not distinct from ({{ core_kpi_month_columns(alias='f', only=values) }})
 )
 {%- endif %}
