@@ -278,3 +278,23 @@ def account_pseudonym(column):
 def display_label(domain, column):
     return (f"coalesce((select dl.label from reference.display_labels as dl "
             f"where dl.domain = '{domain}' and dl.code = ({column})::text), ({column})::text)")
+
+
+def client_sk(alias):
+    return f"({alias}.client_id * 1000 + {alias}.version_number)::bigint"
+
+
+def surveys_indicator_state(relation):
+    return None
+
+
+def surveys_indicator_changed_clients(state):
+    return "select client_id from changed_clients"
+
+
+def surveys_indicator_prepare():
+    return "select 1"
+
+
+def surveys_indicator_inputs_prepare():
+    return "select 1"

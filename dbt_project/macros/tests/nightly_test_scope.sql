@@ -4,7 +4,8 @@
 
   Why: fct_loan_transaction, fct_portfolio_month and int_loan__balance_month hold the whole loan
   history, and a night rewrites only the rows of the day's changed loans and moving months
-  (macros/incremental/README.md). A row not rewritten tonight is the row an earlier night wrote
+  (macros/incremental/README.md); fct_client_indicator holds every survey's indicator values, and a
+  night rewrites the clients whose inputs changed. A row not rewritten tonight is the row an earlier night wrote
   and tested, so testing it again every night makes the build grow with history, not with the day.
 
   How: a model opts in with `+meta: {nightly_test_scope: written_tonight}` (dbt_project.yml).

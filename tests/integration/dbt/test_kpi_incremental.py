@@ -269,9 +269,9 @@ def test_nights_rolled_forward_equal_full_refresh(star_world, tmp_path):
 
 def test_tables_of_the_previous_version_rebuild_themselves(star_world, clone):
     """An installed warehouse upgraded to this version: int_loan__balance_month without next_due_date,
-    int_loan__lifecycle, int_client__history and int_surveys__ppi_scored as the plain tables they were,
-    fct_loan_transaction with the period_end it used to store. The next night rebuilds them in full, equal to
-    today's."""
+    int_loan__lifecycle, int_client__history, int_surveys__ppi_scored and fct_client_indicator as the plain
+    tables they were, fct_loan_transaction with the period_end it used to store. The next night rebuilds them
+    in full, equal to today's."""
     url, tmp = clone
     with psycopg.connect(url) as conn:
         conn.execute("ALTER TABLE intermediate.int_loan__balance_month DROP COLUMN next_due_date")
@@ -283,6 +283,8 @@ def test_tables_of_the_previous_version_rebuild_themselves(star_world, clone):
                         ADD COLUMN period_end date""")
         conn.execute("ALTER TABLE intermediate.int_surveys__ppi_scored DROP COLUMN _loaded_until, "
                      "DROP COLUMN _inputs_fingerprint")
+        conn.execute("ALTER TABLE analytics_build.fct_client_indicator DROP COLUMN _as_of_date, DROP COLUMN _cutoff_ts, "
+                     "DROP COLUMN _written_at")
         conn.commit()
     dbt(url, NIGHT2, tmp, ["run"])
     columns = {r["column_name"] for r in query(

@@ -21,7 +21,8 @@ from spm_warehouse.settings import parse_conn_uri
 
 MART = "analytics_build.fct_portfolio_month"
 RANGE_TEST = "accepted_range_fct_portfolio_month_days_in_arrears"
-OPTED_IN = {"fct_loan_transaction", "fct_portfolio_month", "int_loan__balance_month", "int_kpi__loan_month"}
+OPTED_IN = {"fct_loan_transaction", "fct_portfolio_month", "int_loan__balance_month", "int_kpi__loan_month",
+            "fct_client_indicator"}
 PER_ROW = {"not_null", "accepted_values", "accepted_range", "expression_is_true", "relationships"}
 
 
@@ -113,7 +114,8 @@ def test_uniqueness_of_the_scoped_models_is_held_by_unique_indexes(night2):
     keys = {("analytics_build", "fct_loan_transaction"): "(transaction_id)",
             ("analytics_build", "fct_portfolio_month"): "(loan_id, period_month)",
             ("intermediate", "int_loan__balance_month"): "(loan_id, period_month)",
-            ("intermediate", "int_kpi__loan_month"): "(loan_id, period_month, kind)"}
+            ("intermediate", "int_kpi__loan_month"): "(loan_id, period_month, kind)",
+            ("analytics_build", "fct_client_indicator"): "(client_id, indicator_code, instance_id)"}
     assert {t for _, t in keys} == OPTED_IN
     with psycopg.connect(night2, autocommit=True) as conn:
         for (schema, table), key in keys.items():

@@ -401,6 +401,11 @@ def test_two_nights_of_loads_give_what_one_load_gives(world, pg_server_url, tmp_
             scored_kept = conn.execute("SELECT count(*) FROM intermediate.int_surveys__ppi_scored "
                                        "WHERE _loaded_until = %s", (first_state,)).fetchone()[0]
             assert scored_kept > 0, "night 2 rescored every submission instead of the keys it touched"
+            # the fact rewrote the clients whose surveys changed (1, 2, 5, 6), not clients 3 and 4
+            written = dict(conn.execute("""SELECT client_id, bool_or(_written_at = (SELECT max(_written_at)
+                                                                   FROM analytics_build.fct_client_indicator))
+                                           FROM analytics_build.fct_client_indicator GROUP BY 1""").fetchall())
+            assert {c for c, tonight in written.items() if tonight} == {1, 2, 5, 6}, written
             for table in tables:
                 assert content(conn, table) == content(world_conn, table), table
     finally:

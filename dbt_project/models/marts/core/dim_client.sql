@@ -8,7 +8,7 @@
 -- The KPI contract tables do not use this history: they attribute by the
 -- current values (the is_current row).
 select
-    (h.client_id * 1000 + h.version_number)::bigint                     as client_sk,
+    {{ client_sk('h') }}                                                   as client_sk,
     h.client_id,
     {{ account_pseudonym('c.account_no') }}                          as account_no,
     h.version_number,

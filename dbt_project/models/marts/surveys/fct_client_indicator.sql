@@ -15,7 +15,31 @@
     branch_id is the client's branch current in the MIS (contract attribution).
     client_sk is the client's current dim_client row (-1, the unknown member,
     when dim_client does not know the client at the as-of date).
+
+    Incremental (macros/incremental/surveys_client_indicator.sql): a night
+    rewrites the survey rows of the clients whose inputs changed since the
+    table was written (int_surveys__client_indicator_inputs) and every
+    datatable row; _as_of_date, _cutoff_ts and _written_at record the run that
+    wrote a row.
 -#}
+{{
+  config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook=core_session_settings() + ["{{ surveys_indicator_prepare() }}"],
+    post_hook=[
+      "{{ core_index('client_id, indicator_code, instance_id', unique=true) }}",
+      "{{ core_index('survey_sequence', where='survey_sequence = 0', where_def='(survey_sequence = 0)') }}",
+      "{{ core_index('_as_of_date, _cutoff_ts, _written_at') }}",
+      "analyze {{ this }}"
+    ]
+  )
+}}
+-- depends_on: {{ ref('int_surveys__client_indicator_inputs') }}
+
+
+{%- set state = surveys_indicator_state(this) if is_incremental() else none %}
 
 with surveys as (
 
@@ -42,6 +66,9 @@ with surveys as (
         exit_reason
     from {{ ref('int_surveys__accepted') }}
     where interview_date <= {{ core_as_of_date() }}
+    {%- if state is not none %}
+      and client_id = any(array({{ surveys_indicator_changed_clients(state) }}))
+    {%- endif %}
 
     union all
 
@@ -68,6 +95,9 @@ with surveys as (
         null::text
     from {{ ref('int_mis_surveys__accepted') }}
     where interview_date <= {{ core_as_of_date() }}
+    {%- if state is not none %}
+      and client_id = any(array({{ surveys_indicator_changed_clients(state) }}))
+    {%- endif %}
 
 ),
 
@@ -162,7 +192,10 @@ select
     l.value_numeric,
     l.value_text,
     case when l.indicator_code in ('poverty_likelihood', 'ppi_score') then l.scorecard_code end as scorecard_code,
-    case when l.indicator_code = 'poverty_likelihood' then '{{ var("ppi_poverty_line") }}' end as poverty_line
+    case when l.indicator_code = 'poverty_likelihood' then '{{ var("ppi_poverty_line") }}' end as poverty_line,
+    {{ core_as_of_date() }}                                     as _as_of_date,
+    {{ core_knowledge_cutoff() }}                               as _cutoff_ts,
+    now()                                                       as _written_at
 from values_long as l
 inner join {{ ref('int_surveys__clients') }} as c
     on c.client_id = l.client_id
