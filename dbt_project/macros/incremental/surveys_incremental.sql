@@ -88,3 +88,12 @@
     {%- endif -%}
     {{ return('delete from ' ~ this ~ ' where submission_key in (' ~ surveys_affected_keys(state) ~ ')') }}
 {% endmacro %}
+
+
+{#- Pre-hook of int_surveys__unknown_field_counts (append-only): empty it when it must count every raw row again. -#}
+{% macro surveys_unknown_fields_prepare() %}
+    {%- if is_incremental() and surveys_mode(surveys_state(this)) == 'full' -%}
+        {{ return('truncate table ' ~ this) }}
+    {%- endif -%}
+    {{ return('select 1') }}
+{% endmacro %}

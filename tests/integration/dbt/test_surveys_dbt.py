@@ -393,7 +393,8 @@ def test_two_nights_of_loads_give_what_one_load_gives(world, pg_server_url, tmp_
         _, world_conn = world
         tables = ("intermediate.int_surveys__submissions", "intermediate.int_surveys__ppi_scored",
                   "intermediate.int_surveys__accepted",
-                  "intermediate.int_surveys__quarantine", "analytics_build.fct_client_indicator")
+                  "intermediate.int_surveys__quarantine", "intermediate.int_surveys__unknown_fields",
+                  "analytics_build.fct_client_indicator")
         with psycopg.connect(db.url) as conn:
             kept = conn.execute("SELECT count(*) FROM intermediate.int_surveys__submissions WHERE _loaded_until = %s",
                                 (first_state,)).fetchone()[0]
@@ -408,6 +409,18 @@ def test_two_nights_of_loads_give_what_one_load_gives(world, pg_server_url, tmp_
             assert {c for c, tonight in written.items() if tonight} == {1, 2, 5, 6}, written
             for table in tables:
                 assert content(conn, table) == content(world_conn, table), table
+            # the drift counts: night 2 read only the rows loaded since night 1 (one row per run records how far)
+            runs = conn.execute("SELECT _loaded_until FROM intermediate.int_surveys__unknown_field_counts "
+                                "WHERE field_name IS NULL ORDER BY 1").fetchall()
+            assert len(runs) == 2 and runs[0] < runs[1], runs
+        # a night without new submissions counts nothing again
+        run = build_surveys(project, db.url)
+        assert run.returncode == 0, run.output[-3000:]
+        with psycopg.connect(db.url) as conn:
+            assert content(conn, "intermediate.int_surveys__unknown_fields") == \
+                content(world_conn, "intermediate.int_surveys__unknown_fields")
+            assert conn.execute("SELECT count(*) FROM intermediate.int_surveys__unknown_field_counts "
+                                "WHERE field_name IS NULL").fetchone()[0] == 3
     finally:
         db.close()
 
