@@ -46,8 +46,9 @@ def core_date_key(date_col):
 
 
 # macros/incremental/core_session.sql (hooks: never part of the linted SQL)
-def core_session_settings(nested_loops=True):
-    return ["set local jit = off", "set local work_mem = '64MB'"] + ([] if nested_loops else ["set local enable_nestloop = off"])
+def core_session_settings(nested_loops=True, merge_joins=True):
+    return (["set local jit = off", "set local work_mem = '64MB'"] + ([] if nested_loops else ["set local enable_nestloop = off"])
+            + ([] if merge_joins else ["set local enable_mergejoin = off"]))
 
 
 def core_analyze_stale(schema_name):

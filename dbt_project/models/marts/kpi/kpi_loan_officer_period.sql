@@ -1,4 +1,4 @@
-{{ config(pre_hook=core_session_settings(nested_loops=false)) }}
+{{ config(pre_hook=core_session_settings(nested_loops=false, merge_joins=false)) }}
 -- kpi_loan_officer_month by month, quarter and year (macros/core_kpi_period.sql): stocks
 -- at the period end, flows summed, retention over the grain, year-ago columns.
 {{ core_kpi_period(ref('kpi_loan_officer_month'), ['branch_id', 'loan_officer_id'],
