@@ -12,33 +12,38 @@
   dim_client row. int_surveys__client_indicator_inputs keeps, per client, a
   hash of those inputs and stamps _changed_at whenever they differ from what it
   stored (a changed survey fingerprint, surveys_fingerprint(), restamps every
-  client). So the fact rewrites the clients stamped after its own _written_at:
-  every change since the fact was written has a later stamp, however old the
-  fact is (the recycled build schema holds the publication before last), and
-  a run that wrote nothing only makes the next one rewrite more clients, never
-  fewer. The rows of mapped MIS datatables are dated at the as-of date, so a
-  run rewrites all of them; there are few (one per client and mapped column).
-  A backfill needs no mode of its own: its stamps say which clients differ on
-  its date.
+  client). The fact's rows carry the stamp of the inputs they were made from
+  (_inputs_changed_at), and the fact's state is the newest stamp it holds: a
+  night rewrites the clients stamped after it. Stamps only grow and every run
+  that writes a client writes all clients stamped after the state, so every
+  change the fact has not seen has a later stamp, however old the fact is (the
+  recycled build schema holds the publication before last). A rerun finds no
+  new stamp and writes the same rows with the same stamps.
+  The rows of mapped MIS datatables are dated at the as-of date, so a run
+  rewrites all of them (no stamp); there are few (one per client and mapped
+  column). A backfill needs no mode of its own: its stamps say which clients
+  differ on its date.
   Compared with a build of everything at once in test_surveys_dbt.py, and with
   --full-refresh over nights with a late survey, a branch transfer and new
   client versions in test_kpi_incremental.py.
 -#}
 
-{#- {'written_at': text} of the fact in `relation`, or none when it must be built in full. -#}
+{#- {'stamp': text} of the fact in `relation`, or none when it must be built in full. -#}
 {% macro surveys_indicator_state(relation) %}
     {%- set existing = core_existing_relation(relation) -%}
-    {%- if existing is none or core_relation_lacks_column(existing, '_written_at') -%}
+    {%- if existing is none or core_relation_lacks_column(existing, '_inputs_changed_at') -%}
         {{ return(none) }}
     {%- endif -%}
-    {#- through the index on the state columns; after a backfill (an older _as_of_date written later)
-        this is an earlier time than the newest write, which rewrites more clients, not fewer -#}
-    {%- set result = run_query("select _written_at::text from " ~ existing
-                               ~ " order by _as_of_date desc, _cutoff_ts desc, _written_at desc limit 1") -%}
-    {%- if result.rows | length == 0 or result.rows[0][0] is none -%}
+    {#- through the index on the state columns: the rows of the latest run hold the newest stamps
+        (a run writes the clients stamped after every stamp already here); after a backfill (an older
+        _as_of_date written later) this is an older stamp, which rewrites more clients, not fewer -#}
+    {%- set result = run_query("select _inputs_changed_at::text from " ~ existing
+                               ~ " where _inputs_changed_at is not null"
+                               ~ " order by _as_of_date desc, _cutoff_ts desc, _inputs_changed_at desc limit 1") -%}
+    {%- if result.rows | length == 0 -%}
         {{ return(none) }}
     {%- endif -%}
-    {{ return({'written_at': result.rows[0][0]}) }}
+    {{ return({'stamp': result.rows[0][0]}) }}
 {% endmacro %}
 
 
@@ -46,14 +51,14 @@
 {% macro surveys_indicator_changed_clients(state) -%}
     select i.client_id
     from {{ ref('int_surveys__client_indicator_inputs') }} as i
-    where i._changed_at > '{{ state['written_at'] }}'::timestamptz
+    where i._changed_at > '{{ state['stamp'] }}'::timestamptz
 {%- endmacro %}
 
 
 {#- Pre-hook of fct_client_indicator: empty the table (full) or delete what the model writes again. -#}
 {% macro surveys_indicator_prepare() %}
     {%- set upgrade = core_mart_upgrade([['_as_of_date', 'date'], ['_cutoff_ts', 'timestamptz'],
-                                         ['_written_at', 'timestamptz']]) -%}
+                                         ['_inputs_changed_at', 'timestamptz']]) -%}
     {%- if upgrade -%}
         {{ return(upgrade) }}
     {%- endif -%}

@@ -284,7 +284,7 @@ def test_tables_of_the_previous_version_rebuild_themselves(star_world, clone):
         conn.execute("ALTER TABLE intermediate.int_surveys__ppi_scored DROP COLUMN _loaded_until, "
                      "DROP COLUMN _inputs_fingerprint")
         conn.execute("ALTER TABLE analytics_build.fct_client_indicator DROP COLUMN _as_of_date, DROP COLUMN _cutoff_ts, "
-                     "DROP COLUMN _written_at")
+                     "DROP COLUMN _inputs_changed_at")
         conn.commit()
     dbt(url, NIGHT2, tmp, ["run"])
     columns = {r["column_name"] for r in query(

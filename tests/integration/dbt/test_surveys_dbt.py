@@ -403,8 +403,8 @@ def test_two_nights_of_loads_give_what_one_load_gives(world, pg_server_url, tmp_
                                        "WHERE _loaded_until = %s", (first_state,)).fetchone()[0]
             assert scored_kept > 0, "night 2 rescored every submission instead of the keys it touched"
             # the fact rewrote the clients whose surveys changed (1, 2, 5, 6), not clients 3 and 4
-            written = dict(conn.execute("""SELECT client_id, bool_or(_written_at = (SELECT max(_written_at)
-                                                                   FROM analytics_build.fct_client_indicator))
+            written = dict(conn.execute("""SELECT client_id, bool_or(_inputs_changed_at = (
+                                                  SELECT max(_inputs_changed_at) FROM analytics_build.fct_client_indicator))
                                            FROM analytics_build.fct_client_indicator GROUP BY 1""").fetchall())
             assert {c for c, tonight in written.items() if tonight} == {1, 2, 5, 6}, written
             for table in tables:
@@ -413,7 +413,8 @@ def test_two_nights_of_loads_give_what_one_load_gives(world, pg_server_url, tmp_
             runs = conn.execute("SELECT _loaded_until FROM intermediate.int_surveys__unknown_field_counts "
                                 "WHERE field_name IS NULL ORDER BY 1").fetchall()
             assert len(runs) == 2 and runs[0] < runs[1], runs
-        # a night without new submissions counts nothing again
+            fact_rows = conn.execute("SELECT t::text FROM analytics_build.fct_client_indicator t ORDER BY 1").fetchall()
+        # a night without new submissions counts nothing again, and a rerun writes the same fact, bookkeeping and all
         run = build_surveys(project, db.url)
         assert run.returncode == 0, run.output[-3000:]
         with psycopg.connect(db.url) as conn:
@@ -421,6 +422,8 @@ def test_two_nights_of_loads_give_what_one_load_gives(world, pg_server_url, tmp_
                 content(world_conn, "intermediate.int_surveys__unknown_fields")
             assert conn.execute("SELECT count(*) FROM intermediate.int_surveys__unknown_field_counts "
                                 "WHERE field_name IS NULL").fetchone()[0] == 3
+            assert conn.execute("SELECT t::text FROM analytics_build.fct_client_indicator t ORDER BY 1").fetchall() \
+                == fact_rows
     finally:
         db.close()
 

@@ -19,8 +19,8 @@
     Incremental (macros/incremental/surveys_client_indicator.sql): a night
     rewrites the survey rows of the clients whose inputs changed since the
     table was written (int_surveys__client_indicator_inputs) and every
-    datatable row; _as_of_date, _cutoff_ts and _written_at record the run that
-    wrote a row.
+    datatable row. _as_of_date and _cutoff_ts record the run that wrote a row,
+    _inputs_changed_at the stamp of the client's inputs it was made from.
 -#}
 {{
   config(
@@ -31,12 +31,11 @@
     post_hook=[
       "{{ core_index('client_id, indicator_code, instance_id', unique=true) }}",
       "{{ core_index('survey_sequence', where='survey_sequence = 0', where_def='(survey_sequence = 0)') }}",
-      "{{ core_index('_as_of_date, _cutoff_ts, _written_at') }}",
+      "{{ core_index('_as_of_date, _cutoff_ts, _inputs_changed_at') }}",
       "analyze {{ this }}"
     ]
   )
 }}
--- depends_on: {{ ref('int_surveys__client_indicator_inputs') }}
 
 
 {%- set state = surveys_indicator_state(this) if is_incremental() else none %}
@@ -195,10 +194,14 @@ select
     case when l.indicator_code = 'poverty_likelihood' then '{{ var("ppi_poverty_line") }}' end as poverty_line,
     {{ core_as_of_date() }}                                     as _as_of_date,
     {{ core_knowledge_cutoff() }}                               as _cutoff_ts,
-    now()                                                       as _written_at
+    ci._changed_at                                              as _inputs_changed_at
 from values_long as l
 inner join {{ ref('int_surveys__clients') }} as c
     on c.client_id = l.client_id
+-- the stamp of the inputs a survey row is made from (datatable rows, survey_sequence 0, have none)
+left join {{ ref('int_surveys__client_indicator_inputs') }} as ci
+    on ci.client_id = l.client_id
+   and l.survey_sequence > 0
 inner join {{ ref('dim_indicator') }} as i
     on i.indicator_code = l.indicator_code
 left join {{ ref('dim_client') }} as d
