@@ -106,9 +106,11 @@
                    or (s.created_on_utc >= {{ prev_cutoff }} and s.created_on_utc < {{ cutoff }})
             )
             , stored_rows as (
+                -- = any(array(...)): through the index on loan_id; as a join the planner, blind to the
+                -- CTE's size, hashed the whole table (1.9M rows at 100k clients, 1.3 s of the night's 5.8 s)
                 select b.loan_id, b.period_month, b.period_end, b.schedule_basis_hash
                 from {{ this }} b
-                join changed c on c.loan_id = b.loan_id
+                where b.loan_id = any(array(select c.loan_id from changed c))
             )
             , schedule as (
                 {{ core_schedule_cumulative('changed') }}
