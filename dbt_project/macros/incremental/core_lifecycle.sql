@@ -12,6 +12,10 @@
       state's as-of date) has come;
     * every loan of the clients of those loans (their cycles), with the client
       the row had before (a loan moved to another client) and the one it has now.
+      Only the changed loans (and a loan of those clients that has no stored row)
+      are computed from their transactions: the others' inputs did not change,
+      so their stored row is written again with the client's cycles ranked anew
+      (loan_cycle is the only column that depends on another loan).
   The model writes them with delete+insert on loan_id; the pre-hook deletes
   the rows of changed loans that are no longer known (deleted in the source),
   which the model does not write. Mode full (first build, --full-refresh,
@@ -21,22 +25,33 @@
   test_kpi_incremental.py.
 -#}
 
-{% macro core_lifecycle_scope(state) -%}
-    with changed as (
-        {{ core_mart_changed_loans(state) }}
-        union
-        select t.loan_id from {{ this }} t where t.next_event_on <= {{ core_as_of_date() }}
-    )
-    , clients as (
-        select k.client_id from {{ ref('int_loan__known_loans') }} k join changed c on c.loan_id = k.loan_id
-        union
-        select l.client_id from {{ ref('stg_fineract__m_loan_with_deleted') }} l join changed c on c.loan_id = l.loan_id
-        union
-        select t.client_id from {{ this }} t join changed c on c.loan_id = t.loan_id
-    )
-    select c.loan_id from changed c
+{#- loan_id of the loans changed since `state`: raw deltas and dated changes, and stored next_event_on come. -#}
+{% macro core_lifecycle_changed(state) -%}
+    {{ core_mart_changed_loans(state) }}
     union
-    select k.loan_id from {{ ref('int_loan__known_loans') }} k join clients c on c.client_id = k.client_id
+    select t.loan_id from {{ this }} t where t.next_event_on <= {{ core_as_of_date() }}
+{%- endmacro %}
+
+
+{#- loan_id of every loan a night writes: the changed loans (the CTE named `changed`) and every loan of their clients. -#}
+{% macro core_lifecycle_scope(changed='changed') -%}
+    with clients as (
+        -- = any(array(...)): through the loan_id indexes, not a hash of each whole table
+        select k.client_id from {{ ref('int_loan__known_loans') }} k
+        where k.loan_id = any(array(select c.loan_id from {{ changed }} c))
+        union
+        select l.client_id from {{ ref('stg_fineract__m_loan_with_deleted') }} l
+        where l.loan_id = any(array(select c.loan_id from {{ changed }} c))
+        union
+        select t.client_id from {{ this }} t
+        where t.loan_id = any(array(select c.loan_id from {{ changed }} c))
+    )
+    select c.loan_id from {{ changed }} c
+    union
+    -- (a semi-join: known_loans has no index on client_id, and = any() of a subquery's array
+    -- is a linear search for each row of a scan)
+    select k.loan_id from {{ ref('int_loan__known_loans') }} k
+    where k.client_id in (select c.client_id from clients c)
     union
     -- loans without a client (group loans) share one partition of loan_cycle
     select k.loan_id from {{ ref('int_loan__known_loans') }} k
