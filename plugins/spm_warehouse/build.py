@@ -37,6 +37,10 @@ PARSE_CACHE = "partial_parse.msgpack"
 # raw watermark, and whether a backfill wrote the row. Publication seeds build schemas
 # with the tables that carry them; the gate scopes validations with them.
 STATE_COLUMNS = ("_as_of_date", "_cutoff_ts", "_watermark", "_backfill")
+# What every incremental mart's rows carry, whatever else its state needs (fct_client_indicator
+# keeps the input stamps it consumed instead of a raw watermark): publication seeds a missing
+# build schema with the published tables that have them.
+INCREMENTAL_MART_COLUMNS = ("_as_of_date", "_cutoff_ts")
 TAIL_LINES = 200  # lines of dbt output kept for error messages
 # dbt unit tests (`unit_tests:` in the models' YAML) check a model's SQL on hand-made rows, not
 # tonight's data: the code does not change between nights, so they run in `make test`

@@ -151,6 +151,10 @@ def test_the_next_nights_catch_the_incremental_facts_up(demo_warehouse):
             written = dict(conn.execute(
                 "SELECT _as_of_date = %s, count(*) FROM analytics.fct_loan_transaction GROUP BY 1", (day,)).fetchall())
             assert written.get(True, 0) > 0 and written.get(False, 0) > 0, written
+            # the survey fact too: seeded, its unchanged clients' rows kept from the first night
+            kept = conn.execute("SELECT count(*) FILTER (WHERE _as_of_date < %s) FROM analytics.fct_client_indicator",
+                                (day,)).fetchone()[0]
+            assert kept > 0, "the night rewrote every row of fct_client_indicator"
             assert conn.execute("SELECT max(_as_of_date) FROM analytics.fct_portfolio_month").fetchone()[0] == day
             glp = conn.execute("""SELECT (SELECT sum(outstanding_principal) FROM analytics.fct_portfolio_month
                                           WHERE period_end = %(d)s),

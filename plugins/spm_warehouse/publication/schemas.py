@@ -35,7 +35,7 @@ import psycopg
 from psycopg import sql
 
 from spm_warehouse import settings
-from spm_warehouse.build import STATE_COLUMNS
+from spm_warehouse.build import INCREMENTAL_MART_COLUMNS
 
 # Views that publish creates inside each build (health_views.sql); no dbt model builds them.
 HEALTH_VIEWS = ("publication_info", "data_health_runs", "data_health_checks", "data_health_quarantine")
@@ -201,7 +201,7 @@ def seed_build_schema(conn: psycopg.Connection, target: str | None = None) -> li
            JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name
            WHERE c.table_schema = %s AND t.table_type = 'BASE TABLE' AND c.column_name = ANY(%s)
            GROUP BY c.table_name HAVING count(*) = %s ORDER BY 1""",
-        (analytics, list(STATE_COLUMNS), len(STATE_COLUMNS))).fetchall()]
+        (analytics, list(INCREMENTAL_MART_COLUMNS), len(INCREMENTAL_MART_COLUMNS))).fetchall()]
     if not tables:
         return []
     conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(build)))

@@ -22,10 +22,13 @@ def test_seed_copies_the_published_incremental_marts_with_their_indexes(wh):
                   SELECT g AS id, date '2024-06-30' AS _as_of_date, now() AS _cutoff_ts, now() AS _watermark,
                          false AS _backfill FROM generate_series(1, 50) g""")
     wh.execute("CREATE UNIQUE INDEX ON analytics.fct_x (id)")
+    # an incremental mart whose state is its consumed input stamps (fct_client_indicator), not a raw watermark
+    wh.execute("""CREATE TABLE analytics.fct_z AS SELECT 1 AS id, date '2024-06-30' AS _as_of_date,
+                  now() AS _cutoff_ts, now() AS _inputs_changed_at""")
     wh.execute("CREATE TABLE analytics.kpi_y AS SELECT 1 AS branch_id")  # a table model: rebuilt, not copied
     wh.execute("COMMENT ON SCHEMA analytics IS %s" % psycopg.sql.quote(json.dumps({"build_id": "b1"})))
 
-    assert publish.seed_build_schema(wh) == ["fct_x"]
+    assert publish.seed_build_schema(wh) == ["fct_x", "fct_z"]
     assert wh.execute("SELECT count(*) FROM analytics_build.fct_x").fetchone()[0] == 50
     assert wh.execute("SELECT to_regclass('analytics_build.kpi_y')").fetchone()[0] is None
     indexes = [r[0] for r in wh.execute(
