@@ -66,7 +66,9 @@ with surveys as (
     from {{ ref('int_surveys__accepted') }}
     where interview_date <= {{ core_as_of_date() }}
     {%- if state is not none %}
-      and client_id = any(array({{ surveys_indicator_changed_clients(state) }}))
+      -- a semi-join, not = any(array(...)): no index on client_id here, and = any() of an array is a
+      -- linear search for every row of the scan
+      and client_id in ({{ surveys_indicator_changed_clients(state) }})
     {%- endif %}
 
     union all
@@ -95,7 +97,9 @@ with surveys as (
     from {{ ref('int_mis_surveys__accepted') }}
     where interview_date <= {{ core_as_of_date() }}
     {%- if state is not none %}
-      and client_id = any(array({{ surveys_indicator_changed_clients(state) }}))
+      -- a semi-join, not = any(array(...)): no index on client_id here, and = any() of an array is a
+      -- linear search for every row of the scan
+      and client_id in ({{ surveys_indicator_changed_clients(state) }})
     {%- endif %}
 
 ),
