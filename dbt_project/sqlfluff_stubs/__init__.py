@@ -299,3 +299,27 @@ def surveys_indicator_prepare():
 
 def surveys_indicator_inputs_prepare():
     return "select 1"
+
+
+# macros/history.sql
+OPEN_VERSION = "9223372036854775807"
+
+
+def history_next_version():
+    return 1
+
+
+def history_version_columns(version):
+    return f"{version}::bigint as _valid_from, {OPEN_VERSION}::bigint as _valid_to"
+
+
+def history_current_view(versions):
+    return f"select * from {versions} where _valid_to = {OPEN_VERSION}"
+
+
+def history_index(columns, unique=False):
+    return "select 1"
+
+
+def history_closed_index():
+    return "select 1"

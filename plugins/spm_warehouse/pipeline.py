@@ -19,6 +19,7 @@ from datetime import date
 
 from spm_warehouse import (
     delta_indexes,
+    fact_versions,
     failure_text,
     faults,
     kpi_alerts,
@@ -121,12 +122,12 @@ def _build(run_id: str, as_of: date, full_refresh: bool) -> dict:
         conn.commit()
     if indexed:
         log.info("raw delta indexes created: %s", ", ".join(indexed))
-    if not full_refresh:
-        with connect() as conn:
-            seeded = publication.seed_build_schema(conn)
-            conn.commit()
-        if seeded:
-            log.info("build schema seeded with the published incremental marts: %s", ", ".join(seeded))
+    with connect() as conn:
+        # rows of the versioned facts that no published view can show any more (fact_versions.py)
+        dropped = fact_versions.collect_garbage(conn, publication.retained_history_versions(conn))
+        conn.commit()
+    if any(dropped.values()):
+        log.info("old versions deleted: %s", ", ".join(f"{t} {n:,}" for t, n in dropped.items()))
     with connect() as conn:
         publication.reset_restricted_build(conn)  # tonight's real account numbers only
         seed_tables.drop_changed_seed_tables(conn)  # a seed that gained a column is created anew
@@ -204,22 +205,7 @@ def publish(run_id: str, as_of: date, verdict: dict | None = None) -> dict:
     with night_lock.stage(run_id, as_of, "publish"), connect() as conn:
         roles.ensure_bi_roles(conn)
         conn.commit()
-        result = publication.publish(conn, run_id=run_id, as_of=as_of, verdict=judged)
-        # After the first publication there is no publication before last to recycle: prepare
-        # tomorrow's build schema now, while tonight's window still has room (a full run is long
-        # anyway), so that the next night is incremental from the start.
-        started = time.monotonic()
-        seeded = publication.seed_build_schema(conn)
-        if seeded and result.get("replaced_build_id") is None:
-            # the first publication: night 2 will have no publication before last either, so it
-            # gets a spare copy to recycle (publish renames it to the build schema)
-            publication.seed_build_schema(conn, publication.spare_schema())
-        conn.commit()
-    if seeded:
-        result["seeded_next_build"] = seeded
-        log.info("tomorrow's build schema prepared from the publication in %.1fs: %s",
-                 time.monotonic() - started, ", ".join(seeded))
-    return result
+        return publication.publish(conn, run_id=run_id, as_of=as_of, verdict=judged)
 
 
 def send_kpi_alerts(run_id: str, as_of: date) -> dict:

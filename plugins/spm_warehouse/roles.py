@@ -40,7 +40,7 @@ import logging
 import psycopg
 from psycopg import sql
 
-from spm_warehouse import settings
+from spm_warehouse import fact_versions, settings
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ POLICY_PREFIX = "spm_"
 # Views made by publish in the published schema: no branch data, readable by every BI role.
 HEALTH_VIEWS = ("data_health_runs", "publication_info", "data_health_checks", "data_health_quarantine")
 # Schemas BI roles must never read (besides analytics_build / analytics_prev, added at run time).
-PRIVATE_SCHEMAS = ("raw_mis", "raw_kobo", "meta", "staging", "intermediate", "reference", "build")
+PRIVATE_SCHEMAS = ("raw_mis", "raw_kobo", "meta", "staging", "intermediate", "history", "reference", "build")
 
 ROLES_DDL: tuple[str, ...] = (
     "CREATE SCHEMA IF NOT EXISTS meta",
@@ -110,7 +110,9 @@ def ensure_bi_roles(wh_conn: psycopg.Connection) -> None:
         if password:
             wh_conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(
                 sql.Identifier(BI_READER), sql.Literal(password)))
-        else:
+        elif not wh_conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (BI_READER,)).fetchone()[0]:
+            # only when needed: roles are cluster-wide, and warehouses of one cluster (tests, several
+            # MFIs) would otherwise update the same pg_authid row at once ("tuple concurrently updated")
             wh_conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN").format(sql.Identifier(BI_READER)))
         dbname = wh_conn.info.dbname
         for role in (BI_READER, BRANCH_GROUP):
@@ -223,6 +225,7 @@ def apply_published_access(conn: psycopg.Connection, schema: str, prev_schema: s
                 conn.execute(sql.SQL("ALTER TABLE {} DISABLE ROW LEVEL SECURITY").format(table))
         if branch_rls and group and _branch_readable(name, kind, cols):
             conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(table, sql.Identifier(BRANCH_GROUP)))
+    done["rls_tables"] += _apply_fact_versions_access(conn, schema, branch_rls, mapping, group, policies)
     done["branch_roles"] = sorted(mapping)
     if schema == settings.analytics_schema():
         done["restricted_tables"] = apply_restricted_access(conn, branch_rls, mapping, policies)
@@ -276,6 +279,67 @@ def apply_restricted_access(conn: psycopg.Connection, branch_rls: bool, mapping:
             conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(table, sql.Identifier(BRANCH_GROUP)))
             readable.append(name)
     return readable
+
+
+def _apply_fact_versions_access(conn: psycopg.Connection, schema: str, branch_rls: bool,
+                                mapping: dict[str, list[int]], group: bool, policies: bool) -> list[str]:
+    """Branch RLS on the published views of the versioned facts (fact_versions.py); returns those views.
+
+    Such a view reads a versions table of the history schema, which holds every
+    night's rows. Without branch RLS it reads it with its owner's rights, and BI
+    roles get nothing on the history schema. With branch RLS the view runs with
+    the reader's rights (security_invoker), and the versions table carries the
+    policies: bi_reader and each branch role see only the rows of the published
+    version (a branch role: of its branches too), so even a direct read of the
+    table shows no other night and no other branch. publish and rollback re-create
+    the policies with the version of the publication they make live.
+    """
+    facts = fact_versions.history_views(conn, schema)
+    if not facts:
+        return []
+    readers = [r for r in (BI_READER, BRANCH_GROUP) if _role_exists(conn, r)]
+    history = sql.Identifier(fact_versions.HISTORY_SCHEMA)
+    secured = []
+    for view, table in facts:
+        base = sql.Identifier(fact_versions.HISTORY_SCHEMA, table)
+        version = fact_versions.view_version(conn, schema, view)
+        under_rls = branch_rls and version is not None and "branch_id" in _columns(conn, schema, view)
+        if policies:
+            # ALTER VIEW locks the view: only inside publish/rollback (or a change of branch access)
+            conn.execute(sql.SQL("ALTER VIEW {} SET (security_invoker = {})").format(
+                sql.Identifier(schema, view), sql.SQL("true" if under_rls else "false")))
+            _drop_our_policies(conn, fact_versions.HISTORY_SCHEMA, table)
+            conn.execute(sql.SQL("ALTER TABLE {} {} ROW LEVEL SECURITY").format(
+                base, sql.SQL("ENABLE" if under_rls else "DISABLE")))
+            if under_rls:
+                pinned = fact_versions.pinned_rows(version)
+                if BI_READER in readers:
+                    conn.execute(sql.SQL("CREATE POLICY {} ON {} FOR SELECT TO {} USING ({})").format(
+                        sql.Identifier(POLICY_PREFIX + "bi_reader_all"), base, sql.Identifier(BI_READER), pinned))
+                for role, branches in mapping.items():
+                    conn.execute(sql.SQL("CREATE POLICY {} ON {} FOR SELECT TO {} USING (branch_id = ANY ({}::bigint[]) AND {})").format(
+                        sql.Identifier((POLICY_PREFIX + "branch_" + role)[:63]), base, sql.Identifier(role),
+                        sql.Literal(branches), pinned))
+        for role in readers:
+            conn.execute(sql.SQL("{} SELECT ON {} {} {}").format(
+                sql.SQL("GRANT" if under_rls else "REVOKE"), base, sql.SQL("TO" if under_rls else "FROM"),
+                sql.Identifier(role)))
+        if under_rls:
+            if group:
+                conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(sql.Identifier(schema, view),
+                                                                        sql.Identifier(BRANCH_GROUP)))
+            secured.append(view)
+    for role in readers:
+        conn.execute(sql.SQL("{} USAGE ON SCHEMA {} {} {}").format(
+            sql.SQL("GRANT" if secured else "REVOKE"), history, sql.SQL("TO" if secured else "FROM"),
+            sql.Identifier(role)))
+    return secured
+
+
+def _columns(conn: psycopg.Connection, schema: str, relation: str) -> set[str]:
+    return {r[0] for r in conn.execute(
+        """SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(format('%%I.%%I', %s::text, %s::text))
+           AND attnum > 0 AND NOT attisdropped""", (schema, relation)).fetchall()}
 
 
 def _branch_readable(name: str, kind: str, cols: set[str]) -> bool:

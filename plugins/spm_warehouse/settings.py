@@ -53,8 +53,9 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "SPM_FAULT_POINT": ("", "tests only (make faults): the fault point where a stage kills itself (faults.py)"),
     "SPM_FAULT_ACTION": ("kill", "tests only: kill, or pause at SPM_FAULT_POINT"),
     "SPM_FAULT_PAUSE_S": ("30", "tests only: seconds a paused fault point sleeps"),
-    "SPM_RECYCLE_BUILD": ("1", "1 = publish turns the publication before last into the next build schema, so incremental "
-                          "marts catch up instead of being rebuilt every night; 0 = drop it (every night rebuilds all marts)"),
+    "SPM_RECYCLE_BUILD": ("1", "1 = publish turns the publication before last into the next build schema, so an "
+                          "incremental mart kept as a table of the build schema catches up instead of being rebuilt; "
+                          "0 = drop it. The history-sized facts (schema history) and intermediate keep their state either way"),
     "SPM_RECONCILE_EVERY_DAYS": ("7", "days between automatic key reconciliations (hard-delete detection) during the nightly extraction; 0 = only on demand"),
     "SPM_ALERT_WEBHOOK_URL": ("", "chat webhook (Slack/Teams/Mattermost compatible JSON) for failure alerts and the "
                               "night's new KPI alerts (kpi_alerts)"),

@@ -7,6 +7,7 @@ these tests read what it published and run the DAG again where they must.
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 from datetime import timedelta
@@ -59,14 +60,22 @@ def test_nightly_run_publishes(demo_warehouse):
         pub = conn.execute(
             "SELECT as_of_date FROM meta.publications ORDER BY published_at DESC LIMIT 1").fetchone()
         assert pub is not None and pub[0] == demo_warehouse.as_of
-        # the first publication prepared tomorrow's build schema (and a spare for the night after),
-        # holding copies of the incremental facts, stamped so that they cannot be published as they are
-        for schema in ("analytics_build", "analytics_build_spare"):
-            stamp = conn.execute("SELECT obj_description(to_regnamespace(%s)::oid, 'pg_namespace')",
-                                 (schema,)).fetchone()[0]
-            assert stamp is not None and "recycled_from_build_id" in stamp, (schema, stamp)
-            assert conn.execute(f"SELECT count(*) FROM {schema}.fct_loan_transaction").fetchone()[0] == \
-                conn.execute("SELECT count(*) FROM analytics.fct_loan_transaction").fetchone()[0]
+        # the history-sized facts are published as views of their versions, pinned to the version
+        # the publication recorded, and showing every current row of the first night
+        stamp = json.loads(conn.execute("SELECT obj_description(to_regnamespace('analytics')::oid, 'pg_namespace')"
+                                        ).fetchone()[0])
+        version = stamp["history_version"]
+        assert isinstance(version, int) and version > 0, stamp
+        for fact in ("fct_loan_transaction", "fct_portfolio_month", "fct_client_indicator"):
+            kind = conn.execute("SELECT relkind FROM pg_class WHERE oid = %s::regclass",
+                                (f"analytics.{fact}",)).fetchone()[0]
+            assert kind == "v", (fact, kind)
+            assert f"_valid_from <= {version}" in conn.execute(
+                "SELECT pg_get_viewdef(%s::regclass)", (f"analytics.{fact}",)).fetchone()[0]
+            published = conn.execute(f"SELECT count(*) FROM analytics.{fact}").fetchone()[0]
+            current = conn.execute(f"SELECT count(*) FROM history.{fact}__versions "
+                                   "WHERE _valid_to = 9223372036854775807").fetchone()[0]
+            assert published == current > 0, (fact, published, current)
 
 
 def test_retention_rate_12m_follows_the_contract_formula(demo_warehouse):
@@ -128,16 +137,14 @@ def test_rerun_same_day_changes_nothing(demo_warehouse):
 
 
 def test_the_next_nights_catch_the_incremental_facts_up(demo_warehouse):
-    """A simulated next day: the facts are seeded from the publication, caught up, and stay consistent.
+    """A simulated next day: the versioned facts catch up from their current rows and stay consistent.
 
-    There is no publication before last to recycle yet, so the night starts its
-    build schema with copies of the published incremental facts. The published
-    facts must hold rows kept from the earlier night and rows rewritten
-    tonight, and add up to the night's KPI mart; afterwards the publication
-    before last is tomorrow's build schema (the blocked night below builds into
-    it).
+    The published facts must hold rows kept from the earlier night and rows
+    rewritten tonight, and add up to the night's KPI mart, while the previous
+    publication (rollback) still shows the first night from the same versions
+    tables; afterwards the publication before last is tomorrow's build schema
+    (the blocked night below builds into it).
     """
-
 
     _ok(demo_warehouse)
     for offset in (1,):
@@ -151,7 +158,7 @@ def test_the_next_nights_catch_the_incremental_facts_up(demo_warehouse):
             written = dict(conn.execute(
                 "SELECT _as_of_date = %s, count(*) FROM analytics.fct_loan_transaction GROUP BY 1", (day,)).fetchall())
             assert written.get(True, 0) > 0 and written.get(False, 0) > 0, written
-            # the survey fact too: seeded, its unchanged clients' rows kept from the first night
+            # the survey fact too: its unchanged clients' rows kept from the first night
             kept = conn.execute("SELECT count(*) FILTER (WHERE _as_of_date < %s) FROM analytics.fct_client_indicator",
                                 (day,)).fetchone()[0]
             assert kept > 0, "the night rewrote every row of fct_client_indicator"
@@ -161,6 +168,12 @@ def test_the_next_nights_catch_the_incremental_facts_up(demo_warehouse):
                                          (SELECT sum(gross_loan_portfolio) FROM analytics.kpi_branch_month
                                           WHERE period_end = %(d)s)""", {"d": day}).fetchone()
             assert glp[0] is not None and glp[0] == glp[1], glp
+            # the previous publication is still the first night: its views are pinned to its version
+            for fact in ("fct_loan_transaction", "fct_portfolio_month", "fct_client_indicator"):
+                assert conn.execute(f"SELECT max(_as_of_date) FROM analytics_prev.{fact}").fetchone()[0] == \
+                    demo_warehouse.as_of + timedelta(days=offset - 1), fact
+            assert conn.execute("SELECT sum(outstanding_principal) FROM analytics_prev.fct_portfolio_month "
+                                "WHERE period_end = %s", (day,)).fetchone()[0] is None
             stamp = conn.execute("SELECT obj_description(to_regnamespace('analytics_build')::oid, 'pg_namespace')"
                                  ).fetchone()[0]
             # the publication before last is tomorrow's build schema, stamped so it cannot be published as it is

@@ -25,11 +25,12 @@ LAYERS = {
 
 
 def layer_of(schema: str, analytics_prefix: str) -> str:
-    """raw, intermediate, analytics (every copy of the marts: published, previous, build) or other."""
+    """raw, intermediate, analytics (every copy of the marts: published, previous, build; and history) or other."""
     for layer, schemas in LAYERS.items():
         if schema in schemas or schema.startswith(schemas):
             return layer
-    if schema.startswith(analytics_prefix):
+    # history: the versioned facts, kept once for every copy of the marts (dbt_project/macros/history.sql)
+    if schema.startswith(analytics_prefix) or schema == "history":
         return "analytics"
     return "other"
 

@@ -298,7 +298,7 @@ def render_section(result: dict) -> str:
     if per_client:
         lines.append("- Bytes per client after the nightly run: "
                      + ", ".join(f"{k} {_num(v)}" for k, v in per_client.items())
-                     + " (analytics = every copy of the marts: published, previous, tomorrow's build).")
+                     + " (analytics = every copy of the marts: published, previous, tomorrow's build, and the versioned facts of `history`).")
     for key, night in (("full", full), ("nightly", nightly)):
         h = night.get("hidden") or {}
         if h:
@@ -560,7 +560,8 @@ How the numbers are made (written by `python -m tools.bench`; `make bench SCALE=
    spill) is polled every 2 s; *peak disk* is the largest sum. The temporary files are the cluster's, so
    another session's spill would count too (an upper bound on a shared machine). WAL is not counted. After
    each night the bytes of the source MIS and of the warehouse's layers (raw = `raw_*` schemas, intermediate,
-   analytics = every copy of the marts: published, previous and tomorrow's build) are divided by the clients.
+   analytics = every copy of the marts: published, previous and tomorrow's build, and the schema `history`
+   that keeps the history-sized facts once for all of them) are divided by the clients.
 7. **Hidden costs**, one line per night: Airflow start-up and scheduling (the first task's execution-API
    start-up plus the wall time outside tasks), dbt's start-up and parse (from `Running with dbt=` to
    `Found <n> models` in the build's dbt log) and the gate's checks by kind (the gate's own timing).

@@ -41,7 +41,7 @@
     {%- endif -%}
     {%- set result = run_query(
         "select t._as_of_date::text, t._cutoff_ts::text, t._watermark::text, t._backfill from " ~ existing
-        ~ " t where t._watermark is not null order by t._as_of_date desc, t._cutoff_ts desc, t._watermark desc limit 1"
+        ~ " t where t._watermark is not null" ~ history_open_filter(existing, 't') ~ " order by t._as_of_date desc, t._cutoff_ts desc, t._watermark desc limit 1"
     ) -%}
     {%- if result.rows | length == 0 -%}
         {{ return({'as_of': none, 'cutoff': none, 'watermark': none, 'backfill': false}) }}
@@ -53,7 +53,8 @@
 
 {#- 'full' or 'nightly' (see above); `state` from core_mart_state(this). -#}
 {% macro core_mart_mode(state) %}
-    {%- if not is_incremental() or state is none or state['as_of'] is none or state['backfill'] -%}
+    {#- flags.FULL_REFRESH: a versions table (full_refresh=false) is incremental even under --full-refresh -#}
+    {%- if not is_incremental() or flags.FULL_REFRESH or state is none or state['as_of'] is none or state['backfill'] -%}
         {{ return('full') }}
     {%- endif -%}
     {%- if core_is_backfill(state) -%}
@@ -138,7 +139,7 @@
     {%- for name, type in added_columns -%}
         {%- do changes.append('add column if not exists ' ~ name ~ ' ' ~ type) -%}
     {%- endfor -%}
-    {{ return('alter table ' ~ this ~ ' ' ~ changes | join(', ') ~ '; truncate table ' ~ this) }}
+    {{ return('alter table ' ~ this ~ ' ' ~ changes | join(', ') ~ '; ' ~ history_close()) }}
 {% endmacro %}
 
 
@@ -155,18 +156,17 @@
     {%- endif -%}
     {%- set state = core_mart_state(this) -%}
     {%- if core_mart_mode(state) == 'full' -%}
-        {{ return('truncate table ' ~ this) }}
+        {{ return(history_close()) }}
     {%- endif -%}
-    {#- two deletes, each through an index (date column; loan_id), rather than one OR that reads the table -#}
+    {#- two deletes (or closes, macros/history.sql), each through an index (date column; loan_id),
+        rather than one OR that reads the table -#}
     {%- set sql -%}
         {%- if date_column is not none %}
-        delete from {{ this }}
-        where {{ date_column }} >= {{ core_mart_moving_month(state) }};
+        {{ history_close('t.' ~ date_column ~ ' >= ' ~ core_mart_moving_month(state)) }};
         {%- endif %}
         -- = any(array(...)): the changed loans as one array, so the delete goes through the index on
         -- loan_id instead of a hash join over the whole table (17.6 s at 500k clients for 98k rows)
-        delete from {{ this }} t
-        where t.loan_id = any(array({{ core_mart_changed_loans(state, with_schedule) }}))
+        {{ history_close('t.loan_id = any(array(' ~ core_mart_changed_loans(state, with_schedule) ~ '))') }}
     {%- endset -%}
     {{ return(sql) }}
 {% endmacro %}

@@ -31,14 +31,14 @@
 {#- {'stamp': text} of the fact in `relation`, or none when it must be built in full. -#}
 {% macro surveys_indicator_state(relation) %}
     {%- set existing = core_existing_relation(relation) -%}
-    {%- if existing is none or core_relation_lacks_column(existing, '_inputs_changed_at') -%}
+    {%- if existing is none or flags.FULL_REFRESH or core_relation_lacks_column(existing, '_inputs_changed_at') -%}
         {{ return(none) }}
     {%- endif -%}
     {#- through the index on the state columns: the rows of the latest run hold the newest stamps
         (a run writes the clients stamped after every stamp already here); after a backfill (an older
         _as_of_date written later) this is an older stamp, which rewrites more clients, not fewer -#}
     {%- set result = run_query("select _inputs_changed_at::text from " ~ existing
-                               ~ " where _inputs_changed_at is not null"
+                               ~ " where _inputs_changed_at is not null" ~ history_open_filter(existing)
                                ~ " order by _as_of_date desc, _cutoff_ts desc, _inputs_changed_at desc limit 1") -%}
     {%- if result.rows | length == 0 -%}
         {{ return(none) }}
@@ -67,14 +67,13 @@
     {%- endif -%}
     {%- set state = surveys_indicator_state(this) -%}
     {%- if state is none -%}
-        {{ return('truncate table ' ~ this) }}
+        {{ return(history_close()) }}
     {%- endif -%}
-    {#- two deletes, each through an index: the changed clients' rows, and every datatable row -#}
+    {#- two deletes (or closes, macros/history.sql), each through an index: the changed clients' rows,
+        and every datatable row -#}
     {%- set sql -%}
-        delete from {{ this }} t
-        where t.client_id = any(array({{ surveys_indicator_changed_clients(state) }}));
-        delete from {{ this }} t
-        where t.survey_sequence = 0
+        {{ history_close('t.client_id = any(array(' ~ surveys_indicator_changed_clients(state) ~ '))') }};
+        {{ history_close('t.survey_sequence = 0') }}
     {%- endset -%}
     {{ return(sql) }}
 {% endmacro %}

@@ -165,6 +165,8 @@ def run(ctx: CheckContext) -> list[CheckResult]:
             context.build_data_docs()
     finally:
         _dispose_engines([vd.asset.datasource for vd in runnable] + list(context.data_sources.all().values()))
+        if scoped:
+            drop_scoped_copies(ctx)
     # where the GX seconds go (the import itself is logged by _wait_for_preload)
     log.info("gx: context %.1fs, scoped copies %.1fs, %d suites validated with Data Docs in %.1fs",
              opened - started, copied - opened, len(validations), time.monotonic() - copied)
@@ -189,7 +191,8 @@ def scope_assets(ctx: CheckContext, definitions: list, scopes: dict) -> dict[str
     and validating every one of them every night would make the gate grow with
     history. The scoped rows are copied once into unlogged tables of the
     private schema gate_scope (no grants), committed on their own connection
-    because GX reads through another one, and replaced at every gate run.
+    because GX reads through another one, and dropped once GX has read them
+    (drop_scoped_copies).
     """
     wanted = []
     for vd in definitions:
@@ -246,6 +249,20 @@ def scope_assets(ctx: CheckContext, definitions: list, scopes: dict) -> dict[str
     for table, n in counts.items():
         log.info("gx: %s validated on tonight's %d rows (gx.scope)", table, n)
     return counts
+
+
+def drop_scoped_copies(ctx: CheckContext) -> None:
+    """Drop the copies scope_assets made, once GX has read them.
+
+    Why: they are as large as the night's rows (every row, after a full run), and
+    kept until the next gate they would sit through the next night's build, when
+    the warehouse takes the most disk.
+    """
+    params = ctx.wh.info.get_parameters()
+    if ctx.wh.info.password:
+        params["password"] = ctx.wh.info.password
+    with psycopg.connect(**params, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCOPE_SCHEMA)))
 
 
 def _suite_result(suite: str, validation, blocking: bool) -> CheckResult:

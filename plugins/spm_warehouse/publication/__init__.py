@@ -16,12 +16,12 @@ from spm_warehouse.publication.schemas import (
                                                prune_build_schema,
                                                read_state,
                                                reset_restricted_build,
-                                               seed_build_schema,
-                                               spare_schema,
+                                               retained_history_versions,
                                                stamp_build,
 )
 from spm_warehouse.publication.swap import PublishBlocked, ensure_publication_tables, publish
 
 __all__ = ["RECYCLED_KEY", "PublishBlocked", "PublishError", "RollbackUnavailable", "SchemaState",
-           "ensure_publication_tables", "prune_build_schema", "publish", "read_state", "reset_restricted_build", "rollback",
-           "seed_build_schema", "spare_schema", "stamp_build"]
+           "ensure_publication_tables", "prune_build_schema", "publish", "read_state", "reset_restricted_build",
+           "retained_history_versions", "rollback",
+           "stamp_build"]

@@ -20,7 +20,7 @@ from typing import Callable, TypeVar
 import psycopg
 from psycopg import sql
 
-from spm_warehouse.publication.schemas import relations
+from spm_warehouse.publication.schemas import data_relations
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,8 @@ def lock_live(conn: psycopg.Connection, schemas: list[str], hint: dict) -> None:
     so the next attempt queues for exactly that one (holding no other table of
     these schemas meanwhile, which is what makes waiting deadlock-free).
     """
-    tables = [(schema, t) for schema in schemas for t in relations(conn, schema)]
+    # the views of the versioned facts too: a query holding one must not see the other build's tables
+    tables = [(schema, t) for schema in schemas for t in data_relations(conn, schema)]
     if not tables:
         return
     busy = hint.get("busy")

@@ -1,18 +1,19 @@
 """The schemas of the publication cycle and the one state each of them carries.
 
-Four schemas take turns (names from settings), and the restricted schemas (real
+Three schemas take turns (names from settings), and the restricted schemas (real
 account numbers, never granted to bi_reader) turn with them in the same transaction:
 analytics_restricted_build -> analytics_restricted -> analytics_restricted_prev.
 
     analytics_build   tonight's build: dbt writes it, the gate audits it
     analytics         the published build that BI reads
     analytics_prev    the previous publication, for rollback
-    analytics_build_spare   after the very first publication only: a copy of its
-                      incremental marts for the second night to recycle
 
 Publish renames them in one transaction (swap.py); the publication before last
-is not dropped but becomes the next night's build schema ("recycled"), so the
-incremental facts catch up from their own state instead of being rebuilt.
+is not dropped but becomes the next night's build schema ("recycled"), where an
+incremental mart kept as a table would catch up from its own state. The
+history-sized facts are not in these schemas: each holds views of them, pinned
+to a version of the tables of the schema history (fact_versions.py), which no
+swap renames.
 
 Each schema says what it holds in its COMMENT, as one `SchemaState`:
 `read_state` is the only reader and `write_state` the only writer. A recycled
@@ -26,7 +27,6 @@ owns the transaction.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -35,13 +35,13 @@ import psycopg
 from psycopg import sql
 
 from spm_warehouse import settings
-from spm_warehouse.build import INCREMENTAL_MART_COLUMNS
+from spm_warehouse.fact_versions import history_views
 
 # Views that publish creates inside each build (health_views.sql); no dbt model builds them.
 HEALTH_VIEWS = ("publication_info", "data_health_runs", "data_health_checks", "data_health_quarantine")
 RECYCLING_SUFFIX = "_recycling"
+OLD_SPARE_SUFFIX = "_spare"  # a schema earlier versions kept beside the build schema (publish drops it)
 RECYCLED_KEY = "recycled_from_build_id"
-_INDEX_DEF = re.compile(r"^CREATE (UNIQUE )?INDEX \S+ ON \S+ (USING .+)$")
 
 
 @dataclass(frozen=True)
@@ -58,14 +58,16 @@ class SchemaState:
     run_id: str | None = None
     as_of_date: str | None = None
     recycled_from: str | None = None
+    # published: the version its views of the versioned facts are pinned to (plugins/spm_warehouse/fact_versions.py)
+    history_version: int | None = None
 
     @classmethod
     def built(cls, run_id: str, as_of: date) -> SchemaState:
         return cls(run_id=run_id, as_of_date=as_of.isoformat())
 
     @classmethod
-    def published(cls, build_id: str, run_id: str, as_of: date) -> SchemaState:
-        return cls(build_id=build_id, run_id=run_id, as_of_date=as_of.isoformat())
+    def published(cls, build_id: str, run_id: str, as_of: date, history_version: int | None = None) -> SchemaState:
+        return cls(build_id=build_id, run_id=run_id, as_of_date=as_of.isoformat(), history_version=history_version)
 
     @classmethod
     def recycled_copy(cls, of_build_id: str) -> SchemaState:
@@ -77,7 +79,7 @@ class SchemaState:
 
     def as_json(self) -> str:
         data = {"build_id": self.build_id, "run_id": self.run_id, "as_of_date": self.as_of_date,
-                RECYCLED_KEY: self.recycled_from}
+                RECYCLED_KEY: self.recycled_from, "history_version": self.history_version}
         return json.dumps({k: v for k, v in data.items() if v is not None})
 
     @classmethod
@@ -91,7 +93,12 @@ class SchemaState:
         return cls(build_id=data.get("build_id"),
                    # "built_by_run_id": how builds of earlier versions stamped their schema
                    run_id=data.get("run_id") or data.get("built_by_run_id"),
-                   as_of_date=data.get("as_of_date"), recycled_from=data.get(RECYCLED_KEY))
+                   as_of_date=data.get("as_of_date"), recycled_from=data.get(RECYCLED_KEY),
+                   history_version=_int_or_none(data.get("history_version")))
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def read_state(conn: psycopg.Connection, schema: str) -> SchemaState:
@@ -117,11 +124,6 @@ def previous_schema() -> str:
     return settings.analytics_schema() + "_prev"
 
 
-def spare_schema() -> str:
-    """Where the first publication leaves a copy of its incremental marts for the second night to recycle."""
-    return settings.build_schema() + "_spare"
-
-
 def recycling_enabled() -> bool:
     return settings.get("SPM_RECYCLE_BUILD") == "1"
 
@@ -136,9 +138,26 @@ def relations(conn: psycopg.Connection, schema: str, kinds: tuple[str, ...] = ("
            WHERE n.nspname = %s AND c.relkind = ANY(%s) ORDER BY 1""", (schema, list(kinds))).fetchall()]
 
 
+def data_relations(conn: psycopg.Connection, schema: str) -> list[str]:
+    """The relations of a schema that hold data: tables, materialized views, and the views of versioned facts."""
+    return sorted(set(relations(conn, schema)) | {view for view, _ in history_views(conn, schema)})
+
+
 def row_counts(conn: psycopg.Connection, schema: str) -> dict[str, int]:
     return {t: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, t))).fetchone()[0]
-            for t in relations(conn, schema)}
+            for t in data_relations(conn, schema)}
+
+
+def retained_history_versions(conn: psycopg.Connection) -> list[int | None]:
+    """The versions the published and the previous publication's views of the versioned facts are pinned to.
+
+    A schema without such views (none, or one published before the facts were
+    versioned) retains nothing; one with views but no recorded version gives None,
+    which makes the garbage collection keep every row (history.collect_garbage).
+    """
+    return [read_state(conn, schema).history_version
+            for schema in (settings.analytics_schema(), previous_schema())
+            if schema_exists(conn, schema) and history_views(conn, schema)]
 
 
 def stamp_build(conn: psycopg.Connection, run_id: str, as_of: date) -> None:
@@ -180,44 +199,6 @@ def rotate(conn: psycopg.Connection, incoming: str, live: str, previous: str, dr
         rename_schema(conn, previous, live)
     if schema_exists(conn, swap):
         rename_schema(conn, swap, previous)
-
-
-def seed_build_schema(conn: psycopg.Connection, target: str | None = None) -> list[str]:
-    """Start a missing build schema with copies of the published incremental marts.
-
-    Publish recycles the publication before last as the next build schema; on
-    the first night after the first publication there is none yet, and every
-    incremental mart would be rebuilt from the whole history. Copying the
-    published ones (gate-passed, with their bookkeeping columns) is a plain
-    COPY-speed scan, after which they catch up like a recycled schema.
-    """
-    build, analytics = target or build_schema(), settings.analytics_schema()
-    if not recycling_enabled():
-        return []
-    if schema_exists(conn, build) or not schema_exists(conn, analytics):
-        return []
-    tables = [r[0] for r in conn.execute(
-        """SELECT c.table_name FROM information_schema.columns c
-           JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name
-           WHERE c.table_schema = %s AND t.table_type = 'BASE TABLE' AND c.column_name = ANY(%s)
-           GROUP BY c.table_name HAVING count(*) = %s ORDER BY 1""",
-        (analytics, list(INCREMENTAL_MART_COLUMNS), len(INCREMENTAL_MART_COLUMNS))).fetchall()]
-    if not tables:
-        return []
-    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(build)))
-    for table in tables:
-        conn.execute(sql.SQL("CREATE TABLE {} AS SELECT * FROM {}").format(
-            sql.Identifier(build, table), sql.Identifier(analytics, table)))
-        # the same indexes, built once on the full copy (the models' post-hooks would find them missing)
-        for (definition,) in conn.execute(
-                "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND tablename = %s ORDER BY indexname",
-                (analytics, table)).fetchall():
-            match = _INDEX_DEF.match(definition)
-            if match:
-                conn.execute(f'CREATE {match.group(1) or ""}INDEX ON "{build}"."{table}" {match.group(2)}')
-        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(build, table)))
-    write_state(conn, build, SchemaState.recycled_copy(read_state(conn, analytics).build_id or "unknown"))
-    return tables
 
 
 def prune_build_schema(conn: psycopg.Connection, manifest_path: Path) -> list[str]:

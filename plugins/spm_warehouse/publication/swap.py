@@ -39,6 +39,7 @@ import psycopg
 from psycopg import sql
 
 from spm_warehouse import faults, roles, settings
+from spm_warehouse.fact_versions import pin_views
 from spm_warehouse.gate import GateVerdict, ensure_gate_tables, read_verdict
 from spm_warehouse.publication import schemas
 from spm_warehouse.publication.health import create_health_views
@@ -161,7 +162,9 @@ def publish(wh_conn: psycopg.Connection, run_id: str, as_of: date, verdict: Gate
             begin_swap(wh_conn)
             _refuse_unpublishable(wh_conn, build, run_id, [analytics, prev, build])
             # The slow part first, while readers are not affected: stamp, views, row counts, old previous build.
-            write_state(wh_conn, build, SchemaState.published(build_id, run_id, as_of))
+            # the versioned facts' views show the rows of this version from now on (history.py)
+            pinned = pin_views(wh_conn, build)
+            write_state(wh_conn, build, SchemaState.published(build_id, run_id, as_of, history_version=pinned))
             create_health_views(wh_conn, build, build_id)
             counts = schemas.row_counts(wh_conn, build)
             live = schema_exists(wh_conn, analytics)
@@ -194,12 +197,9 @@ def publish(wh_conn: psycopg.Connection, run_id: str, as_of: date, verdict: Gate
             if recycled is not None:
                 rename_schema(wh_conn, build + schemas.RECYCLING_SUFFIX, build)
                 write_state(wh_conn, build, SchemaState.recycled_copy(recycled))
-            elif schema_exists(wh_conn, schemas.spare_schema()):
-                # no publication before last yet: the spare copy the first publication left is
-                # tomorrow's build schema (it holds the incremental marts only, never published)
-                recycled = "spare"
-                rename_schema(wh_conn, schemas.spare_schema(), build)
-                write_state(wh_conn, build, SchemaState.recycled_copy(recycled))
+            # versions before the facts were versioned left a copy of the first publication's facts here
+            wh_conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                sql.Identifier(build + schemas.OLD_SPARE_SUFFIX)))
             access = roles.apply_published_access(wh_conn, analytics, prev_schema=prev)
             published_at = wh_conn.execute(
                 """INSERT INTO meta.publications (build_id, action, run_id, as_of_date, row_counts, check_summary,

@@ -38,6 +38,8 @@ D = date.fromisoformat
 SNAPSHOT_COLUMNS = ("loan_id, period_month, period_end, in_life, first_disbursed_on, written_off_on, "
                     "principal_disbursed_to_date, principal_repaid_to_date, outstanding_principal, days_in_arrears, "
                     "first_unpaid_due_date, schedule_basis_hash, next_due_date")
+# The facts kept in history.<fact>__versions, views in the build schema (dbt_project/macros/history.sql).
+VERSIONED_FACTS = ("fct_loan_transaction", "fct_portfolio_month", "fct_client_indicator")
 # The incremental intermediate models, compared with a full rebuild like the marts.
 INCREMENTAL_INTERMEDIATE = ("int_loan__balance_month", "int_loan__lifecycle", "int_client__history",
                             "int_kpi__client_attrs", "int_kpi__loan_month", "int_kpi__branch_loan_month",
@@ -269,11 +271,17 @@ def test_nights_rolled_forward_equal_full_refresh(star_world, tmp_path):
 
 def test_tables_of_the_previous_version_rebuild_themselves(star_world, clone):
     """An installed warehouse upgraded to this version: int_loan__balance_month without next_due_date,
-    int_loan__lifecycle, int_client__history, int_surveys__ppi_scored and fct_client_indicator as the plain
-    tables they were, fct_loan_transaction with the period_end it used to store. The next night rebuilds them
-    in full, equal to today's."""
+    int_loan__lifecycle, int_client__history and int_surveys__ppi_scored as the plain tables they were, and
+    the three history-sized facts as tables of the build schema, before they were kept in versions
+    (fct_loan_transaction with the period_end it used to store, fct_client_indicator without its state
+    columns). The next night rebuilds them in full, equal to today's, the facts as views of new versions
+    tables."""
     url, tmp = clone
     with psycopg.connect(url) as conn:
+        for fact in VERSIONED_FACTS:
+            conn.execute(f"CREATE TABLE analytics_build.{fact}_old AS SELECT * FROM analytics_build.{fact}")
+            conn.execute(f"DROP TABLE history.{fact}__versions CASCADE")  # and the view
+            conn.execute(f"ALTER TABLE analytics_build.{fact}_old RENAME TO {fact}")
         conn.execute("ALTER TABLE intermediate.int_loan__balance_month DROP COLUMN next_due_date")
         conn.execute("""ALTER TABLE intermediate.int_loan__lifecycle DROP COLUMN next_event_on,
                         DROP COLUMN _as_of_date, DROP COLUMN _cutoff_ts, DROP COLUMN _watermark, DROP COLUMN _backfill""")
@@ -291,6 +299,10 @@ def test_tables_of_the_previous_version_rebuild_themselves(star_world, clone):
         url, """SELECT column_name FROM information_schema.columns
                 WHERE table_schema = 'analytics_build' AND table_name = 'fct_loan_transaction'""")}
     assert "period_month" in columns and "period_end" not in columns, columns
+    kinds = {r["relname"]: r["relkind"] for r in query(
+        url, """SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = 'analytics_build' AND c.relname = ANY(%s)""", (list(VERSIONED_FACTS),))}
+    assert kinds == {fact: "v" for fact in VERSIONED_FACTS}, kinds
     scored = ("int_surveys__ppi_scored",)
     assert fingerprint(url, "intermediate", scored, by_name=True) == \
         fingerprint(star_world.url, "intermediate", scored, by_name=True)

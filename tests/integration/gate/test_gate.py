@@ -248,6 +248,8 @@ def test_gx_validates_only_tonights_rows_of_scoped_tables(tiny, gx_project, tmp_
         assert check.status == "warn" and "amount" in check.message, check.message
         # the tiny marts have no bookkeeping columns: validated whole
         assert "analytics_build.fct_portfolio_month" not in verdict.facts["gx_scoped"]
+        # the copies are dropped once GX has read them (they would sit on disk through the next build)
+        assert conn.execute("SELECT to_regnamespace('gate_scope')").fetchone()[0] is None
 
 
 def test_a_suite_whose_table_is_missing_is_reported_and_the_others_still_run(tiny, gx_project, tmp_path):

@@ -1,4 +1,4 @@
-"""The build schema between nights: seeded from the publication, pruned of relations no model builds."""
+"""The build schema between nights: pruned of relations no model builds."""
 
 from __future__ import annotations
 
@@ -14,42 +14,6 @@ from spm_warehouse import publication as publish
 def wh(fresh_database):
     with psycopg.connect(fresh_database("build_schema")) as conn:
         yield conn
-
-
-def test_seed_copies_the_published_incremental_marts_with_their_indexes(wh):
-    wh.execute("CREATE SCHEMA analytics")
-    wh.execute("""CREATE TABLE analytics.fct_x AS
-                  SELECT g AS id, date '2024-06-30' AS _as_of_date, now() AS _cutoff_ts, now() AS _watermark,
-                         false AS _backfill FROM generate_series(1, 50) g""")
-    wh.execute("CREATE UNIQUE INDEX ON analytics.fct_x (id)")
-    # an incremental mart whose state is its consumed input stamps (fct_client_indicator), not a raw watermark
-    wh.execute("""CREATE TABLE analytics.fct_z AS SELECT 1 AS id, date '2024-06-30' AS _as_of_date,
-                  now() AS _cutoff_ts, now() AS _inputs_changed_at""")
-    wh.execute("CREATE TABLE analytics.kpi_y AS SELECT 1 AS branch_id")  # a table model: rebuilt, not copied
-    wh.execute("COMMENT ON SCHEMA analytics IS %s" % psycopg.sql.quote(json.dumps({"build_id": "b1"})))
-
-    assert publish.seed_build_schema(wh) == ["fct_x", "fct_z"]
-    assert wh.execute("SELECT count(*) FROM analytics_build.fct_x").fetchone()[0] == 50
-    assert wh.execute("SELECT to_regclass('analytics_build.kpi_y')").fetchone()[0] is None
-    indexes = [r[0] for r in wh.execute(
-        "SELECT indexdef FROM pg_indexes WHERE schemaname = 'analytics_build' AND tablename = 'fct_x'")]
-    assert len(indexes) == 1 and indexes[0].startswith("CREATE UNIQUE INDEX") and indexes[0].endswith("(id)")
-    stamp = json.loads(wh.execute(
-        "SELECT obj_description(to_regnamespace('analytics_build')::oid, 'pg_namespace')").fetchone()[0])
-    assert stamp == {publish.RECYCLED_KEY: "b1"}
-    # an existing build schema (a blocked night's, or a recycled one) is never overwritten
-    wh.execute("DELETE FROM analytics_build.fct_x WHERE id > 10")
-    assert publish.seed_build_schema(wh) == []
-    assert wh.execute("SELECT count(*) FROM analytics_build.fct_x").fetchone()[0] == 10
-
-
-def test_seed_does_nothing_when_recycling_is_off(wh, monkeypatch):
-    monkeypatch.setenv("SPM_RECYCLE_BUILD", "0")
-    wh.execute("CREATE SCHEMA analytics")
-    wh.execute("CREATE TABLE analytics.fct_x (id int, _as_of_date date, _cutoff_ts timestamptz, "
-               "_watermark timestamptz, _backfill boolean)")
-    assert publish.seed_build_schema(wh) == []
-    assert wh.execute("SELECT to_regnamespace('analytics_build')").fetchone()[0] is None
 
 
 def test_prune_drops_what_no_model_builds_and_keeps_the_health_views(wh, tmp_path):

@@ -14,7 +14,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 import pytest
-from gate_tiny_warehouse import AS_OF, build_marts, build_raw, clients
+from gate_tiny_warehouse import AS_OF, build_marts, build_raw, build_versioned_fact, clients
 from psycopg import sql
 
 from spm_warehouse import publication as publish
@@ -58,8 +58,10 @@ def warehouse(fresh_database):
                         CREATE SCHEMA reference; CREATE TABLE reference.ppi_points (points int)""")
         conn.commit()
         roles.ensure_bi_roles(conn)
-        for marker in ("first", "second", "pending"):
+        for n, marker in enumerate(("first", "second", "pending")):
             build_marts(conn, rows, marker=marker)
+            # a versioned fact (fact_versions.py): loans 1-2 of branch 1, 3-4 of branch 2, amount = night
+            build_versioned_fact(conn, {1: (1, n), 2: (1, n), 3: (2, n), 4: (2, n)})
             conn.commit()
             if marker != "pending":
                 publish.publish(conn, f"run-{marker}", AS_OF, PASSED)
@@ -162,12 +164,19 @@ def test_branch_role_sees_only_its_branch(warehouse, branch_role, branch_rls_on)
         assert loans == (8, [2])
         assert conn.execute("SELECT count(*) FROM analytics.dim_product").fetchone()[0] == 1  # shared dimension
         assert conn.execute("SELECT count(*) FROM analytics.publication_info").fetchone()[0] == 1
+        # the versioned fact: its branch's rows of the published night (the second), through the view
+        # and even straight from the versions table, which holds every night and branch
+        fact = "SELECT array_agg(loan_id ORDER BY loan_id), array_agg(DISTINCT amount) FROM {}"
+        assert conn.execute(fact.format("analytics.fct_x")).fetchone() == ([3, 4], [1])
+        assert conn.execute(fact.format("history.fct_x__versions")).fetchone() == ([3, 4], [1])
     for relation in PRIVATE:
         assert not can_read(bm, relation), f"{branch_role} can read {relation}"
-    # bi_reader is not restricted by the branch policies
+    # bi_reader is not restricted by the branch policies, only to the published night
     with psycopg.connect(bi_url(warehouse), autocommit=True) as conn:
         assert conn.execute("SELECT array_agg(DISTINCT branch_id ORDER BY branch_id) FROM analytics.kpi_branch_month"
                             ).fetchone()[0] == [1, 2]
+        assert conn.execute(fact.format("analytics.fct_x")).fetchone() == ([1, 2, 3, 4], [1])
+        assert conn.execute(fact.format("history.fct_x__versions")).fetchone() == ([1, 2, 3, 4], [1])
     # the next publish brings new tables: the policies come with them
     with psycopg.connect(warehouse) as conn:
         publish.publish(conn, "run-pending", AS_OF, PASSED)
@@ -178,11 +187,18 @@ def test_branch_role_sees_only_its_branch(warehouse, branch_role, branch_rls_on)
     with psycopg.connect(bm, autocommit=True) as conn:
         assert conn.execute("SELECT product_name FROM analytics.dim_product").fetchone()[0] == "pending"
         assert conn.execute("SELECT array_agg(DISTINCT branch_id) FROM analytics.fct_portfolio_month").fetchone()[0] == [2]
+        assert conn.execute(fact.format("analytics.fct_x")).fetchone() == ([3, 4], [2])
     # widening the mapping applies at once
     with psycopg.connect(warehouse) as conn:
         roles.set_branch_access(conn, branch_role, [1, 2])
     with psycopg.connect(bm, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM analytics.fct_portfolio_month").fetchone()[0] == 16
+        assert conn.execute(fact.format("analytics.fct_x")).fetchone() == ([1, 2, 3, 4], [2])
+    # a rollback brings back the previous night's rows, under the same policies
+    with psycopg.connect(warehouse) as conn:
+        publish.rollback(conn)
+    with psycopg.connect(bm, autocommit=True) as conn:
+        assert conn.execute(fact.format("history.fct_x__versions")).fetchone() == ([1, 2, 3, 4], [1])
 
 
 def test_without_branch_rls_branch_roles_read_nothing(warehouse, branch_role):
@@ -192,6 +208,10 @@ def test_without_branch_rls_branch_roles_read_nothing(warehouse, branch_role):
         assert conn.execute("SELECT count(*) FROM pg_policies WHERE schemaname = 'analytics'").fetchone()[0] == 0
     assert not can_read(as_user(warehouse, branch_role), "analytics.kpi_branch_month")
     assert can_read(bi_url(warehouse), "analytics.kpi_branch_month")
+    # the versioned fact: bi_reader reads the published view, never the versions table behind it
+    assert not can_read(as_user(warehouse, branch_role), "analytics.fct_x")
+    assert can_read(bi_url(warehouse), "analytics.fct_x")
+    assert not can_read(bi_url(warehouse), "history.fct_x__versions")
 
 
 def test_branch_tables_with_client_rows_but_no_branch_are_withheld(warehouse, branch_role, branch_rls_on):
