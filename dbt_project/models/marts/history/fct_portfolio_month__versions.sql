@@ -10,6 +10,7 @@
       "{{ core_index('period_month') }}",
       "{{ core_index('_as_of_date, _cutoff_ts, _watermark') }}",
       "{{ history_closed_index() }}",
+      "{{ history_storage() }}",
       "analyze {{ this }}"
     ]
   )
