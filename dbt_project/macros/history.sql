@@ -115,16 +115,6 @@
 {%- endmacro %}
 
 
-{#-
-  Post-hook: autovacuum a versions table after 2 % of its rows changed, not PostgreSQL's 20 %. A night's
-  closes (an UPDATE leaves the old row version dead) and the garbage collection's deletes are a few percent
-  of the table; at the default the dead rows of about ten nights would wait for a vacuum.
--#}
-{% macro history_storage() -%}
-    alter table {{ this }} set (autovacuum_vacuum_scale_factor = 0.02)
-{%- endmacro %}
-
-
 {#- The columns of a versions table that its view shows (all but the version range). -#}
 {% macro history_view_columns(relation) -%}
     {%- if not execute -%}

@@ -323,7 +323,3 @@ def history_index(columns, unique=False):
 
 def history_closed_index():
     return "select 1"
-
-
-def history_storage():
-    return "select 1"

@@ -20,6 +20,7 @@ from typing import Callable, TypeVar
 import psycopg
 from psycopg import sql
 
+from spm_warehouse.fact_versions import HISTORY_SCHEMA, history_views
 from spm_warehouse.publication.schemas import data_relations
 
 log = logging.getLogger(__name__)
@@ -64,9 +65,13 @@ def lock_live(conn: psycopg.Connection, schemas: list[str], hint: dict) -> None:
     tables = [(schema, t) for schema in schemas for t in data_relations(conn, schema)]
     if not tables:
         return
+    # PostgreSQL locks a view's base tables with it: the versions tables behind those views can be the
+    # busy relation too (a reader, or autovacuum, which gives way to a waiting lock but not to NOWAIT),
+    # and its error names them without their schema
+    bases = sorted({(HISTORY_SCHEMA, base) for schema in schemas for _, base in history_views(conn, schema)})
     busy = hint.get("busy")
-    for schema, t in tables:
-        if busy == f"{schema}.{t}":
+    for schema, t in tables + bases:
+        if busy in (f"{schema}.{t}", t if schema == HISTORY_SCHEMA else None):
             conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(schema, t)))
             break
     try:

@@ -127,7 +127,3 @@ def test_uniqueness_of_the_scoped_models_is_held_by_unique_indexes(night2):
             defs = [r[0] for r in conn.execute(
                 "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND tablename = %s", (schema, table))]
             assert any("UNIQUE" in d and d.endswith(key) for d in defs), (table, defs)
-            if schema == "history":  # nights close and delete a few % of rows: vacuumed early (history_storage)
-                options = conn.execute("SELECT reloptions FROM pg_class WHERE oid = %s::regclass",
-                                       (f"{schema}.{table}",)).fetchone()[0]
-                assert "autovacuum_vacuum_scale_factor=0.02" in (options or []), (table, options)

@@ -8,6 +8,9 @@ test_kpi_incremental.py and the e2e nights.
 
 from __future__ import annotations
 
+import threading
+import time
+
 import psycopg
 import pytest
 from gate_tiny_warehouse import AS_OF, analytics_fingerprint, build_marts, build_raw, build_versioned_fact
@@ -25,6 +28,7 @@ def wh(fresh_database):
     url = fresh_database("fact_versions")
     with psycopg.connect(url) as conn:
         conn.rows = build_raw(conn)  # type: ignore[attr-defined]
+        conn.url = url  # type: ignore[attr-defined]
         conn.commit()
         yield conn
 
@@ -99,3 +103,39 @@ def test_garbage_collection_deletes_only_what_no_retained_view_can_show(wh):
     assert wh.execute("SELECT count(*) FROM history.fct_x__versions WHERE _valid_to = %s", (OPEN,)).fetchone()[0] == 2
     # and again: nothing more to delete until the next publication
     assert fact_versions.collect_garbage(wh, retained) == {"fct_x__versions": 0}
+
+
+def test_publish_queues_for_a_versions_table_that_autovacuum_holds(wh):
+    """Autovacuum of a versions table gives way to a lock that waits, never to NOWAIT.
+
+    LOCK on a fact view locks its versions table too, and PostgreSQL's error then names
+    the table without its schema: publish must recognise it and queue for it. The
+    holder here behaves like autovacuum: it keeps its lock until a lock request waits.
+    """
+    night(wh, "n1", {1: 10})
+    publish.publish(wh, "run-1", AS_OF, PASSED)
+    night(wh, "n2", {1: 11})
+    seen_waiter = threading.Event()
+    held = threading.Event()
+
+    def vacuum_like() -> None:
+        with psycopg.connect(wh.url) as holder:
+            holder.execute("LOCK TABLE history.fct_x__versions IN SHARE UPDATE EXCLUSIVE MODE")
+            held.set()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                with psycopg.connect(wh.url, autocommit=True) as probe:
+                    if probe.execute("""SELECT count(*) FROM pg_locks
+                                        WHERE relation = 'history.fct_x__versions'::regclass AND NOT granted""").fetchone()[0]:
+                        seen_waiter.set()
+                        break
+                time.sleep(0.1)
+            holder.rollback()
+
+    holder = threading.Thread(target=vacuum_like)
+    holder.start()
+    held.wait(10)
+    publish.publish(wh, "run-2", AS_OF, PASSED)
+    holder.join()
+    assert seen_waiter.is_set(), "publish never queued for the versions table (it polled with NOWAIT)"
+    assert shown(wh, "analytics") == {1: 11}

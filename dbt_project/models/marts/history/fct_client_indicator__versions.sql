@@ -33,7 +33,6 @@
       "{{ core_index('survey_sequence', where='survey_sequence = 0', where_def='(survey_sequence = 0)') }}",
       "{{ core_index('_as_of_date, _cutoff_ts, _inputs_changed_at') }}",
       "{{ history_closed_index() }}",
-      "{{ history_storage() }}",
       "analyze {{ this }}"
     ]
   )

@@ -12,7 +12,6 @@
       "{{ core_index('transaction_date') }}",
       "{{ core_index('_as_of_date, _cutoff_ts, _watermark') }}",
       "{{ history_closed_index() }}",
-      "{{ history_storage() }}",
       "analyze {{ this }}"
     ]
   )

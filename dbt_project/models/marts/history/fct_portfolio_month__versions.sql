@@ -10,7 +10,6 @@
       "{{ core_index('period_month') }}",
       "{{ core_index('_as_of_date, _cutoff_ts, _watermark') }}",
       "{{ history_closed_index() }}",
-      "{{ history_storage() }}",
       "analyze {{ this }}"
     ]
   )
