@@ -49,7 +49,18 @@ def history_views(conn: psycopg.Connection, schema: str) -> list[tuple[str, str]
            ORDER BY 1""", (schema, HISTORY_SCHEMA)).fetchall()]
 
 
-def _view_columns(conn: psycopg.Connection, schema: str, view: str) -> list[str]:
+def data_relations(conn: psycopg.Connection, schema: str) -> list[str]:
+    """The relations of a schema that hold data: tables, materialized views, and the views of versioned facts.
+
+    What publication counts, records and locks, and the gate's volume check counts.
+    """
+    tables = {r[0] for r in conn.execute(
+        """SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'm')""", (schema,)).fetchall()}
+    return sorted(tables | {view for view, _ in history_views(conn, schema)})
+
+
+def relation_columns(conn: psycopg.Connection, schema: str, view: str) -> list[str]:
     return [r[0] for r in conn.execute(
         """SELECT a.attname FROM pg_attribute a
            WHERE a.attrelid = to_regclass(format('%%I.%%I', %s::text, %s::text)) AND a.attnum > 0
@@ -78,7 +89,7 @@ def pin_views(conn: psycopg.Connection, schema: str) -> int | None:
     if version is None:
         return None
     for view, table in views:
-        columns = _view_columns(conn, schema, view)
+        columns = relation_columns(conn, schema, view)
         conn.execute(sql.SQL("CREATE OR REPLACE VIEW {} AS SELECT {} FROM {} WHERE {}").format(
             sql.Identifier(schema, view), sql.SQL(", ").join(sql.Identifier(c) for c in columns),
             sql.Identifier(HISTORY_SCHEMA, table), pinned_rows(version)))

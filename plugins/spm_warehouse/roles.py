@@ -303,7 +303,7 @@ def _apply_fact_versions_access(conn: psycopg.Connection, schema: str, branch_rl
     for view, table in facts:
         base = sql.Identifier(fact_versions.HISTORY_SCHEMA, table)
         version = fact_versions.view_version(conn, schema, view)
-        under_rls = branch_rls and version is not None and "branch_id" in _columns(conn, schema, view)
+        under_rls = branch_rls and version is not None and "branch_id" in fact_versions.relation_columns(conn, schema, view)
         if policies:
             # ALTER VIEW locks the view: only inside publish/rollback (or a change of branch access)
             conn.execute(sql.SQL("ALTER VIEW {} SET (security_invoker = {})").format(
@@ -334,12 +334,6 @@ def _apply_fact_versions_access(conn: psycopg.Connection, schema: str, branch_rl
             sql.SQL("GRANT" if secured else "REVOKE"), history, sql.SQL("TO" if secured else "FROM"),
             sql.Identifier(role)))
     return secured
-
-
-def _columns(conn: psycopg.Connection, schema: str, relation: str) -> set[str]:
-    return {r[0] for r in conn.execute(
-        """SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(format('%%I.%%I', %s::text, %s::text))
-           AND attnum > 0 AND NOT attisdropped""", (schema, relation)).fetchall()}
 
 
 def _branch_readable(name: str, kind: str, cols: set[str]) -> bool:

@@ -18,7 +18,7 @@ from datetime import date
 import psycopg
 from psycopg import sql
 
-from spm_warehouse.fact_versions import history_views
+from spm_warehouse.fact_versions import data_relations
 from spm_warehouse.gate.base import CheckContext, CheckResult, column_names, judged, relation_exists
 
 KIND = "volume"
@@ -26,10 +26,7 @@ KIND = "volume"
 
 def build_row_counts(conn: psycopg.Connection, schema: str) -> dict[str, int]:
     """count(*) of every table of a schema, and of its views of the versioned facts (other views are not data)."""
-    names = sorted({r[0] for r in conn.execute(
-        """SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-           WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'm')""", (schema,)).fetchall()}
-                   | {view for view, _ in history_views(conn, schema)})
+    names = data_relations(conn, schema)
     return {name: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, name))).fetchone()[0]
             for name in names}
 

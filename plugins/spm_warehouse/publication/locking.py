@@ -20,8 +20,7 @@ from typing import Callable, TypeVar
 import psycopg
 from psycopg import sql
 
-from spm_warehouse.fact_versions import HISTORY_SCHEMA, history_views
-from spm_warehouse.publication.schemas import data_relations
+from spm_warehouse.fact_versions import HISTORY_SCHEMA, data_relations, history_views
 
 log = logging.getLogger(__name__)
 

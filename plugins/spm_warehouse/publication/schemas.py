@@ -35,7 +35,7 @@ import psycopg
 from psycopg import sql
 
 from spm_warehouse import settings
-from spm_warehouse.fact_versions import history_views
+from spm_warehouse.fact_versions import data_relations, history_views
 
 # Views that publish creates inside each build (health_views.sql); no dbt model builds them.
 HEALTH_VIEWS = ("publication_info", "data_health_runs", "data_health_checks", "data_health_quarantine")
@@ -136,11 +136,6 @@ def relations(conn: psycopg.Connection, schema: str, kinds: tuple[str, ...] = ("
     return [r[0] for r in conn.execute(
         """SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
            WHERE n.nspname = %s AND c.relkind = ANY(%s) ORDER BY 1""", (schema, list(kinds))).fetchall()]
-
-
-def data_relations(conn: psycopg.Connection, schema: str) -> list[str]:
-    """The relations of a schema that hold data: tables, materialized views, and the views of versioned facts."""
-    return sorted(set(relations(conn, schema)) | {view for view, _ in history_views(conn, schema)})
 
 
 def row_counts(conn: psycopg.Connection, schema: str) -> dict[str, int]:
