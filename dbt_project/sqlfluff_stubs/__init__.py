@@ -73,6 +73,18 @@ def core_relation_lacks_column(relation, column):
     return False
 
 
+def core_balance_month_full_build(relation):
+    return True
+
+
+def core_loan_chunk_bounds():
+    return []
+
+
+def core_loan_chunk_scope(lo=None, hi=None):
+    return "select loan_id, date '1900-01-01' as from_month from known_loans"
+
+
 def core_ppi_basis_hash(alias):
     return f"sum(hashtextextended({alias}::text, 0)::numeric)"
 

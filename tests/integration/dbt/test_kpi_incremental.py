@@ -10,6 +10,7 @@ its date without disturbing the state of the nightly runs.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timezone
 
 import psycopg
@@ -30,6 +31,8 @@ from star_world import (
 )
 
 from spm_warehouse import delta_indexes
+from spm_warehouse.build import run_dbt
+from spm_warehouse.settings import parse_conn_uri
 from spm_warehouse.sources.fineract_tables import TABLES
 
 pytestmark = pytest.mark.usefixtures("star_world")
@@ -95,6 +98,30 @@ def test_incremental_equals_full_refresh(star_world, clone):
     assert after == before_marts, [name for name in MARTS if after[name] != before_marts[name]]
     # the observed client history survives --full-refresh (it cannot be re-read from the source)
     assert query(url, "SELECT count(*) AS n FROM analytics_build.dim_client WHERE client_id = 2")[0]["n"] == 4
+
+
+def test_a_full_build_in_chunks_of_loans_equals_the_nightly_state(star_world, clone):
+    """A full build of the balance snapshots runs one statement per chunk of loans (so that its
+    temporary files stay bounded: macros/incremental/core_chunked_full_build.sql); in chunks of two
+    loans it writes exactly the rows the nights wrote, and so what one statement writes
+    (test_incremental_equals_full_refresh)."""
+    url, tmp = clone
+    before = snapshots(star_world.url)
+    loans = query(url, "SELECT count(*) AS n FROM intermediate.int_loan__known_loans")[0]["n"]
+    assert loans >= 5  # enough for three chunks
+    result = run_dbt(["run", "--full-refresh", "--select", "int_loan__balance_month"], parse_conn_uri("wh", url),
+                     dbt_vars={"as_of_date": NIGHT2.isoformat(), "core_full_build_chunk_loans": 2},
+                     target_path=tmp / "chunked", log_path=tmp / "chunked" / "logs")
+    assert result.success, result.log_tail[-3000:]
+    assert snapshots(url) == before
+    log = (tmp / "chunked" / "logs" / "dbt.log").read_text()
+    chunks = {(int(i), int(n)) for i, n in re.findall(r"/\* chunk (\d+) of (\d+) \*/", log)}
+    total = -(-loans // 2)
+    assert chunks == {(i, total) for i in range(2, total + 1)}, chunks  # chunk 1 is the model's own statement
+    # a nightly run inserts no chunk
+    dbt(url, NIGHT2, tmp, ["run", "--select", "int_loan__balance_month"], select=False)
+    assert snapshots(url) == before
+    assert "/* chunk" not in (tmp / "target" / "logs" / "dbt.log").read_text()
 
 
 def test_rerun_and_backfill(star_world, clone):

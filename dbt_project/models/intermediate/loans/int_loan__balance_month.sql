@@ -4,10 +4,11 @@
     unique_key=['loan_id', 'period_month'],
     incremental_strategy='delete+insert',
     on_schema_change='append_new_columns',
-    pre_hook=core_session_settings() + [
+    pre_hook=["{{ core_chunked_full_build_begin(this) }}"] + core_session_settings() + [
       "{% if is_incremental() and core_relation_lacks_column(this, 'next_due_date') %}truncate table {{ this }}{% else %}select 1{% endif %}"
     ],
     post_hook=[
+      "{{ core_chunked_full_build_insert(this) }}",
       "delete from {{ this }} where not in_life",
       "{{ core_index('loan_id', where='not in_life', where_def='(NOT in_life)') }}",
       "{{ core_index('loan_id, period_month', unique=true) }}",
@@ -25,7 +26,8 @@
   fct_portfolio_month). Lives in `intermediate`, which survives the nightly
   publish swap of the marts schema.
 
-  First build / --full-refresh: every known loan, whole life.
+  First build / --full-refresh: every known loan, whole life, in statements of
+  var core_full_build_chunk_loans loans each (macros/incremental/core_chunked_full_build.sql).
   Nightly (as_of_date >= state as-of): only
     * the months from the previous run's as-of month on, for loans outstanding
       then (their last period_end moved and their days in arrears grow daily)
@@ -51,10 +53,10 @@
 {%- set backfill = is_incremental() and core_is_backfill(state) -%}
 {%- set nightly = is_incremental() and state is not none and state['as_of'] is not none and not backfill -%}
 
-{%- if not is_incremental() or upgrade or (state is not none and state['as_of'] is none) -%}
-    {%- set scope_sql -%}
-        select loan_id, date '1900-01-01' as from_month from {{ ref('int_loan__known_loans') }}
-    {%- endset -%}
+{%- if core_balance_month_full_build(this) -%}
+    {#- the first chunk of loans; the post-hook inserts the others (macros/incremental/core_chunked_full_build.sql) -#}
+    {%- set bounds = core_loan_chunk_bounds() -%}
+    {%- set scope_sql = core_loan_chunk_scope(none, bounds[0] if bounds else none) -%}
 {%- elif backfill -%}
     {%- set scope_sql -%}
         select null::bigint as loan_id, null::date as from_month where false
