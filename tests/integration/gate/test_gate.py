@@ -250,6 +250,17 @@ def test_gx_validates_only_tonights_rows_of_scoped_tables(tiny, gx_project, tmp_
         assert "analytics_build.fct_portfolio_month" not in verdict.facts["gx_scoped"]
         # the copies are dropped once GX has read them (they would sit on disk through the next build)
         assert conn.execute("SELECT to_regnamespace('gate_scope')").fetchone()[0] is None
+        assert "raw_mis.m_loan_transaction" not in verdict.facts.get("gx_in_place", [])
+        # every row merged tonight (a first load): GX reads the table itself, no copy, and still judges the bad row
+        conn.execute("UPDATE raw_mis.m_loan_transaction SET _run_id = %s", (RUN_ID,))
+        conn.commit()
+        total = conn.execute("SELECT count(*) FROM raw_mis.m_loan_transaction").fetchone()[0]
+        verdict = gate.run_gate(conn, conn_info(mis_url), RUN_ID, AS_OF, {"success": True, "counts": {}, "results": []},
+                                gx_project_dir=gx_project, reports_dir=tmp_path / "reports3", only=["gx"])
+        assert verdict.facts["gx_scoped"]["raw_mis.m_loan_transaction"] == total > 1
+        assert "raw_mis.m_loan_transaction" in verdict.facts["gx_in_place"]
+        check = next(c for c in verdict.checks if c.name == "gx.raw_mis.m_loan_transaction")
+        assert check.status == "warn" and "amount" in check.message, check.message
 
 
 def test_a_suite_whose_table_is_missing_is_reported_and_the_others_still_run(tiny, gx_project, tmp_path):
