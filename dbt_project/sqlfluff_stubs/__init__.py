@@ -81,6 +81,10 @@ def core_loan_chunk_bounds():
     return []
 
 
+def core_loan_balance_select(balances_sql):
+    return f"select balances.*, current_date as _as_of_date from ({balances_sql}) balances"
+
+
 def core_loan_chunk_scope(lo=None, hi=None):
     return "select loan_id, date '1900-01-01' as from_month from known_loans"
 

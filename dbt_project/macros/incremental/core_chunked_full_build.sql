@@ -81,7 +81,7 @@
         {%- for lo in bounds %}
 insert into {{ relation }} ({{ column_list }}) /* chunk {{ loop.index + 1 }} of {{ bounds | length + 1 }} */
 select {{ column_list }} from (
-    {{ core_loan_balance_select(core_loan_chunk_scope(lo, none if loop.last else bounds[loop.index])) }}
+    {{ core_loan_balance_select(core_loan_balance_rows(core_loan_chunk_scope(lo, none if loop.last else bounds[loop.index]))) }}
 ) chunk;
         {%- endfor %}
 select set_config('spm.full_build_chunks', '', true)
@@ -89,14 +89,15 @@ select set_config('spm.full_build_chunks', '', true)
 {%- endmacro %}
 
 
-{#- The model's rows for the loans of scope_sql with their bookkeeping columns, as a full build writes them. -#}
-{% macro core_loan_balance_select(scope_sql) -%}
+{#- The model's rows: balance rows (balances_sql) with the run's bookkeeping columns. The model and the
+    chunks of a full build both write them through this. -#}
+{% macro core_loan_balance_select(balances_sql) -%}
 select
     balances.*,
     {{ core_as_of_date() }}                                                      as _as_of_date,
     {{ core_knowledge_cutoff() }}                                                as _cutoff_ts,
     {{ core_source_watermark(['m_loan', 'm_loan_transaction', 'm_loan_repayment_schedule']) }} as _watermark
 from (
-    {{ core_loan_balance_rows(scope_sql) }}
+    {{ balances_sql }}
 ) balances
 {%- endmacro %}

@@ -145,12 +145,7 @@ with nightly_changed as (
 )
 {%- endif %}
 
-select
-    balances.*,
-    {{ core_as_of_date() }}                                                      as _as_of_date,
-    {{ core_knowledge_cutoff() }}                                                as _cutoff_ts,
-    {{ core_source_watermark(['m_loan', 'm_loan_transaction', 'm_loan_repayment_schedule']) }} as _watermark
-from (
+{%- set balances_sql -%}
     (
     {{ core_loan_balance_rows(scope_sql, stored_relation=(this if nightly else none)) }}
     )
@@ -160,4 +155,6 @@ from (
     {{ core_loan_balance_rollforward(this, "date_trunc('month', " ~ prev_as_of ~ ")::date", 'nightly_changed') }}
     )
     {%- endif %}
-) balances
+{%- endset %}
+
+{{ core_loan_balance_select(balances_sql) }}
