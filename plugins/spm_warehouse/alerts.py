@@ -1,4 +1,4 @@
-"""Failure alerts: one Airflow notifier, set once in the DAG defaults.
+"""Failure alerts: the message and its delivery (webhook, e-mail); failure_notifier.py sends them from Airflow.
 
 Why a notifier and not an e-mail operator: every task of every DAG gets it
 through DEFAULT_ARGS["on_failure_callback"], and it decides at send time
@@ -25,10 +25,7 @@ import json
 import logging
 import urllib.error
 import urllib.request
-from typing import Any
 from urllib.parse import urlsplit
-
-from airflow.sdk import BaseNotifier
 
 from spm_warehouse import settings
 from spm_warehouse.failure_text import StageFailed, redact
@@ -97,56 +94,3 @@ def send_alert_email(to: list[str], subject: str, text: str) -> None:
 
     body = "<pre style=\"font-family: monospace\">" + html.escape(text) + "</pre>"
     send_email(to=to, subject=subject, html_content=body)
-
-
-class FailureNotifier(BaseNotifier):
-    """Sends a failure alert to the configured webhook and/or e-mail addresses.
-
-    webhook_url / emails override the settings (tests, or a DAG that alerts
-    elsewhere); by default they are read when the alert is sent, so a changed
-    setting needs no DAG re-parse.
-    """
-
-    template_fields = ()
-
-    def __init__(self, webhook_url: str | None = None, emails: list[str] | None = None):
-        super().__init__()
-        self.webhook_url = webhook_url
-        self.emails = emails
-
-    def _targets(self) -> tuple[str, list[str]]:
-        webhook = self.webhook_url if self.webhook_url is not None else settings.get("SPM_ALERT_WEBHOOK_URL")
-        emails = self.emails if self.emails is not None else [
-            e.strip() for e in settings.get("SPM_ALERT_EMAIL").split(",") if e.strip()]
-        return webhook.strip(), emails
-
-    def notify(self, context: Any) -> None:
-        subject, text = failure_message(context)
-        webhook, emails = self._targets()
-        sent: list[str] = []
-        if webhook:
-            try:
-                post_webhook(webhook, text)
-                sent.append("webhook")
-            except RuntimeError as exc:
-                log.error("failure alert not sent to the chat webhook: %s", exc)
-        if emails:
-            try:
-                send_alert_email(emails, subject, text)
-                sent.append("e-mail")
-            except Exception as exc:  # noqa: BLE001 - SMTP errors come in many types; log, never mask the failure
-                log.error("failure alert e-mail to %s not sent: %s", ", ".join(emails), exc)
-        if not webhook and not emails:
-            log.warning("no alert channel configured (SPM_ALERT_WEBHOOK_URL, SPM_ALERT_EMAIL): %s", subject)
-        elif sent:
-            log.info("failure alert sent (%s): %s", ", ".join(sent), subject)
-
-
-def failure_notifier() -> FailureNotifier:
-    """The notifier DAG defaults use as on_failure_callback."""
-    return FailureNotifier()
-
-
-def on_failure_callback(context: Any) -> None:
-    """Plain-function form, for code that wants a function rather than a notifier."""
-    FailureNotifier()(context)

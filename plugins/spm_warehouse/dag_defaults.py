@@ -11,7 +11,7 @@ from datetime import date, timedelta
 
 from airflow.sdk import Asset
 
-from spm_warehouse.alerts import failure_notifier
+from spm_warehouse.failure_notifier import failure_notifier
 
 DEFAULT_ARGS = {
     "owner": "spm-data",

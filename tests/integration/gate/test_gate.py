@@ -285,7 +285,7 @@ def test_a_blocked_night_names_each_failing_check_in_the_task_failure_the_alert_
     """A real gate failure (lost repayments and a personal column): the text the DAG task fails with, the alert
     and the outcome file `make run` prints are one text: every failing check with its message and numbers,
     the run report's path, what to do next; no traceback."""
-    from spm_warehouse import alerts
+    from spm_warehouse import alerts, failure_notifier
 
     wh_url, mis_url = tiny
     monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", "postgres://" + wh_url.split("://", 1)[1])
@@ -325,5 +325,5 @@ def test_a_blocked_night_names_each_failing_check_in_the_task_failure_the_alert_
     monkeypatch.setenv("SPM_ALERT_WEBHOOK_URL", "https://chat.example/hook/T0")
     ti = type("TI", (), {"dag_id": "spm_nightly", "task_id": "gate.quality_gate", "run_id": RUN_ID,
                          "try_number": 1, "log_url": None})()
-    alerts.failure_notifier()({"task_instance": ti, "exception": failed.value, "params": {"as_of_date": "2024-06-30"}})
+    failure_notifier.failure_notifier()({"task_instance": ti, "exception": failed.value, "params": {"as_of_date": "2024-06-30"}})
     assert len(sent) == 1 and text in sent[0]

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 from airflow.sdk import BaseNotifier
 
-from spm_warehouse import alerts
+from spm_warehouse import failure_notifier
 from spm_warehouse.dag_defaults import DEFAULT_ARGS
 from spm_warehouse.pipeline import StageFailed
 
@@ -63,7 +63,7 @@ def gate_failure_context() -> dict:
 def test_webhook_alert_names_the_failed_checks(webhook, monkeypatch, tmp_path):
     monkeypatch.setenv("SPM_ALERT_WEBHOOK_URL", webhook.url)
     monkeypatch.setenv("SPM_REPORTS_DIR", str(tmp_path))
-    alerts.failure_notifier()(gate_failure_context())
+    failure_notifier.failure_notifier()(gate_failure_context())
     assert len(webhook.received) == 1
     sent = webhook.received[0]
     assert sent["path"] == "/hooks/T000/SECRET-TOKEN" and sent["type"] == "application/json"
@@ -80,7 +80,7 @@ def test_email_alert_goes_through_airflows_email_backend(monkeypatch):
     monkeypatch.setenv("AIRFLOW__EMAIL__EMAIL_BACKEND", "test_alerts.capture_email")
     monkeypatch.setenv("SPM_ALERT_EMAIL", "ops@mfi.example, data@mfi.example")
     monkeypatch.delenv("SPM_ALERT_WEBHOOK_URL", raising=False)
-    alerts.failure_notifier()(gate_failure_context())
+    failure_notifier.failure_notifier()(gate_failure_context())
     assert len(SENT_EMAILS) == 1
     mail = SENT_EMAILS[0]
     assert set(mail["to"].split(", ")) == {"ops@mfi.example", "data@mfi.example"}
@@ -91,22 +91,22 @@ def test_email_alert_goes_through_airflows_email_backend(monkeypatch):
 def test_a_failing_channel_is_logged_without_leaking_the_secret_and_never_raises(webhook, monkeypatch, caplog):
     webhook.state["status"] = 500
     monkeypatch.setenv("SPM_ALERT_WEBHOOK_URL", webhook.url)
-    with caplog.at_level(logging.ERROR, logger="spm_warehouse.alerts"):
-        alerts.failure_notifier()(gate_failure_context())
+    with caplog.at_level(logging.ERROR, logger="spm_warehouse.failure_notifier"):
+        failure_notifier.failure_notifier()(gate_failure_context())
     assert "answered HTTP 500" in caplog.text
     assert "SECRET-TOKEN" not in caplog.text
     caplog.clear()
     monkeypatch.setenv("SPM_ALERT_WEBHOOK_URL", "http://127.0.0.1:9/hooks/SECRET-TOKEN")
-    with caplog.at_level(logging.ERROR, logger="spm_warehouse.alerts"):
-        alerts.on_failure_callback(gate_failure_context())
+    with caplog.at_level(logging.ERROR, logger="spm_warehouse.failure_notifier"):
+        failure_notifier.on_failure_callback(gate_failure_context())
     assert "not reachable" in caplog.text and "SECRET-TOKEN" not in caplog.text
 
 
 def test_without_a_channel_the_failure_is_only_logged(monkeypatch, caplog):
     monkeypatch.delenv("SPM_ALERT_WEBHOOK_URL", raising=False)
     monkeypatch.delenv("SPM_ALERT_EMAIL", raising=False)
-    with caplog.at_level(logging.WARNING, logger="spm_warehouse.alerts"):
-        alerts.failure_notifier()(gate_failure_context())
+    with caplog.at_level(logging.WARNING, logger="spm_warehouse.failure_notifier"):
+        failure_notifier.failure_notifier()(gate_failure_context())
     assert "no alert channel configured" in caplog.text
 
 
@@ -114,7 +114,7 @@ def test_the_notifier_is_set_once_in_the_dag_defaults():
 
 
     callback = DEFAULT_ARGS["on_failure_callback"]
-    assert isinstance(callback, alerts.FailureNotifier) and isinstance(callback, BaseNotifier)
+    assert isinstance(callback, failure_notifier.FailureNotifier) and isinstance(callback, BaseNotifier)
 
 
 def test_alert_text_has_no_connection_string_password_or_secret(webhook, monkeypatch, tmp_path):
@@ -130,7 +130,7 @@ def test_alert_text_has_no_connection_string_password_or_secret(webhook, monkeyp
         'connection to "postgresql://etl:Sup3r-S3cret@db.mfi.example:5432/spm_warehouse" failed; '
         "dsn: host=db port=5432 user=etl password=An0ther-S3cret dbname=wh; source mysql login reader "
         "with Conn-Pa55word refused; key " + "k" * 40)
-    alerts.failure_notifier()(context)
+    failure_notifier.failure_notifier()(context)
     assert len(webhook.received) == 1  # the configured target, once
     text = webhook.received[0]["json"]["text"]
     for secret in ("Sup3r-S3cret", "An0ther-S3cret", "Conn-Pa55word", "k" * 40):
@@ -164,5 +164,16 @@ def test_a_stage_failure_carries_the_failure_text_into_the_alert(webhook, monkey
     assert outcome.read_text().strip() == text  # what `make run` prints
     context = gate_failure_context()
     context["exception"] = failed.value
-    alerts.failure_notifier()(context)
+    failure_notifier.failure_notifier()(context)
     assert text in webhook.received[0]["json"]["text"]
+
+
+def test_a_stage_process_does_not_import_airflow():
+    """A night's stages run as processes of their own (`python -m spm_warehouse.stage`, `make run`):
+    only the DAG's notifier needs Airflow, whose import would cost every stage about 2 s."""
+    import subprocess
+    import sys
+
+    code = "import sys, spm_warehouse.stage, spm_warehouse.kpi_alerts; print(sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout[:500]
