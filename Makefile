@@ -88,8 +88,10 @@ dashboards: $(STAMP)
 	@$(SUPERSET) up
 
 # The fault-injection suite (docs/reliability.md): kills, lost sources, two nights, readers.
+# Two scenarios at once: a night of the small world is mostly one Python process (dbt), so two keep
+# 2 cores busy; the scenario that restarts the server runs alone (tests/faults/conftest.py).
 faults: $(STAMP)
-	PYTHONPATH=plugins:. $(PY) -m pytest tests/faults/faults_suite.py $(PYTEST_ARGS)
+	PYTHONPATH=plugins:. $(PY) -m pytest tests/faults/faults_suite.py --numprocesses 2 --dist load $(PYTEST_ARGS)
 
 # The deployed Airflow (make airflow: API server, scheduler, dag-processor, triggerer, LocalExecutor
 # and a Celery worker with Redis) runs a night triggered through the REST API. Real processes, minutes:

@@ -1,5 +1,10 @@
 """`make faults`: writes docs/reliability.md from the scenarios' outcomes (see faults_suite.py).
 
+`make faults` runs two scenarios at once (pytest-xdist): each worker builds its own world
+(databases of their own on the one server), and the scenario that restarts the server
+(marker restarts_server) runs alone: server_in_use below. Under xdist the workers attach
+each scenario's row to its report (user_properties) and the controller writes the file.
+
 A scenario's `injected` and `asserted` may be dicts keyed by the test's parameter id (one row
 per case, named `<scenario>: <id>`, each with its own text). Rows whose name did not run in
 this session (a targeted run, e.g. `make faults PYTEST_ARGS="-k kobo"`) are kept from the
@@ -13,9 +18,16 @@ import platform
 from pathlib import Path
 
 import pytest
+from harness import server_in_use
 from project import ROOT
 
 OUTCOMES: dict[str, dict] = {}
+
+
+@pytest.fixture(autouse=True)
+def _server_use(request):
+    with server_in_use(exclusive=request.node.get_closest_marker("restarts_server") is not None):
+        yield
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -31,17 +43,27 @@ def pytest_runtest_makereport(item, call):
                 "injected": meta["injected"][case], "asserted": meta["asserted"][case]}
     elif case is not None:  # one text for every case: the case still gets a row of its own
         meta = {**meta, "name": f"{meta['name']}: {case}"}
-    entry = OUTCOMES.setdefault(item.nodeid, {**meta, "result": "not run", "seconds": 0.0,
-                                              "figures": ""})
+    report.user_properties.append(("scenario", {**meta, "figures": getattr(item, "figures", "")}))
+
+
+def pytest_runtest_logreport(report):
+    """Where the reports arrive: this process without xdist, the controller with it."""
+    meta = dict(report.user_properties).get("scenario")
+    if meta is None:
+        return
+    figures = meta.pop("figures")
+    entry = OUTCOMES.setdefault(report.nodeid, {**meta, "result": "not run", "seconds": 0.0, "figures": ""})
     entry["seconds"] += report.duration
     if report.when == "call":
         entry["result"] = "pass" if report.passed else ("FAIL" if report.failed else "skipped")
-        entry["figures"] = getattr(item, "figures", "")
+        entry["figures"] = figures
     elif report.failed:
         entry["result"] = "FAIL (setup)" if report.when == "setup" else entry["result"]
 
 
 def pytest_sessionfinish(session, exitstatus):
+    if hasattr(session.config, "workerinput"):  # an xdist worker: the controller writes the file
+        return
     if not OUTCOMES or session.config.getoption("collectonly"):
         return
     lines = [

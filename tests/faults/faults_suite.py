@@ -32,6 +32,7 @@ from harness import (
     raw_digests,
     run_night,
     run_stage,
+    server_in_use,
 )
 from project import ROOT
 
@@ -56,28 +57,34 @@ def world(pg_server_url, tmp_path_factory):
     (work / "drop").mkdir()
     w = World(pg_server_url, "", work)
     try:
-        _, w.mis_url = w.database("faults_mis")
-        with psycopg.connect(w.mis_url) as conn:
-            demo_mis.build_demo_mis(conn, clients=CLIENTS, seed=SEED, as_of=BASE_AS_OF)
-            conn.commit()
-        base, base_url = w.database("faults_base")
-        night = run_night(w.env(base_url), "base_night", BASE_AS_OF)
-        assert night.ok, night.failed.stderr[-3000:] if night.failed else night
-        with psycopg.connect(w.mis_url) as conn:
-            demo_mis.simulate_days(conn, start=TONIGHT, days=1, seed=SEED)
-        w.base = base
-        w.base_print = analytics_print(base_url)
-        w.base_raw = raw_digests(base_url)
-        w.ref, ref_url = w.database("faults_ref", template=base)
-        night = run_night(w.env(ref_url), "tonight", TONIGHT)
-        assert night.ok, night.failed.stderr[-3000:] if night.failed else night
-        w.ref_url = ref_url
-        w.ref_print = analytics_print(ref_url)
-        w.ref_raw = raw_digests(ref_url)
-        assert w.ref_print != w.base_print and w.ref_raw != w.base_raw, "tonight must change something"
+        with server_in_use(exclusive=False):  # not while another worker's scenario restarts the server
+            _build(w)
         yield w
     finally:
         w.drop_all()
+
+
+def _build(w: World) -> None:
+    """The demo MIS, the base (published the night before), one day simulated, tonight's reference."""
+    _, w.mis_url = w.database("faults_mis")
+    with psycopg.connect(w.mis_url) as conn:
+        demo_mis.build_demo_mis(conn, clients=CLIENTS, seed=SEED, as_of=BASE_AS_OF)
+        conn.commit()
+    base, base_url = w.database("faults_base")
+    night = run_night(w.env(base_url), "base_night", BASE_AS_OF)
+    assert night.ok, night.failed.stderr[-3000:] if night.failed else night
+    with psycopg.connect(w.mis_url) as conn:
+        demo_mis.simulate_days(conn, start=TONIGHT, days=1, seed=SEED)
+    w.base = base
+    w.base_print = analytics_print(base_url)
+    w.base_raw = raw_digests(base_url)
+    w.ref, ref_url = w.database("faults_ref", template=base)
+    night = run_night(w.env(ref_url), "tonight", TONIGHT)
+    assert night.ok, night.failed.stderr[-3000:] if night.failed else night
+    w.ref_url = ref_url
+    w.ref_print = analytics_print(ref_url)
+    w.ref_raw = raw_digests(ref_url)
+    assert w.ref_print != w.base_print and w.ref_raw != w.base_raw, "tonight must change something"
 
 
 def clone(world: World, label: str) -> str:
@@ -221,10 +228,15 @@ def test_two_nights_at_once(world, request):
           "every query sees a complete build (its rows match that build's recorded row count); none fails")
 def test_readers_during_publications_and_rollbacks(world, request):
     url = world.ref_url  # two publications there: tonight's and the base's (analytics_prev)
+    import os
+
     from spm_warehouse import pipeline
-    password = "reader-" + str(SEED)
+    # bi_reader is a role of the whole server: with the password every night sets (SPM_BI_READER_PASSWORD),
+    # a scenario running beside this one (make faults runs two at once) cannot change it under the reader
+    password = os.environ.get("SPM_BI_READER_PASSWORD") or "reader-" + str(SEED)
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"ALTER ROLE bi_reader WITH LOGIN PASSWORD '{password}'")
+        if not os.environ.get("SPM_BI_READER_PASSWORD"):
+            conn.execute(f"ALTER ROLE bi_reader WITH LOGIN PASSWORD '{password}'")
         counts = {r[0]: r[1] for r in conn.execute(
             "SELECT build_id, (row_counts ->> 'kpi_branch_month')::int FROM meta.publications "
             "WHERE action = 'publish'")}
@@ -246,7 +258,6 @@ def test_readers_during_publications_and_rollbacks(world, request):
 
     reader = threading.Thread(target=read)
     reader.start()
-    import os
     saved = dict(os.environ)
     os.environ.update(world.env(url))
     try:
@@ -268,6 +279,7 @@ def test_readers_during_publications_and_rollbacks(world, request):
           "builds tonight's models",
           "the build stage fails with one line saying dbt lost the warehouse, no traceback; analytics is unchanged; "
           "the retry builds and publishes what an uninterrupted night does")
+@pytest.mark.restarts_server
 def test_warehouse_restarts_during_dbt(world, request):
     import os
 

@@ -8,12 +8,15 @@ them): prepare, extract_mis, extract_surveys, build, gate, publish, report, each
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from databases import conn_uri_for, create_database, drop_database, unique_name
 from project import ROOT
 from published_fingerprint import fingerprint
 
+from spm_warehouse import settings
 from spm_warehouse.sources.fineract_tables import TABLES
 
 STAGES = ("prepare", "extract_mis", "extract_surveys", "build", "gate", "publish", "report")
@@ -178,3 +182,25 @@ def one_line_error(run: StageRun) -> str:
     errors = [x for x in run.stderr.splitlines() if x.startswith("error: ")]
     assert len(errors) == 1, run.stderr[-3000:]
     return errors[0]
+
+
+@contextlib.contextmanager
+def server_in_use(exclusive: bool) -> Iterator[None]:
+    """Shared while a scenario (or a world's nights) uses the server, exclusive while one restarts it.
+
+    Two lock files across the xdist workers: the turnstile lets a waiting exclusive taker in
+    before the next shared one, so the other worker's stream of scenarios cannot starve it."""
+    folder = settings.local_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "faults.turnstile.lock", "w") as turnstile, open(folder / "faults.server.lock", "w") as lock:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        if exclusive:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        else:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+            fcntl.flock(lock, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
