@@ -82,17 +82,24 @@ def test_bench_small_scale_completes_and_writes_report(pg_server_url, tmp_path):
     assert result["full_s"] == result["full"]["wall_seconds"] > 0
     assert result["nightly_s"] == result["nightly"]["wall_seconds"] > 0
     assert 0 < result["python_peak_mb"] < 1024
-    disks = [result[k]["disk"]["peak_gb"] for k in ("full", "nightly")]
+    # the second nightly: the steady state, measured like the others and counted in the peak
+    second = result["second_nightly"]
+    assert second["state"] == "success" and result["second_nightly_s"] == second["wall_seconds"] > 0
+    assert result["second_day"]["day"] > result["day"]["day"] and result["second_day"]["changed_loans"] == 12
+    disks = [result[k]["disk"]["peak_gb"] for k in ("full", "nightly", "second_nightly")]
     assert result["disk_peak_gb"] == max(disks) and all(d > 0 for d in disks)
     layers = result["nightly"]["disk"]["layers"]["layers"]
     assert layers["source"] > 0 and layers["raw"] > 0 and layers["analytics"] > 0, layers
-    for key in ("full", "nightly"):
+    # the first nightly publishes over an empty rollback copy; the second keeps three publications' marts
+    assert second["disk"]["layers"]["layers"]["analytics"] > layers["analytics"], (second["disk"]["layers"], layers)
+    assert "Second nightly run (the steady state" in text and "Peak disk, second nightly run" in text
+    for key in ("full", "nightly", "second_nightly"):
         hidden = result[key]["hidden"]
         assert hidden["airflow_startup_s"] > 0 and hidden["dbt_parse_s"] is not None, hidden
         assert {"dbt", "volume"} <= set(hidden["gate_s_by_kind"]), hidden
     same_day = text[text.index(report.SAME_DAY_BEGIN):text.index(report.SAME_DAY_END)]
     assert "| 12 | 300 | 12 |" in same_day, same_day
-    assert "Hidden costs, nightly run: Airflow start-up" in text and "Bytes per client after the nightly run" in text
+    assert "Hidden costs, nightly run: Airflow start-up" in text and "Bytes per client after the second nightly run" in text
     # the incremental night reads the day's changes, not the whole history
     nightly_read = next(s["rows"] for s in result["nightly"]["stages"] if s["stage"] == "extract_mis")
     full_read = next(s["rows"] for s in result["full"]["stages"] if s["stage"] == "extract_mis")

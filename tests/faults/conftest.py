@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import platform
+import time
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,9 @@ OUTCOMES: dict[str, dict] = {}
 
 @pytest.fixture(autouse=True)
 def _server_use(request):
+    t0 = time.monotonic()
     with server_in_use(exclusive=request.node.get_closest_marker("restarts_server") is not None):
+        request.node.server_wait_s = time.monotonic() - t0  # not the scenario's own time (the report leaves it out)
         yield
 
 
@@ -43,7 +46,8 @@ def pytest_runtest_makereport(item, call):
                 "injected": meta["injected"][case], "asserted": meta["asserted"][case]}
     elif case is not None:  # one text for every case: the case still gets a row of its own
         meta = {**meta, "name": f"{meta['name']}: {case}"}
-    report.user_properties.append(("scenario", {**meta, "figures": getattr(item, "figures", "")}))
+    waited = getattr(item, "server_wait_s", 0.0) if report.when == "setup" else 0.0
+    report.user_properties.append(("scenario", {**meta, "figures": getattr(item, "figures", ""), "waited": waited}))
 
 
 def pytest_runtest_logreport(report):
@@ -51,9 +55,9 @@ def pytest_runtest_logreport(report):
     meta = dict(report.user_properties).get("scenario")
     if meta is None:
         return
-    figures = meta.pop("figures")
+    figures, waited = meta.pop("figures"), meta.pop("waited")
     entry = OUTCOMES.setdefault(report.nodeid, {**meta, "result": "not run", "seconds": 0.0, "figures": ""})
-    entry["seconds"] += report.duration
+    entry["seconds"] += report.duration - waited
     if report.when == "call":
         entry["result"] = "pass" if report.passed else ("FAIL" if report.failed else "skipped")
         entry["figures"] = figures
@@ -75,6 +79,9 @@ def pytest_sessionfinish(session, exitstatus):
         "warehouse with real processes: every stage of a night is its own process "
         "(`python -m spm_warehouse.stage`, as Airflow's workers run them), against a real PostgreSQL; "
         "faults are injected at fault points (plugins/spm_warehouse/faults.py) or from outside. "
+        "Two scenarios run at once (two pytest-xdist workers, each with its own world), so a scenario's seconds "
+        "include the other's load; the first scenario of each worker also builds that worker's world (two nights), "
+        "and the restart scenario runs alone (the time waited for it is not counted). "
         "The Kobo faults need no night: the extract_surveys stage runs in its own process against a fresh "
         "warehouse and the KoboToolbox replay server (tools/demo/kobo_replay.py, scripted faults), and the "
         "survey dbt models are built where the fault ends in dbt's quarantine.",

@@ -69,6 +69,7 @@ class BenchConfig:
     rerender: bool = False
     poll_s: float = 0.25
     day_loans: int | None = None  # the simulated day touches exactly this many loans (None: grows with clients)
+    second_night: bool = True  # a second simulated day and night: the steady state (three publications' marts)
 
 
 def with_database(server_url: str, dbname: str) -> str:
