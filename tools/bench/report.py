@@ -496,7 +496,7 @@ def render_same_day(results: list[dict]) -> str:
         return ("No run with `DAY_LOANS` yet: `make bench SCALE=<clients> DAY_LOANS=<n>` at two or more scales "
                 "with the same n fills this table.\n")
     lines = ["| DAY_LOANS | clients | loans changed | nightly run | nightly / smallest scale's | full run | "
-             "nightly / full | peak disk GB (full / nightly) | kB per client at peak | bytes per client: "
+             "nightly / full | peak disk GB (full / nightly / second nightly) | kB per client at peak | bytes per client: "
              "source / raw / intermediate / analytics | hidden costs, nightly: Airflow s / dbt parse s / gate s |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for n in sorted(groups):
@@ -516,7 +516,8 @@ def render_same_day(results: list[dict]) -> str:
                 f"| {n:,} | {r['scale']:,} | {_num((r.get('day') or {}).get('changed_loans'))} | "
                 f"{_secs(nightly.get('wall_seconds'))} | {growth} | {_secs(full.get('wall_seconds'))} | "
                 f"{_ratio(nightly.get('wall_seconds'), full.get('wall_seconds'))} | "
-                f"{_num((full.get('disk') or {}).get('peak_gb'), 2)} / {_num((nightly.get('disk') or {}).get('peak_gb'), 2)} | "
+                f"{_num((full.get('disk') or {}).get('peak_gb'), 2)} / {_num((nightly.get('disk') or {}).get('peak_gb'), 2)}"
+                f"{' / ' + _num(((r.get('second_nightly') or {}).get('disk') or {}).get('peak_gb'), 2) if r.get('second_nightly') else ''} | "
                 f"{'-' if kb is None else format(kb, ',.0f')} | "
                 + " / ".join(_num(per_client.get(k)) for k in LAYER_NAMES) + " | "
                 f"{_num(hidden.get('airflow_startup_s'), 1)} / {_num(hidden.get('dbt_parse_s'), 1)} / "
