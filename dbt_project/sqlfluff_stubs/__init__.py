@@ -85,6 +85,11 @@ def core_loan_balance_select(balances_sql):
     return f"select balances.*, current_date as _as_of_date from ({balances_sql}) balances"
 
 
+def core_loan_transaction_rows(loans_sql=None):
+    where = f" where loan_id = any(array({loans_sql}))" if loans_sql else ""
+    return f"select transaction_id, loan_id from known_transactions{where}"
+
+
 def core_loan_chunk_scope(lo=None, hi=None):
     return "select loan_id, date '1900-01-01' as from_month from known_loans"
 

@@ -155,7 +155,8 @@ def test_rerun_and_backfill(star_world, clone):
 def test_a_quiet_night_rewrites_only_the_changed_loan_and_the_moving_month(star_world, clone):
     """Night 3 brings one repayment of loan 1.
 
-    fct_loan_transaction rewrites loan 1's transactions only (no column of it moves with the as-of date);
+    fct_loan_transaction writes the new transaction only: no column moves with the as-of date, and loan 1's
+    other transactions are identical tonight, so they keep night 2's version;
     fct_portfolio_month rewrites loan 1 and the rows from June (night 2's month) on, whose balances at
     period_end move.
     """
@@ -166,14 +167,16 @@ def test_a_quiet_night_rewrites_only_the_changed_loan_and_the_moving_month(star_
                    datetime(2024, 7, 3, 2, 0, tzinfo=timezone.utc))
     dbt(url, night3, tmp, ["run"])
     june = D("2024-06-01")
-    rewritten = {"fct_loan_transaction": lambda loan_id, d: loan_id == 1,
-                 "fct_portfolio_month": lambda loan_id, d: loan_id == 1 or d >= june}
-    for table, date_column in (("fct_loan_transaction", "transaction_date"), ("fct_portfolio_month", "period_month")):
-        rows = query(url, f"SELECT loan_id, {date_column} AS d, _as_of_date FROM analytics_build.{table}")
-        got = {(r["loan_id"], r["d"]): r["_as_of_date"] for r in rows}
-        expected = {key: night3 if rewritten[table](*key) else NIGHT2 for key in got}
+    rewritten = {"fct_loan_transaction": lambda key: key[0] == 9001,
+                 "fct_portfolio_month": lambda key: key[0] == 1 or key[1] >= june}
+    for table, key_sql in (("fct_loan_transaction", "transaction_id, loan_id"), ("fct_portfolio_month", "loan_id, period_month")):
+        rows = query(url, f"SELECT {key_sql}, _as_of_date FROM analytics_build.{table}")
+        got = {tuple(r.values())[:2]: r["_as_of_date"] for r in rows}
+        expected = {key: night3 if rewritten[table](key) else NIGHT2 for key in got}
         assert got == expected, table
         assert NIGHT2 in got.values() and night3 in got.values(), table
+    loan1 = query(url, "SELECT count(*) AS n FROM analytics_build.fct_loan_transaction WHERE loan_id = 1")[0]["n"]
+    assert loan1 > 1  # loan 1 has older transactions, and they were not written again
     june_rows = query(url, "SELECT count(*) AS n FROM analytics_build.fct_loan_transaction "
                            "WHERE transaction_date >= %s AND loan_id <> 1", (june,))[0]["n"]
     assert june_rows > 0  # the month of night 2 holds other loans' transactions, and none was written again
