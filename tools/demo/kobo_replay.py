@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 import threading
 import time
 import urllib.parse
@@ -55,6 +56,16 @@ from typing import Any
 DATA_PATH = re.compile(r"^/api/v2/assets/(?P<uid>[^/]+)/data(?:/|\.json)?$")
 DEFAULT_TOKEN = "demo-token"
 FAULT_KINDS = ("html", "truncated", "cut", "throttle", "repeat", "empty")
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hangs up before its answer is written (a timeout, a retry) is the client's choice:
+    socketserver would print a traceback for it."""
+
+    def handle_error(self, request, client_address) -> None:
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class KoboReplayServer:
@@ -76,7 +87,7 @@ class KoboReplayServer:
         self._assets: dict[str, list[dict]] = {}
         if pages_dir is not None:
             self.load_dir(Path(pages_dir))
-        self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
+        self._httpd = _QuietServer((host, port), self._handler_class())
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 

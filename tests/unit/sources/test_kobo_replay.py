@@ -129,3 +129,23 @@ def test_scripted_faults_answer_as_broken_servers_do(tmp_path):
         assert status == 200 and [r["_id"] for r in json.loads(body)["results"]] == [1, 2]
         with pytest.raises(ValueError, match="unknown fault"):
             server.inject("teapot")
+
+
+def test_a_client_that_hangs_up_is_not_a_traceback(capsys):
+    """A client that closes the connection before its answer is written (a timeout, a retry) is no error of
+    the server's: no traceback on stderr. Any other error in a request still prints one."""
+    server = KoboReplayServer()
+    try:
+        for gone in (BrokenPipeError(32, "Broken pipe"), ConnectionResetError(104, "Connection reset by peer")):
+            try:
+                raise gone
+            except OSError:
+                server._httpd.handle_error(None, ("127.0.0.1", 1))
+        assert capsys.readouterr().err == ""
+        try:
+            raise ValueError("a bug in a handler")
+        except ValueError:
+            server._httpd.handle_error(None, ("127.0.0.1", 1))
+        assert "ValueError: a bug in a handler" in capsys.readouterr().err
+    finally:
+        server._httpd.server_close()
