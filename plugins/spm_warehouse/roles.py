@@ -36,6 +36,7 @@ dashboards/access.py); branch roles are for direct SQL users.
 from __future__ import annotations
 
 import logging
+import time
 
 import psycopg
 from psycopg import sql
@@ -91,6 +92,30 @@ def _create_role(conn: psycopg.Connection, role: str, login: bool) -> None:
         pass
 
 
+ROLE_UPDATE_ATTEMPTS = 5
+
+
+def _alter_role(conn: psycopg.Connection, statement: sql.Composable) -> None:
+    """ALTER ROLE, again when another database of the cluster changed the same role at the same moment.
+
+    Why: roles are cluster-wide, and the advisory lock of ensure_bi_roles is per database. Two warehouses
+    of one server (several MFIs, or the fault suite's two workers) publishing at once both update
+    bi_reader's pg_authid row; the later one waits for the earlier one's commit and then fails with
+    "tuple concurrently updated". Each attempt runs in a savepoint, so a failed one leaves the
+    publish transaction usable; the next attempt sees the committed row and succeeds.
+    """
+    for attempt in range(1, ROLE_UPDATE_ATTEMPTS + 1):
+        try:
+            with conn.transaction():
+                conn.execute(statement)
+            return
+        except psycopg.errors.InternalError_ as exc:
+            if "tuple concurrently updated" not in str(exc) or attempt == ROLE_UPDATE_ATTEMPTS:
+                raise
+            log.info("role %s was changed by another database at the same moment; trying again", BI_READER)
+            time.sleep(0.2 * attempt)
+
+
 def ensure_bi_roles(wh_conn: psycopg.Connection) -> None:
     """Create bi_reader and bi_branch_reader, meta.branch_access, and apply grants to what is published.
 
@@ -108,12 +133,12 @@ def ensure_bi_roles(wh_conn: psycopg.Connection) -> None:
         _create_role(wh_conn, BRANCH_GROUP, login=False)
         password = settings.get("SPM_BI_READER_PASSWORD")
         if password:
-            wh_conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(
+            _alter_role(wh_conn, sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(
                 sql.Identifier(BI_READER), sql.Literal(password)))
         elif not wh_conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (BI_READER,)).fetchone()[0]:
             # only when needed: roles are cluster-wide, and warehouses of one cluster (tests, several
             # MFIs) would otherwise update the same pg_authid row at once ("tuple concurrently updated")
-            wh_conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN").format(sql.Identifier(BI_READER)))
+            _alter_role(wh_conn, sql.SQL("ALTER ROLE {} WITH LOGIN").format(sql.Identifier(BI_READER)))
         dbname = wh_conn.info.dbname
         for role in (BI_READER, BRANCH_GROUP):
             wh_conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(

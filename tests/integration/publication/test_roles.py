@@ -273,3 +273,51 @@ def test_real_account_numbers_are_published_restricted_to_branch_roles(warehouse
         assert conn.execute("SELECT min(build), array_agg(DISTINCT branch_id) FROM analytics_restricted.client_account"
                             ).fetchone() == ("pending", [2])
     assert not can_read(bi, "analytics_restricted.client_account")
+
+
+def _bi_roles_while_another_database_holds_bi_reader(fresh_database) -> dict:
+    """Warehouse A sets bi_reader's password and keeps its transaction open; warehouse B (another
+    database of the same server) does the same, waits for A's row, and goes on once A commits."""
+    import threading
+    import time
+
+    a_url, b_url = fresh_database("roles_a"), fresh_database("roles_b")
+    outcome: dict = {}
+    with psycopg.connect(a_url) as a, psycopg.connect(b_url) as b, psycopg.connect(a_url, autocommit=True) as watch:
+        a.execute("SELECT 1")  # A's transaction is open: ensure_bi_roles runs in a savepoint of it
+        roles.ensure_bi_roles(a)
+
+        def other() -> None:
+            try:
+                roles.ensure_bi_roles(b)
+                outcome["ok"] = True
+            except psycopg.Error as exc:
+                outcome["error"] = str(exc).strip()
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not outcome.get("waited"):
+            outcome["waited"] = watch.execute(
+                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s",
+                (b.info.backend_pid,)).fetchone()[0] or False
+            time.sleep(0.05)
+        a.commit()
+        thread.join(60)
+    return outcome
+
+
+def test_two_warehouses_of_one_server_publish_bi_readers_password_at_once(fresh_database, monkeypatch):
+    """Roles are cluster-wide: two warehouses of one server publishing at the same moment update the
+    same pg_authid row. The later one must not fail ("tuple concurrently updated", seen when `make faults`
+    ran two worlds at once): it tries again once the first has committed."""
+    import os
+
+    monkeypatch.setenv("SPM_BI_READER_PASSWORD", os.environ.get("SPM_BI_READER_PASSWORD") or "reader-roles-test")
+    monkeypatch.setattr(roles, "ROLE_UPDATE_ATTEMPTS", 1)  # the race itself: without trying again, B fails
+    raced = _bi_roles_while_another_database_holds_bi_reader(fresh_database)
+    assert raced["waited"] and "tuple concurrently updated" in raced.get("error", ""), raced
+    monkeypatch.undo()
+    monkeypatch.setenv("SPM_BI_READER_PASSWORD", os.environ.get("SPM_BI_READER_PASSWORD") or "reader-roles-test")
+    fixed = _bi_roles_while_another_database_holds_bi_reader(fresh_database)
+    assert fixed == {"waited": True, "ok": True}, fixed
