@@ -40,10 +40,12 @@ def run_command(args: argparse.Namespace, user_errors: tuple[type[BaseException]
 
 
 def _save_traceback() -> Path:
-    """The current exception's traceback in <SPM_LOCAL_DIR or .local>/logs, else in the temp folder."""
+    """The current exception's traceback in <SPM_LOCAL_DIR>/logs, else in the temp folder."""
     name = f"error-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
     text = traceback.format_exc()
-    for folder in (Path(os.environ.get("SPM_LOCAL_DIR") or ".local") / "logs", Path(tempfile.gettempdir())):
+    from spm_warehouse import settings  # standard library only: fine in Superset's venv too
+
+    for folder in (settings.local_dir() / "logs", Path(tempfile.gettempdir())):
         try:
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / name
