@@ -90,6 +90,10 @@ def core_loan_transaction_rows(loans_sql=None):
     return f"select transaction_id, loan_id from known_transactions{where}"
 
 
+def core_loan_transaction_unchanged(loans_sql):
+    return "true"
+
+
 def core_loan_chunk_scope(lo=None, hi=None):
     return "select loan_id, date '1900-01-01' as from_month from known_loans"
 
@@ -131,7 +135,7 @@ def core_mart_upgrade(added_columns, dropped_columns=()):
     return None
 
 
-def core_mart_prepare(date_column=None, with_schedule=False):
+def core_mart_prepare(date_column=None, with_schedule=False, keep=None):
     return "select 1"
 
 

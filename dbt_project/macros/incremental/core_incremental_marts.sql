@@ -149,8 +149,12 @@
   date_column: the column whose month decides the moving rows (rows whose
   values move with the as-of date, as the portfolio's balances at period_end
   do); none when no row moves unless its loan changed (fct_loan_transaction).
+  keep: optional macro, called with the select of the changed loans; it returns the condition
+  (on alias t) of the current rows of those loans to leave open because tonight's row is the same
+  (core_loan_transaction_unchanged): the table then grows by the rows that changed, not by every
+  row of each changed loan.
 -#}
-{% macro core_mart_prepare(date_column=none, with_schedule=false) %}
+{% macro core_mart_prepare(date_column=none, with_schedule=false, keep=none) %}
     {%- if not is_incremental() -%}
         {{ return('select 1') }}
     {%- endif -%}
@@ -166,7 +170,8 @@
         {%- endif %}
         -- = any(array(...)): the changed loans as one array, so the delete goes through the index on
         -- loan_id instead of a hash join over the whole table (17.6 s at 500k clients for 98k rows)
-        {{ history_close('t.loan_id = any(array(' ~ core_mart_changed_loans(state, with_schedule) ~ '))') }}
+        {%- set loans = core_mart_changed_loans(state, with_schedule) %}
+        {{ history_close('t.loan_id = any(array(' ~ loans ~ '))' ~ ('' if keep is none else ' and not ' ~ keep(loans))) }}
     {%- endset -%}
     {{ return(sql) }}
 {% endmacro %}

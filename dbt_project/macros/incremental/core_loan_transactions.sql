@@ -10,7 +10,7 @@
   ones, close only the rows that differ or are gone, and write only the rows that are new or differ.
 
   How (nightly mode only; a full build closes and writes every row as before):
-  - the pre-hook (core_loan_transaction_close) closes the current rows of the changed loans that
+  - the pre-hook (core_mart_prepare(keep=core_loan_transaction_unchanged)) closes the current rows of the changed loans that
     have no identical row tonight (same transaction_id and the same values of every column of
     core_loan_transaction_columns);
   - the model writes tonight's rows of the changed loans whose transaction_id has no current row
@@ -70,25 +70,17 @@ join {{ ref('int_loan__known_loans') }} l on l.loan_id = t.loan_id
 {%- endmacro %}
 
 
-{#- Pre-hook: what core_mart_prepare() does, except that a nightly run closes only the current rows of
-    the changed loans that have no identical row tonight. -#}
-{% macro core_loan_transaction_close() %}
-    {%- if not is_incremental() -%}
-        {{ return('select 1') }}
-    {%- endif -%}
-    {%- set state = core_mart_state(this) -%}
-    {%- if core_mart_mode(state) == 'full' -%}
-        {{ return(history_close()) }}
-    {%- endif -%}
-    {%- set loans = core_mart_changed_loans(state) -%}
+{#- The condition (on alias t, the current rows) of the rows of the changed loans in `loans_sql`
+    whose row tonight is identical: core_mart_prepare(keep=...) leaves them open. -#}
+{% macro core_loan_transaction_unchanged(loans_sql) %}
     {%- set columns = core_loan_transaction_columns() -%}
-    {%- set unchanged -%}
+    {%- set sql -%}
         exists (
             select 1
-            from ({{ core_loan_transaction_rows(loans) }}) n
+            from ({{ core_loan_transaction_rows(loans_sql) }}) n
             where n.transaction_id = t.transaction_id
               and (n.{{ columns | join(', n.') }}) is not distinct from (t.{{ columns | join(', t.') }})
         )
     {%- endset -%}
-    {{ return(history_close('t.loan_id = any(array(' ~ loans ~ ')) and not ' ~ unchanged)) }}
+    {{ return(sql) }}
 {% endmacro %}

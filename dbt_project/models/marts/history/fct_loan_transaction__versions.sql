@@ -4,7 +4,7 @@
     incremental_strategy='append',
     on_schema_change='fail',
     pre_hook=core_session_settings() + [
-      "{{ core_mart_upgrade([['period_month', 'date']], ['period_end']) or core_loan_transaction_close() }}"
+      "{{ core_mart_upgrade([['period_month', 'date']], ['period_end']) or core_mart_prepare(keep=core_loan_transaction_unchanged) }}"
     ],
     post_hook=[
       "{{ history_index('transaction_id', unique=true) }}",
