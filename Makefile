@@ -99,8 +99,9 @@ faults: $(STAMP)
 test-deployment: $(STAMP)
 	PYTHONPATH=plugins:. $(PY) -m pytest tests/e2e/deployed_airflow_e2e.py $(PYTEST_ARGS)
 
+# Its two scenarios (the contract fixture, the demo warehouse) run at once, each with its own Superset.
 test-dashboards: install-dashboards
-	PYTHONPATH=plugins:. $(PY) -m pytest tests/e2e/dashboards_e2e.py $(PYTEST_ARGS)
+	PYTHONPATH=plugins:. $(PY) -m pytest tests/e2e/dashboards_e2e.py --numprocesses 2 --dist load $(PYTEST_ARGS)
 
 # Superset's own venv and Debian's chromium for the dashboard test (idempotent; CI starts it early, in the background).
 install-dashboards: $(STAMP)
