@@ -12,12 +12,15 @@
 {%- endif -%}
 {%- set models = ['kpi_branch_month', 'kpi_loan_officer_month', 'kpi_product_month', 'kpi_segment_month',
                   'kpi_branch_period', 'kpi_loan_officer_period', 'kpi_product_period', 'kpi_segment_period'] %}
+{#- one scan per mart: each row's ratios as (name, value) pairs, rather than one scan per ratio -#}
 {%- for model in models %}
-{%- for column in ratios + at_most_one %}
-select '{{ model }}' as model, '{{ column }}' as ratio, period_end, {{ column }}::numeric as value
-from {{ ref(model) }}
-where {{ column }} > 1{% if column in ratios %} or {{ column }} < 0{% endif %}
-{% if not loop.last %}union all{% endif %}
-{%- endfor %}
+select '{{ model }}' as model, v.ratio, m.period_end, v.value
+from {{ ref(model) }} m
+cross join lateral (values
+    {%- for column in ratios + at_most_one %}
+    ('{{ column }}', m.{{ column }}::numeric, {{ 'true' if column in ratios else 'false' }}){{ ',' if not loop.last }}
+    {%- endfor %}
+) v (ratio, value, at_least_zero)
+where v.value > 1 or (v.at_least_zero and v.value < 0)
 {% if not loop.last %}union all{% endif %}
 {%- endfor %}

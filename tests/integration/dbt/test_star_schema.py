@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import stat
 from datetime import date
 
@@ -74,6 +75,68 @@ def test_big_staging_keys_are_held_by_the_raw_primary_keys(star_world, tmp_path)
         assert status[("not_null", "stg_fineract__m_loan_transaction")] == "pass"
     finally:
         drop_database(star_world.server_url, name)
+
+
+def test_the_ratio_test_names_each_ratio_out_of_range(star_world, tmp_path):
+    """kpi__ratios_between_0_and_1 reads each mart once and still names every ratio out of [0, 1].
+
+    An IRIS retention rate below 0 is allowed (new clients who leave within the period), above 1 is not.
+    """
+    name, url = clone_world(star_world, "star_ratios")
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            one_row = "ctid = (SELECT ctid FROM analytics_build.{0} WHERE branch_id > 0 ORDER BY period_end LIMIT 1)"
+            changed = conn.execute("UPDATE analytics_build.kpi_branch_month SET par30_ratio = 1.5, "
+                                   "retention_rate_iris = -0.2 WHERE " + one_row.format("kpi_branch_month")).rowcount
+            changed += conn.execute("UPDATE analytics_build.kpi_segment_period SET women_borrowers_share = -0.1, "
+                                    "retention_rate_iris_12m = 1.2 WHERE "
+                                    + one_row.format("kpi_segment_period")).rowcount
+            assert changed == 2
+        result = run_dbt(["test", "--select", "kpi__ratios_between_0_and_1"],
+                         parse_conn_uri("warehouse", url), dbt_vars={"as_of_date": NIGHT2.isoformat()},
+                         target_path=tmp_path / "target", log_path=tmp_path / "logs")
+        assert not result.success
+        (test,) = [r for r in result.results if r["resource_type"] == "test"]
+        assert test["failures"] == 3, test
+        # the rows it found: its compiled SQL, run on the same database
+        compiled = next((tmp_path / "target" / "compiled").rglob("kpi__ratios_between_0_and_1.sql")).read_text()
+        with psycopg.connect(url) as conn:
+            found = {f"{r[0]}.{r[1]}" for r in conn.execute(compiled)}
+        assert found == {"kpi_branch_month.par30_ratio", "kpi_segment_period.women_borrowers_share",
+                         "kpi_segment_period.retention_rate_iris_12m"}
+    finally:
+        drop_database(star_world.server_url, name)
+
+
+def test_the_keys_that_nightly_relationships_tests_look_up_are_indexed(star_world):
+    """Each parent key of a relationships test that reads only the night's rows has an index.
+
+    A night's test of a history-sized fact reads the rows that night wrote. The planner may estimate
+    them at one row and join them in a nested loop: without an index on the parent key, each of those
+    rows scans the parent (at 500k clients, a 2-second test ran for more than ten minutes).
+    """
+    nodes = json.loads((star_world.tmp / "target" / "manifest.json").read_text())["nodes"]
+    looked_up = set()
+    for node in nodes.values():
+        if (node.get("test_metadata") or {}).get("name") != "relationships":
+            continue
+        model = nodes.get(node.get("attached_node") or "")
+        if model is None or (model["config"].get("meta") or {}).get("nightly_test_scope") != "written_tonight":
+            continue
+        kwargs = node["test_metadata"]["kwargs"]
+        name = re.search(r"ref\(['\"](\w+)['\"]\)", kwargs["to"]).group(1)
+        if "seed.spm_warehouse." + name in nodes:
+            continue  # reference data of a few dozen rows: a scan per row costs nothing
+        parent = nodes["model.spm_warehouse." + name]
+        looked_up.add((parent["schema"], parent["alias"], kwargs["field"]))
+    assert {("analytics_build", "dim_client", "client_sk"), ("analytics_build", "fct_loan", "loan_id")} <= looked_up
+    unindexed = []
+    for schema, table, column in sorted(looked_up):
+        leading = {re.search(r"\((\w+)", r["indexdef"]).group(1) for r in star_world.q(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND tablename = %s", (schema, table))}
+        if column not in leading:
+            unindexed.append(f"{schema}.{table}.{column}")
+    assert unindexed == []
 
 
 def test_client_closed_and_reactivated_keeps_its_closure_in_history(star_world):

@@ -1,3 +1,4 @@
+{{ config(post_hook=["{{ core_index('branch_id') }}"]) }}
 -- Branches (Fineract offices) with their place in the office hierarchy.
 -- region = the office directly under the head office on the way to this office
 -- (the head office is its own region). Offices that facts name but the source

@@ -1,3 +1,4 @@
+{{ config(post_hook=["{{ core_index('date_key') }}"]) }}
 -- Calendar from the earliest date a fact carries to the end of the later of the
 -- as-of month and the last expected maturity. date_key = yyyymmdd; -1 is the
 -- unknown member (a missing date). period_end is the contract period the date

@@ -1,3 +1,4 @@
+{{ config(post_hook=["{{ core_index('loan_officer_id') }}"]) }}
 -- Loan officers (Fineract staff). Staff display names are kept: they are not
 -- client data and BI needs them. Every staff member that a client or a loan
 -- names is here; ids the source no longer has are inferred members; -1 is

@@ -1,3 +1,4 @@
+{{ config(post_hook=["{{ core_index('product_id') }}"]) }}
 -- Loan products; products that loans name but the source no longer has are
 -- inferred members; -1 is the unknown member.
 with products as (

@@ -1,4 +1,6 @@
-{{ config(pre_hook=core_session_settings()) }}
+{{ config(pre_hook=core_session_settings(), post_hook=["{{ core_index('loan_id') }}"]) }}
+-- The index on loan_id: the relationships tests of fct_loan_transaction and fct_portfolio_month look
+-- it up from the rows a night wrote (see dim_client).
 -- One row per loan known at as_of_date: who, where, what product and purpose,
 -- cycle, amounts, term, key dates, status, and where it stands at as_of_date.
 -- Attribution (branch, product, officer) as in the KPI contract: current values;

@@ -1,3 +1,4 @@
+{{ config(post_hook=["{{ core_index('indicator_code') }}"]) }}
 {#- The indicator catalogue (seeds/indicator_catalogue.csv) as a dimension. -#}
 
 select
