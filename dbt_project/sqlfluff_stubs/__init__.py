@@ -191,7 +191,7 @@ def core_loan_balance_rows(scope_sql, stored_relation=None):
     return "select * from loan_balance_rows"
 
 
-def core_schedule_cumulative(loans_relation):
+def core_schedule_cumulative(loans_relation, by_index=False):
     return "select * from schedule_cumulative"
 
 

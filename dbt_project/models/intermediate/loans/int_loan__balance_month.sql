@@ -115,7 +115,7 @@
                 where b.loan_id = any(array(select c.loan_id from changed c))
             )
             , schedule as (
-                {{ core_schedule_cumulative('changed') }}
+                {{ core_schedule_cumulative('changed', by_index=true) }}
             )
             , fresh as (
                 {{ core_schedule_prefix('stored_rows', 'schedule') }}
